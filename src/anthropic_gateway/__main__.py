@@ -1,0 +1,3 @@
+from anthropic_gateway.cli import main
+
+raise SystemExit(main())
