@@ -1,0 +1,79 @@
+"""Backend kinds: what each kind of upstream accepts, as data.
+
+A new backend is a new row here, not a branch in the translator. The translator reads these fields;
+nothing else in the code tests a backend's name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+ReasoningRequest = Literal["openrouter", "openai"]
+ReasoningHistory = Literal["reasoning_details", "reasoning_content", "reasoning"] | None
+
+
+@dataclass(frozen=True, slots=True)
+class BackendKind:
+    name: str
+    # OpenAI-style servers only report streamed usage when asked; OpenRouter always does.
+    include_usage_option: bool
+    max_tokens_field: Literal["max_tokens", "max_completion_tokens"]
+    supports_top_k: bool
+    # How many stop strings the backend takes; the gateway scans for all of them locally anyway.
+    max_stop_sequences: int | None
+    # Tool-call ids sent upstream are rewritten (deterministically) past this length.
+    tool_id_max_len: int | None
+    # Anthropic cache_control breakpoints forwarded on content parts and tools.
+    cache_control: bool
+    # How a thinking config is expressed: OpenRouter's `reasoning` object or OpenAI's `reasoning_effort`.
+    reasoning_request: ReasoningRequest
+    # Field that carries earlier reasoning back on assistant messages (None: dropped).
+    reasoning_history: ReasoningHistory
+    # Whether consecutive user messages are merged (strict chat templates need alternation).
+    merge_same_role: bool
+    # Whether the request may carry OpenRouter-only top-level fields (cache_control, reasoning, ...).
+    openrouter_extensions: bool
+
+
+KINDS: dict[str, BackendKind] = {
+    "openrouter": BackendKind(
+        name="openrouter",
+        include_usage_option=False,
+        max_tokens_field="max_tokens",
+        supports_top_k=True,
+        max_stop_sequences=4,
+        tool_id_max_len=None,
+        cache_control=True,
+        reasoning_request="openrouter",
+        reasoning_history="reasoning_details",
+        merge_same_role=False,
+        openrouter_extensions=True,
+    ),
+    "openai": BackendKind(
+        name="openai",
+        include_usage_option=True,
+        max_tokens_field="max_completion_tokens",
+        supports_top_k=False,
+        max_stop_sequences=4,
+        tool_id_max_len=40,
+        cache_control=False,
+        reasoning_request="openai",
+        reasoning_history=None,
+        merge_same_role=False,
+        openrouter_extensions=False,
+    ),
+    "openai-compatible": BackendKind(
+        name="openai-compatible",
+        include_usage_option=True,
+        max_tokens_field="max_tokens",
+        supports_top_k=True,
+        max_stop_sequences=None,
+        tool_id_max_len=40,
+        cache_control=False,
+        reasoning_request="openai",
+        reasoning_history="reasoning_content",
+        merge_same_role=True,
+        openrouter_extensions=False,
+    ),
+}

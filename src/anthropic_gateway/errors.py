@@ -1,0 +1,105 @@
+"""The gateway's errors, each carrying its HTTP status and Anthropic ``error.type``.
+
+    GatewayError
+     ├── InvalidRequestError      400 invalid_request_error
+     ├── AuthenticationError      401 authentication_error
+     ├── BillingError             402 billing_error
+     ├── PermissionDeniedError    403 permission_error
+     ├── NotFoundError            404 not_found_error
+     ├── RequestTooLargeError     413 request_too_large
+     ├── RateLimitError           429 rate_limit_error
+     ├── APIError                 500 api_error  (status may be 502/503 for upstream failures)
+     ├── GatewayTimeoutError      504 timeout_error
+     └── OverloadedError          529 overloaded_error
+
+Everything the client sees as an error goes through :func:`render_error` (JSON body) or
+:func:`sse_error_frame` (an ``event: error`` frame once a stream has started).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import orjson
+
+
+class GatewayError(Exception):
+    status: ClassVar[int] = 500
+    error_type: ClassVar[str] = "api_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.http_status = status if status is not None else self.status
+        self.headers = headers or {}
+
+
+class InvalidRequestError(GatewayError):
+    status = 400
+    error_type = "invalid_request_error"
+
+
+class AuthenticationError(GatewayError):
+    status = 401
+    error_type = "authentication_error"
+
+
+class BillingError(GatewayError):
+    status = 402
+    error_type = "billing_error"
+
+
+class PermissionDeniedError(GatewayError):
+    status = 403
+    error_type = "permission_error"
+
+
+class NotFoundError(GatewayError):
+    status = 404
+    error_type = "not_found_error"
+
+
+class RequestTooLargeError(GatewayError):
+    status = 413
+    error_type = "request_too_large"
+
+
+class RateLimitError(GatewayError):
+    status = 429
+    error_type = "rate_limit_error"
+
+
+class APIError(GatewayError):
+    status = 500
+    error_type = "api_error"
+
+
+class GatewayTimeoutError(GatewayError):
+    status = 504
+    error_type = "timeout_error"
+
+
+class OverloadedError(GatewayError):
+    status = 529
+    error_type = "overloaded_error"
+
+
+def error_body(error_type: str, message: str, request_id: str | None = None) -> dict[str, object]:
+    body: dict[str, object] = {"type": "error", "error": {"type": error_type, "message": message}}
+    if request_id is not None:
+        body["request_id"] = request_id
+    return body
+
+
+def render_error(err: GatewayError, request_id: str | None) -> bytes:
+    return orjson.dumps(error_body(err.error_type, err.message, request_id))
+
+
+def sse_error_frame(err: GatewayError) -> bytes:
+    return b"event: error\ndata: " + orjson.dumps(error_body(err.error_type, err.message)) + b"\n\n"

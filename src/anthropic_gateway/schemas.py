@@ -1,0 +1,445 @@
+"""Anthropic Messages API request schemas (msgspec), and the one function that decodes a body.
+
+Policy for what a client may send:
+- unknown top-level fields and unknown fields inside known objects are accepted and ignored;
+- unknown content-block types are dropped (with a debug log) - Claude Code keeps adding block types
+  and a strict validator is the most common way peer gateways broke;
+- malformed input of a known shape (wrong type, missing field, bad base64, unknown media type) is a
+  400 ``invalid_request_error`` whose message names the field path.
+
+msgspec is used rather than pydantic because validating Claude Code's 78 KB bodies costs about a third
+of the time, and this runs on every request.
+"""
+
+from __future__ import annotations
+
+import binascii
+import logging
+import re
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta, Struct
+
+from anthropic_gateway.errors import InvalidRequestError
+
+log = logging.getLogger(__name__)
+
+CacheControl = dict[str, Any]
+
+# base64 alphabet check without decoding: bytes.translate deletes every valid character, so anything
+# left over is invalid. It runs at memory speed (a 5 MB image costs ~1 ms) and never copies the payload
+# into a decoded buffer.
+_B64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+
+
+def _check_base64(data: str) -> None:
+    try:
+        raw = data.encode("ascii")
+    except UnicodeEncodeError:
+        raise ValueError("data: is not valid base64 (non-ASCII characters)") from None
+    body = raw.rstrip(b"=")
+    if len(raw) - len(body) > 2 or len(raw) % 4 != 0 or body.translate(None, _B64_ALPHABET):
+        if b"\n" in raw or b"\r" in raw:
+            # Line-wrapped base64 (MIME style) is still base64; the rare slow path tolerates it.
+            try:
+                binascii.a2b_base64(raw)
+                return
+            except binascii.Error:
+                pass
+        raise ValueError("data: is not valid base64")
+
+
+# --- sources -----------------------------------------------------------------------------------
+
+ImageMediaType = Literal["image/jpeg", "image/png", "image/gif", "image/webp"]
+
+
+class Base64ImageSource(Struct, tag="base64", kw_only=True):
+    media_type: ImageMediaType
+    data: str
+
+    def __post_init__(self) -> None:
+        _check_base64(self.data)
+
+
+class URLImageSource(Struct, tag="url", kw_only=True):
+    url: str
+
+
+class FileSource(Struct, tag="file", kw_only=True):
+    file_id: str
+
+
+class Base64PDFSource(Struct, tag="base64", kw_only=True):
+    media_type: Literal["application/pdf"]
+    data: str
+
+    def __post_init__(self) -> None:
+        _check_base64(self.data)
+
+
+class PlainTextSource(Struct, tag="text", kw_only=True):
+    media_type: Literal["text/plain"] = "text/plain"
+    data: str
+
+
+class URLPDFSource(Struct, tag="url", kw_only=True):
+    url: str
+
+
+# --- content blocks ----------------------------------------------------------------------------
+
+
+class TextBlock(Struct, tag="text", kw_only=True):
+    text: str
+    cache_control: CacheControl | None = None
+    citations: list[dict[str, Any]] | None = None
+
+
+class ImageBlock(Struct, tag="image", kw_only=True):
+    source: Base64ImageSource | URLImageSource | FileSource
+    cache_control: CacheControl | None = None
+
+
+class ContentSource(Struct, tag="content", kw_only=True):
+    content: str | list[TextBlock | ImageBlock]
+
+
+class DocumentBlock(Struct, tag="document", kw_only=True):
+    source: Base64PDFSource | PlainTextSource | URLPDFSource | ContentSource | FileSource
+    title: str | None = None
+    context: str | None = None
+    citations: dict[str, Any] | None = None
+    cache_control: CacheControl | None = None
+
+
+class SearchResultBlock(Struct, tag="search_result", kw_only=True):
+    source: str
+    title: str
+    content: list[TextBlock]
+    citations: dict[str, Any] | None = None
+    cache_control: CacheControl | None = None
+
+
+class ToolReferenceBlock(Struct, tag="tool_reference", kw_only=True):
+    tool_name: str
+    cache_control: CacheControl | None = None
+
+
+ToolResultContent = TextBlock | ImageBlock | DocumentBlock | SearchResultBlock | ToolReferenceBlock
+
+
+class ToolUseBlock(Struct, tag="tool_use", kw_only=True):
+    id: Annotated[str, Meta(pattern=r"^[a-zA-Z0-9_-]+$")]
+    name: str
+    input: dict[str, Any]
+    cache_control: CacheControl | None = None
+
+
+class ToolResultBlock(Struct, tag="tool_result", kw_only=True):
+    tool_use_id: str
+    content: str | list[ToolResultContent] | None = None
+    is_error: bool | None = None
+    cache_control: CacheControl | None = None
+
+
+class ThinkingBlock(Struct, tag="thinking", kw_only=True):
+    thinking: str
+    signature: str = ""
+
+
+class RedactedThinkingBlock(Struct, tag="redacted_thinking", kw_only=True):
+    data: str
+
+
+class ServerToolUseBlock(Struct, tag="server_tool_use", kw_only=True):
+    id: str
+    name: str
+    input: Any = None
+
+
+class MCPToolUseBlock(Struct, tag="mcp_tool_use", kw_only=True):
+    id: str
+    name: str
+    server_name: str | None = None
+    input: Any = None
+
+
+class _ServerToolResult(Struct, kw_only=True):
+    """Results of tools that ran on Anthropic's side; history only, degraded to text upstream."""
+
+    tool_use_id: str
+    content: Any = None
+
+
+class WebSearchToolResultBlock(_ServerToolResult, tag="web_search_tool_result"):
+    pass
+
+
+class WebFetchToolResultBlock(_ServerToolResult, tag="web_fetch_tool_result"):
+    pass
+
+
+class CodeExecutionToolResultBlock(_ServerToolResult, tag="code_execution_tool_result"):
+    pass
+
+
+class BashCodeExecutionToolResultBlock(_ServerToolResult, tag="bash_code_execution_tool_result"):
+    pass
+
+
+class TextEditorCodeExecutionToolResultBlock(_ServerToolResult, tag="text_editor_code_execution_tool_result"):
+    pass
+
+
+class ToolSearchToolResultBlock(_ServerToolResult, tag="tool_search_tool_result"):
+    pass
+
+
+class MCPToolResultBlock(_ServerToolResult, tag="mcp_tool_result"):
+    is_error: bool | None = None
+
+
+class ContainerUploadBlock(Struct, tag="container_upload", kw_only=True):
+    file_id: str
+
+
+class MidConversationSystemBlock(Struct, tag="mid_conv_system", kw_only=True):
+    content: str | list[TextBlock]
+    cache_control: CacheControl | None = None
+
+
+ServerToolResultBlock = (
+    WebSearchToolResultBlock
+    | WebFetchToolResultBlock
+    | CodeExecutionToolResultBlock
+    | BashCodeExecutionToolResultBlock
+    | TextEditorCodeExecutionToolResultBlock
+    | ToolSearchToolResultBlock
+    | MCPToolResultBlock
+)
+
+ContentBlock = (
+    TextBlock
+    | ImageBlock
+    | DocumentBlock
+    | SearchResultBlock
+    | ToolReferenceBlock
+    | ToolUseBlock
+    | ToolResultBlock
+    | ThinkingBlock
+    | RedactedThinkingBlock
+    | ServerToolUseBlock
+    | MCPToolUseBlock
+    | WebSearchToolResultBlock
+    | WebFetchToolResultBlock
+    | CodeExecutionToolResultBlock
+    | BashCodeExecutionToolResultBlock
+    | TextEditorCodeExecutionToolResultBlock
+    | ToolSearchToolResultBlock
+    | MCPToolResultBlock
+    | ContainerUploadBlock
+    | MidConversationSystemBlock
+)
+
+KNOWN_BLOCK_TYPES: frozenset[str] = frozenset(
+    {
+        "text", "image", "document", "search_result", "tool_reference", "tool_use", "tool_result",
+        "thinking", "redacted_thinking", "server_tool_use", "mcp_tool_use", "web_search_tool_result",
+        "web_fetch_tool_result", "code_execution_tool_result", "bash_code_execution_tool_result",
+        "text_editor_code_execution_tool_result", "tool_search_tool_result", "mcp_tool_result",
+        "container_upload", "mid_conv_system",
+    }
+)  # fmt: skip
+
+
+class Message(Struct, kw_only=True):
+    role: Literal["user", "assistant", "system"]
+    content: str | list[ContentBlock]
+
+
+# --- tools, choices, thinking ------------------------------------------------------------------
+
+
+class Tool(Struct, kw_only=True):
+    """A tool definition. ``type`` absent or ``custom`` is a client tool; anything else is an
+    Anthropic-defined tool (web_search_20250305, bash_20250124, ...) which the translator handles."""
+
+    name: str
+    type: str | None = None
+    description: str | None = None
+    # Kept as raw JSON: it is forwarded unchanged (and counted), so decoding 60 KB of Claude Code's
+    # schemas into dicts on every request would be wasted work. Empty when absent.
+    input_schema: msgspec.Raw = msgspec.Raw()
+    cache_control: CacheControl | None = None
+    strict: bool | None = None
+
+
+class ToolChoiceAuto(Struct, tag="auto", kw_only=True):
+    disable_parallel_tool_use: bool | None = None
+
+
+class ToolChoiceAny(Struct, tag="any", kw_only=True):
+    disable_parallel_tool_use: bool | None = None
+
+
+class ToolChoiceTool(Struct, tag="tool", kw_only=True):
+    name: str
+    disable_parallel_tool_use: bool | None = None
+
+
+class ToolChoiceNone(Struct, tag="none", kw_only=True):
+    pass
+
+
+ToolChoice = ToolChoiceAuto | ToolChoiceAny | ToolChoiceTool | ToolChoiceNone
+
+
+class ThinkingEnabled(Struct, tag="enabled", kw_only=True):
+    budget_tokens: Annotated[int, Meta(ge=0)]
+    display: str | None = None
+
+
+class ThinkingDisabled(Struct, tag="disabled", kw_only=True):
+    pass
+
+
+class ThinkingAdaptive(Struct, tag="adaptive", kw_only=True):
+    display: str | None = None
+
+
+ThinkingConfig = ThinkingEnabled | ThinkingDisabled | ThinkingAdaptive
+
+
+class OutputFormat(Struct, kw_only=True):
+    type: Literal["json_schema"]
+    schema: dict[str, Any]
+
+
+class OutputConfig(Struct, kw_only=True):
+    effort: Literal["low", "medium", "high", "xhigh", "max"] | None = None
+    format: OutputFormat | None = None
+
+
+class Metadata(Struct, kw_only=True):
+    user_id: str | None = None
+
+
+# --- requests ----------------------------------------------------------------------------------
+
+
+class CountTokensRequest(Struct, kw_only=True):
+    """The fields ``/v1/messages/count_tokens`` shares with ``/v1/messages``."""
+
+    model: Annotated[str, Meta(min_length=1)]
+    messages: Annotated[list[Message], Meta(min_length=1)]
+    system: str | list[TextBlock] | None = None
+    tools: list[Tool] | None = None
+    tool_choice: ToolChoice | None = None
+    thinking: ThinkingConfig | None = None
+    output_config: OutputConfig | None = None
+    cache_control: CacheControl | None = None
+    mcp_servers: list[Any] | None = None
+    context_management: Any = None
+
+
+class MessagesRequest(CountTokensRequest, kw_only=True):
+    max_tokens: Annotated[int, Meta(ge=1)]
+    stream: bool | None = None
+    stop_sequences: list[str] | None = None
+    temperature: Annotated[float, Meta(ge=0.0, le=1.0)] | None = None
+    top_p: Annotated[float, Meta(ge=0.0, le=1.0)] | None = None
+    top_k: Annotated[int, Meta(ge=0)] | None = None
+    metadata: Metadata | None = None
+    service_tier: str | None = None
+    container: Any = None
+    inference_geo: str | None = None
+    speed: str | None = None
+    # The older beta structured-output field; same shape as output_config.format.
+    output_format: OutputFormat | None = None
+
+
+# --- decoding ----------------------------------------------------------------------------------
+
+_messages_decoder = msgspec.json.Decoder(MessagesRequest)
+_count_decoder = msgspec.json.Decoder(CountTokensRequest)
+
+_PATH_RE = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
+_MISSING_RE = re.compile(r"^Object missing required field `(?P<field>[^`]+)`$")
+
+
+def _dotted(path: str) -> str:
+    # msgspec reports `$.messages[0].content[1]`; Anthropic reports `messages.0.content.1`.
+    return re.sub(r"\[(\d+)\]", r".\1", path).lstrip(".")
+
+
+def validation_message(err: msgspec.ValidationError) -> str:
+    m = _PATH_RE.match(str(err))
+    assert m is not None  # the pattern matches any string
+    msg, path = m.group("msg"), _dotted(m.group("path") or "")
+    missing = _MISSING_RE.match(msg)
+    if missing:
+        field = missing.group("field")
+        return f"{path}.{field}: Field required" if path else f"{field}: Field required"
+    if msg.startswith(("data: ", "budget_tokens: ")):  # raised by our own __post_init__ checks
+        field, _, rest = msg.partition(": ")
+        return f"{path}.{field}: {rest}" if path else msg
+    return f"{path}: {msg}" if path else msg
+
+
+def _drop_unknown_blocks(obj: Any) -> bool:
+    """Remove content blocks of types this gateway does not know; True if anything was removed."""
+    if not isinstance(obj, dict):
+        return False
+    dropped = False
+    for msg in obj.get("messages") or ():
+        content = msg.get("content") if isinstance(msg, dict) else None
+        if not isinstance(content, list):
+            continue
+        kept = []
+        for block in content:
+            btype = block.get("type") if isinstance(block, dict) else None
+            if isinstance(btype, str) and btype not in KNOWN_BLOCK_TYPES:
+                log.debug("dropping content block of unknown type %r", btype)
+                dropped = True
+                continue
+            if isinstance(block, dict) and btype == "tool_result" and isinstance(block.get("content"), list):
+                inner = [b for b in block["content"] if not (isinstance(b, dict) and b.get("type") not in KNOWN_BLOCK_TYPES)]
+                if len(inner) != len(block["content"]):
+                    dropped = True
+                    block["content"] = inner
+            kept.append(block)
+        msg["content"] = kept
+    return dropped
+
+
+def _decode(body: bytes, decoder: msgspec.json.Decoder[Any], schema: type[Any]) -> Any:
+    try:
+        return decoder.decode(body)
+    except msgspec.DecodeError as err:
+        if not isinstance(err, msgspec.ValidationError):
+            raise InvalidRequestError(f"Request body is not valid JSON: {err}") from None
+        first = err
+    # Slow path: maybe an unknown block type; drop those and try again.
+    try:
+        obj = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        raise InvalidRequestError(validation_message(first)) from None
+    if _drop_unknown_blocks(obj):
+        try:
+            return msgspec.convert(obj, schema)
+        except msgspec.ValidationError as err:
+            raise InvalidRequestError(validation_message(err)) from None
+    raise InvalidRequestError(validation_message(first))
+
+
+def decode_messages_request(body: bytes) -> MessagesRequest:
+    """Validate a ``POST /v1/messages`` body. Raises InvalidRequestError naming the field."""
+    req: MessagesRequest = _decode(body, _messages_decoder, MessagesRequest)
+    return req
+
+
+def decode_count_tokens_request(body: bytes) -> CountTokensRequest:
+    req: CountTokensRequest = _decode(body, _count_decoder, CountTokensRequest)
+    return req

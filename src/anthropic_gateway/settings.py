@@ -1,0 +1,170 @@
+"""Gateway settings: validated once at start-up from the environment, a `.env` file and a TOML file.
+
+Precedence (highest first): command-line flags, environment, `.env`, TOML (`--config`), defaults.
+Every setting is an environment variable ``ANTHROPIC_GATEWAY_<NAME>`` and a TOML key ``<name>``; the
+upstream key is also read from ``OPENROUTER_API_KEY``. Tests pass ``environ={...}`` instead of patching
+``os.environ``.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import ipaddress
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+ENV_PREFIX = "ANTHROPIC_GATEWAY_"
+UPSTREAM_KEY_VARS = ("OPENROUTER_API_KEY", "ANTHROPIC_GATEWAY_UPSTREAM_KEY")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        extra="forbid",
+        populate_by_name=True,
+        case_sensitive=False,
+    )
+
+    host: str = Field("127.0.0.1", description="Address to listen on.")
+    port: int = Field(8082, ge=0, le=65535, description="TCP port to listen on (0 picks a free one).")
+    upstream_url: str = Field(
+        "https://openrouter.ai/api/v1",
+        description="Base URL of the OpenAI-compatible upstream (the part before /chat/completions).",
+    )
+    upstream_key: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("upstream_key", *UPSTREAM_KEY_VARS),
+        description="Upstream API key (OPENROUTER_API_KEY or ANTHROPIC_GATEWAY_UPSTREAM_KEY).",
+    )
+    backend_kind: Literal["auto", "openrouter", "openai", "openai-compatible"] = Field(
+        "auto", description="Upstream quirks table; auto picks openrouter for openrouter.ai URLs."
+    )
+    opus_model: str = Field("anthropic/claude-opus-4.5", description="Upstream model for claude-*opus* names.")
+    sonnet_model: str = Field("anthropic/claude-sonnet-4.5", description="Upstream model for claude-*sonnet* names.")
+    haiku_model: str = Field("anthropic/claude-haiku-4.5", description="Upstream model for claude-*haiku* names.")
+    api_keys: SecretStr | None = Field(
+        None, description="Comma-separated keys clients must present (x-api-key or Bearer). Empty: open."
+    )
+    passthrough_auth: bool = Field(
+        False, description="Use the client's x-api-key / Bearer token as the upstream key."
+    )
+    trusted_network: bool = Field(
+        False, description="Allow an open gateway (no api_keys) to bind a non-loopback address."
+    )
+    system_messages: Literal["hoist", "keep"] = Field(
+        "hoist",
+        description="role:system messages inside messages: hoist into the leading system message, or keep in place.",
+    )
+    ping_interval: float = Field(10.0, gt=0, description="Seconds of upstream silence before an SSE ping.")
+    max_body_bytes: int = Field(32 * 1024 * 1024, gt=0, description="Largest accepted request body (413 above).")
+    connect_timeout: float = Field(10.0, gt=0, description="Upstream connect timeout, seconds.")
+    read_timeout: float = Field(600.0, gt=0, description="Longest upstream silence (first byte or between chunks), seconds.")
+    max_connections: int = Field(512, ge=1, description="Size of the pooled upstream connection pool.")
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
+
+    @field_validator("upstream_url")
+    @classmethod
+    def _check_url(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return v.rstrip("/")
+
+    @field_validator("log_level", "backend_kind", "system_messages", mode="before")
+    @classmethod
+    def _lower(cls, v: Any) -> Any:
+        return v.lower() if isinstance(v, str) else v
+
+    def client_keys(self) -> list[str]:
+        if self.api_keys is None:
+            return []
+        return [k.strip() for k in self.api_keys.get_secret_value().split(",") if k.strip()]
+
+    def resolved_backend_kind(self) -> str:
+        if self.backend_kind != "auto":
+            return self.backend_kind
+        return "openrouter" if "openrouter.ai" in self.upstream_url else "openai-compatible"
+
+    def is_loopback_bind(self) -> bool:
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        environ, toml_path = _SOURCES.get()
+        sources: list[PydanticBaseSettingsSource] = [init_settings]
+        if environ is None:
+            sources += [env_settings, DotEnvSettingsSource(settings_cls, env_file=".env")]
+        else:
+            sources.append(_MappingEnvSource(settings_cls, environ))
+        if toml_path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
+        return tuple(sources)
+
+
+_SOURCES: contextvars.ContextVar[tuple[Mapping[str, str] | None, Path | None]] = contextvars.ContextVar(
+    "_SOURCES", default=(None, None)
+)
+
+
+class _MappingEnvSource(EnvSettingsSource):
+    """The environment source, reading an injected mapping instead of os.environ."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return {k.lower(): v for k, v in self._environ.items()}
+
+
+class SettingsError(Exception):
+    """Start-up configuration error; its message is one line naming the setting and the fix."""
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None,
+    config_path: Path | None = None,
+    **overrides: Any,
+) -> Settings:
+    if config_path is not None and not config_path.is_file():
+        raise SettingsError(f"config file {config_path} not found: pass an existing TOML file to --config")
+    token = _SOURCES.set((environ, config_path))
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as err:
+        raise SettingsError(_describe(err)) from None
+    finally:
+        _SOURCES.reset(token)
+
+
+def _describe(err: ValidationError) -> str:
+    first = err.errors()[0]
+    name = str(first["loc"][0]) if first["loc"] else "?"
+    if first["type"] == "extra_forbidden":
+        return f"unknown setting '{name}' in the config file: remove it or check the spelling (see README)"
+    field = Settings.model_fields.get(name)
+    env = UPSTREAM_KEY_VARS[1] if name == "upstream_key" else ENV_PREFIX + name.upper()
+    hint = f" ({field.description})" if field is not None and field.description else ""
+    return f"invalid setting {env} / '{name}': {first['msg']}, got {first.get('input')!r}; fix it{hint}"

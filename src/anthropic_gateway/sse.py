@@ -1,0 +1,106 @@
+"""Server-sent events: an incremental decoder for the upstream's stream and the encoder for ours.
+
+The decoder works on bytes and splits only at line ends, so a UTF-8 character split across two reads
+is reassembled before anything decodes it. The encoder pre-builds the frequent frames as byte
+templates: a text delta costs one JSON string encode and one bytes format.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+
+class SSEDecoder:
+    """feed(bytes) → list of complete `data` payloads (bytes). Comments and other fields are skipped."""
+
+    __slots__ = ("_data", "_tail", "comments")
+
+    def __init__(self) -> None:
+        self._tail = b""
+        self._data: list[bytes] = []
+        self.comments = 0
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        if self._tail:
+            chunk = self._tail + chunk
+        lines = chunk.split(b"\n")
+        self._tail = lines.pop()
+        out: list[bytes] = []
+        data = self._data
+        for line in lines:
+            if line.endswith(b"\r"):
+                line = line[:-1]
+            if not line:
+                if data:
+                    out.append(data[0] if len(data) == 1 else b"\n".join(data))
+                    data.clear()
+            elif line.startswith(b"data:"):
+                value = line[5:]
+                data.append(value[1:] if value.startswith(b" ") else value)
+            elif line.startswith(b":"):
+                self.comments += 1
+        return out
+
+    def close(self) -> list[bytes]:
+        """End of stream: an unterminated last event still counts."""
+        tail, self._tail = self._tail, b""
+        out = self.feed(tail + b"\n\n") if tail else []
+        if self._data:
+            out.append(b"\n".join(self._data))
+            self._data.clear()
+        return out
+
+
+def frame(event: bytes, data: dict[str, Any]) -> bytes:
+    return b"event: " + event + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+
+PING = b'event: ping\ndata: {"type":"ping"}\n\n'
+MESSAGE_STOP = b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
+_TEXT_DELTA = (
+    b'event: content_block_delta\ndata: {"type":"content_block_delta","index":%d,'
+    b'"delta":{"type":"text_delta","text":%b}}\n\n'
+)
+_THINKING_DELTA = (
+    b'event: content_block_delta\ndata: {"type":"content_block_delta","index":%d,'
+    b'"delta":{"type":"thinking_delta","thinking":%b}}\n\n'
+)
+_BLOCK_STOP = b'event: content_block_stop\ndata: {"type":"content_block_stop","index":%d}\n\n'
+_TEXT_START = (
+    b'event: content_block_start\ndata: {"type":"content_block_start","index":%d,'
+    b'"content_block":{"type":"text","text":""}}\n\n'
+)
+_THINKING_START = (
+    b'event: content_block_start\ndata: {"type":"content_block_start","index":%d,'
+    b'"content_block":{"type":"thinking","thinking":"","signature":""}}\n\n'
+)
+
+
+def text_delta(index: int, text: str) -> bytes:
+    return _TEXT_DELTA % (index, orjson.dumps(text))
+
+
+def thinking_delta(index: int, text: str) -> bytes:
+    return _THINKING_DELTA % (index, orjson.dumps(text))
+
+
+def text_start(index: int) -> bytes:
+    return _TEXT_START % index
+
+
+def thinking_start(index: int) -> bytes:
+    return _THINKING_START % index
+
+
+def block_stop(index: int) -> bytes:
+    return _BLOCK_STOP % index
+
+
+def block_start(index: int, block: dict[str, Any]) -> bytes:
+    return frame(b"content_block_start", {"type": "content_block_start", "index": index, "content_block": block})
+
+
+def block_delta(index: int, delta: dict[str, Any]) -> bytes:
+    return frame(b"content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta})

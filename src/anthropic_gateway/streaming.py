@@ -1,0 +1,120 @@
+"""The SSE response: pumps one upstream stream through a StreamTranslator to the client.
+
+Built as a raw ASGI response because the hot path is here: every upstream network read becomes at
+most one write to the client, a ping task covers upstream silence, and a watcher task notices a
+client disconnect and closes the upstream connection at once (which stops generation, and billing,
+on providers that support cancellation).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import aiohttp
+from starlette.types import Receive, Scope, Send
+
+from anthropic_gateway import sse
+from anthropic_gateway.translate.stream import StreamTranslator
+from anthropic_gateway.upstream import connection_error
+
+log = logging.getLogger(__name__)
+
+
+class SSEResponse:
+    def __init__(
+        self,
+        upstream: aiohttp.ClientResponse,
+        translator: StreamTranslator,
+        ping_interval: float,
+        request_id: str,
+    ) -> None:
+        self.upstream = upstream
+        self.translator = translator
+        self.headers = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache")]
+        self.ping_interval = ping_interval
+        self.request_id = request_id
+        self.writes = 0
+        self.disconnected = False
+        self.finished = False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        watcher = asyncio.create_task(self._watch(receive))
+        pinger = asyncio.create_task(self._ping(send))
+        reusable = False
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": self.headers})
+            await send({"type": "http.response.body", "body": self.translator.start(), "more_body": True})
+            tail = await self._pump(send)
+            self.finished = True
+            pinger.cancel()
+            if not self.disconnected:
+                await send({"type": "http.response.body", "body": tail, "more_body": False})
+            reusable = await self._drain()
+        finally:
+            self.finished = True
+            watcher.cancel()
+            pinger.cancel()
+            if reusable:
+                self.upstream.release()
+            else:
+                self.upstream.close()  # abandons the connection: the upstream sees the cancel
+
+    async def _drain(self) -> bool:
+        """After [DONE] the client has its answer; read the upstream body to its end so the
+        connection can go back to the pool. Anything else (errors, early stops) closes it."""
+        t = self.translator
+        if self.disconnected or not t.saw_done or t.error is not None or t.stop_sequence is not None:
+            return False
+        content = self.upstream.content
+        try:
+            async with asyncio.timeout(2.0):
+                while not content.at_eof():
+                    if not await content.readany():
+                        break
+        except (aiohttp.ClientError, TimeoutError):
+            return False
+        return True
+
+    async def _pump(self, send: Send) -> bytes:
+        translator = self.translator
+        content = self.upstream.content
+        try:
+            while True:
+                chunk = await content.readany()
+                if not chunk:
+                    break
+                out = translator.feed(chunk)
+                if out:
+                    self.writes += 1
+                    await send({"type": "http.response.body", "body": out, "more_body": True})
+                if translator.done:
+                    break
+        except (TimeoutError, aiohttp.ClientError) as err:
+            if self.disconnected:
+                return b""
+            log.warning("upstream stream failed (request %s): %r", self.request_id, err)
+            return translator.fail(connection_error(err))
+        if self.disconnected:
+            log.info("client disconnected; upstream call closed (request %s)", self.request_id)
+            return b""
+        return translator.finish()
+
+    async def _watch(self, receive: Receive) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                if self.finished:
+                    return
+                self.disconnected = True
+                self.upstream.close()
+                return
+
+    async def _ping(self, send: Send) -> None:
+        # Upstream keep-alive comments are not content: only our own writes count as activity.
+        seen = -1
+        while True:
+            await asyncio.sleep(self.ping_interval)
+            if self.writes == seen and not self.translator.done:
+                await send({"type": "http.response.body", "body": sse.PING, "more_body": True})
+            seen = self.writes

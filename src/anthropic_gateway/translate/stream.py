@@ -1,0 +1,387 @@
+"""Upstream chat-completion chunks → Anthropic SSE events: one state object, no I/O.
+
+    t = StreamTranslator(ctx, message_id, input_estimate)
+    out = t.start()                  # message_start + ping, sent once the upstream answered 2xx
+    out += t.feed(raw_bytes)         # every network read, whole: all its events come back at once
+    out += t.finish()                # at end of stream: closes blocks, message_delta, message_stop
+
+Invariants (checked by the tests' grammar checker): block indices 0..n in order, at most one block
+open, every block started / given deltas / stopped exactly once; message_delta is held until the
+trailing usage chunk or the end; nothing follows an error event.
+
+Tool calls are buffered per upstream `index` and emitted whole (start, one input_json_delta, stop)
+when other content resumes or the answer ends, so their JSON is validated - and repaired if need be -
+before the client sees a byte of it: the SDKs' partial-JSON parser raises on invalid JSON.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+
+from anthropic_gateway import sse
+from anthropic_gateway.errors import APIError, GatewayError
+from anthropic_gateway.translate.common import (
+    anthropic_usage,
+    client_tool_id,
+    detail_text,
+    envelope,
+    is_claude_detail,
+    parse_tool_arguments,
+    stop_reason_for,
+)
+from anthropic_gateway.translate.request import RequestContext
+from anthropic_gateway.translate.stops import StopScanner
+from anthropic_gateway.upstream_errors import from_stream_error
+
+log = logging.getLogger(__name__)
+
+TEXT, THINKING = 1, 2
+# How many upstream deltas may wait for a late Claude signature before the block is closed without it.
+MAX_DEFERRED = 512
+
+
+class _ToolCall:
+    __slots__ = ("args", "id", "name")
+
+    def __init__(self) -> None:
+        self.id: str | None = None
+        self.name = ""
+        self.args: list[str] = []
+
+
+class StreamTranslator:
+    def __init__(self, ctx: RequestContext, message_id: str, input_estimate: int = 0) -> None:
+        self.ctx = ctx
+        self.message_id = message_id
+        self.input_estimate = input_estimate
+        self.decoder = sse.SSEDecoder()
+        self.index = 0  # index the next block gets
+        self.open = 0  # TEXT, THINKING or 0
+        self.tools: dict[int, _ToolCall] = {}
+        self.last_tool: int | None = None
+        self.had_tools = False
+        self.seen_ids: set[str] = set()
+        # thinking block state
+        self.claude_thinking = False
+        self.signature: str | None = None
+        self.other_details: list[dict[str, Any]] = []
+        self.deferred: list[dict[str, Any]] | None = None
+        # end state
+        self.finish_reason: str | None = None
+        self.native_reason: Any = None
+        self.vllm_stop: Any = None
+        self.usage: dict[str, Any] | None = None
+        self.saw_done = False
+        self.stop_sequence: str | None = None
+        self.error: GatewayError | None = None
+        self.stops = StopScanner(ctx.stop_sequences) if ctx.stop_sequences else None
+        self.out: list[bytes] = []
+
+    @property
+    def done(self) -> bool:
+        """True once nothing more should be read from the upstream."""
+        return self.saw_done or self.error is not None or self.stop_sequence is not None
+
+    # --- public API ----------------------------------------------------------------------------
+
+    def start(self) -> bytes:
+        message: dict[str, Any] = {
+            "id": self.message_id, "type": "message", "role": "assistant", "model": self.ctx.client_model,
+            "content": [], "stop_reason": None, "stop_sequence": None,
+            "usage": {"input_tokens": self.input_estimate, "cache_creation_input_tokens": 0,
+                      "cache_read_input_tokens": 0, "output_tokens": 0},
+        }  # fmt: skip
+        return sse.frame(b"message_start", {"type": "message_start", "message": message}) + sse.PING
+
+    def feed(self, chunk: bytes) -> bytes:
+        """One network read → the bytes of every event it completes."""
+        for payload in self.decoder.feed(chunk):
+            if self.done:
+                break
+            self._payload(payload)
+        return self._take()
+
+    def finish(self) -> bytes:
+        """End of the upstream stream (or an early stop): close everything, then message_delta/stop."""
+        for payload in self.decoder.close():
+            if self.done:
+                break
+            self._payload(payload)
+        if self.error is not None:
+            return self._take()
+        if self.stop_sequence is None and self.finish_reason is None and not self.saw_done:
+            return self._fail(APIError("The upstream connection closed before the response was complete"))
+        if self.deferred is not None:
+            self._resume()
+        if self.stops is not None and self.stop_sequence is None:
+            rest = self.stops.flush()
+            if rest:
+                self._emit_text(rest)
+        self._flush_tools()
+        self._close()
+        if self.error is not None:
+            return self._take()
+        self.out.append(self._message_delta())
+        self.out.append(sse.MESSAGE_STOP)
+        return self._take()
+
+    def fail(self, err: GatewayError) -> bytes:
+        """An error from outside the stream (timeout, connection lost): one error event, nothing after."""
+        if self.error is not None:
+            return self._take()
+        return self._fail(err)
+
+    # --- internals -----------------------------------------------------------------------------
+
+    def _take(self) -> bytes:
+        if not self.out:
+            return b""
+        data = b"".join(self.out)
+        self.out.clear()
+        return data
+
+    def _fail(self, err: GatewayError) -> bytes:
+        self.error = err
+        self.out.append(sse_error(err))
+        return self._take()
+
+    def _payload(self, payload: bytes) -> None:
+        if payload == b"[DONE]":
+            self.saw_done = True
+            return
+        try:
+            chunk = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            self._fail(APIError("The upstream sent a malformed stream chunk (invalid JSON)"))
+            return
+        if not isinstance(chunk, dict):
+            return
+        if chunk.get("error") is not None:
+            self._fail(from_stream_error(chunk["error"]))
+            return
+        usage = chunk.get("usage")
+        if usage:
+            self.usage = usage
+        choices = chunk.get("choices")
+        if not choices:
+            return
+        choice = choices[0]
+        delta = choice.get("delta")
+        if delta:
+            if self.deferred is not None:
+                self._defer(delta)
+            else:
+                self._delta(delta)
+        reason = choice.get("finish_reason")
+        if reason:
+            if reason == "error":
+                self._fail(from_stream_error(choice.get("error") or "the upstream reported finish_reason 'error'"))
+                return
+            self.finish_reason = reason
+            self.native_reason = choice.get("native_finish_reason")
+            self.vllm_stop = choice.get("stop_reason")
+
+    def _delta(self, delta: dict[str, Any]) -> None:
+        details = delta.get("reasoning_details")
+        reasoning = delta.get("reasoning") or delta.get("reasoning_content")
+        content = delta.get("content")
+        calls = delta.get("tool_calls")
+        if (content or calls) and self.open == THINKING and self.claude_thinking and self.signature is None:
+            # Claude's signature may arrive after the answer started; hold the answer until it does.
+            if details:
+                self._reasoning_details(details)
+            if self.signature is None:
+                self.deferred = [{"content": content, "tool_calls": calls, "refusal": delta.get("refusal")}]
+                return
+            details = None
+        if details:
+            self._reasoning_details(details)
+        elif reasoning:
+            self._reasoning_text(reasoning)
+        if content:
+            self._text(content)
+        refusal = delta.get("refusal")
+        if refusal:
+            self._text(refusal)
+        if calls:
+            self._tool_fragments(calls)
+
+    # -- late signatures
+
+    def _defer(self, delta: dict[str, Any]) -> None:
+        assert self.deferred is not None
+        self.deferred.append(delta)
+        for d in delta.get("reasoning_details") or ():
+            if isinstance(d, dict) and d.get("signature") and is_claude_detail(d):
+                self.signature = d["signature"]
+        if self.signature is not None or len(self.deferred) > MAX_DEFERRED:
+            self._resume()
+
+    def _resume(self) -> None:
+        queued, self.deferred = self.deferred or [], None
+        if self.signature is None:
+            log.warning("thinking signature did not arrive; closing the thinking block without it")
+            self.claude_thinking = False  # closes with the gateway's envelope instead
+        for delta in queued:
+            if self.done:
+                return
+            # A signature-only detail arriving after its block closed carries nothing and opens nothing.
+            self._delta(delta)
+
+    # -- thinking
+
+    def _open_thinking(self) -> None:
+        if self.open == THINKING:
+            return
+        self._flush_tools()
+        self._close()
+        self.out.append(sse.thinking_start(self.index))
+        self.open = THINKING
+        self.claude_thinking = False
+        self.signature = None
+        self.other_details = []
+
+    def _reasoning_text(self, text: str) -> None:
+        self._open_thinking()
+        self.out.append(sse.thinking_delta(self.index, text))
+
+    def _reasoning_details(self, details: list[Any]) -> None:
+        for d in details:
+            if not isinstance(d, dict):
+                continue
+            if is_claude_detail(d):
+                if d.get("type") == "reasoning.encrypted":
+                    self._redacted(d.get("data") or "")
+                    continue
+                text = d.get("text")
+                if text:
+                    if self.open == THINKING and self.claude_thinking and self.signature is not None:
+                        self._close()  # a signed block is complete; this is the next one
+                    self._open_thinking()
+                    self.claude_thinking = True
+                    self.out.append(sse.thinking_delta(self.index, text))
+                if d.get("signature") and self.open == THINKING:
+                    self.signature = d["signature"]
+                    self.claude_thinking = True
+            else:
+                self._open_thinking()
+                self.other_details.append(d)
+                text = detail_text(d)
+                if text:
+                    self.out.append(sse.thinking_delta(self.index, text))
+
+    def _redacted(self, data: str) -> None:
+        self._flush_tools()
+        self._close()
+        self.out.append(sse.block_start(self.index, {"type": "redacted_thinking", "data": data}))
+        self.out.append(sse.block_stop(self.index))
+        self.index += 1
+
+    # -- text
+
+    def _text(self, text: str) -> None:
+        if self.stops is not None:
+            text, matched = self.stops.feed(text)
+            if matched is not None:
+                self.stop_sequence = matched
+        if text:
+            self._emit_text(text)
+
+    def _emit_text(self, text: str) -> None:
+        if self.open != TEXT:
+            self._flush_tools()
+            self._close()
+            self.out.append(sse.text_start(self.index))
+            self.open = TEXT
+        self.out.append(sse.text_delta(self.index, text))
+
+    # -- tool calls
+
+    def _tool_fragments(self, calls: list[Any]) -> None:
+        for frag in calls:
+            if not isinstance(frag, dict):
+                continue
+            idx = frag.get("index")
+            fid = frag.get("id")
+            if not isinstance(idx, int):
+                last = self.tools.get(self.last_tool) if self.last_tool is not None else None
+                new_call = last is None or (fid and last.id and fid != last.id)
+                idx = (max(self.tools, default=-1) + 1) if new_call else self.last_tool
+                assert idx is not None
+            call = self.tools.get(idx)
+            if call is None:
+                call = self.tools[idx] = _ToolCall()
+            self.last_tool = idx
+            if fid and call.id is None:
+                call.id = fid
+            fn = frag.get("function")
+            if isinstance(fn, dict):
+                if fn.get("name") and not call.name:
+                    call.name = fn["name"]
+                args = fn.get("arguments")
+                if args:
+                    call.args.append(args if isinstance(args, str) else orjson.dumps(args).decode())
+
+    def _flush_tools(self) -> None:
+        if not self.tools:
+            return
+        calls, self.tools, self.last_tool = self.tools, {}, None
+        self._close()
+        for call in calls.values():
+            if not call.name:
+                self._fail(APIError("The upstream sent a tool call without a function name"))
+                return
+            parsed = parse_tool_arguments("".join(call.args))
+            if parsed is None:
+                self._fail(APIError(
+                    f"The model produced arguments for tool '{call.name}' that are not valid JSON and could not be repaired"
+                ))  # fmt: skip
+                return
+            name = self.ctx.tool_names.get(call.name, call.name)
+            block = {"type": "tool_use", "id": client_tool_id(call.id, self.seen_ids), "name": name, "input": {}}
+            self.out.append(sse.block_start(self.index, block))
+            self.out.append(sse.block_delta(self.index, {"type": "input_json_delta", "partial_json": orjson.dumps(parsed).decode()}))
+            self.out.append(sse.block_stop(self.index))
+            self.index += 1
+            self.had_tools = True
+
+    # -- blocks and the end
+
+    def _close(self) -> None:
+        if not self.open:
+            return
+        if self.open == THINKING:
+            if self.signature is not None:
+                sig = self.signature
+            elif self.other_details:
+                sig = envelope({"d": self.other_details})
+            else:
+                sig = envelope({"t": "text"})
+            self.out.append(sse.block_delta(self.index, {"type": "signature_delta", "signature": sig}))
+        self.out.append(sse.block_stop(self.index))
+        self.open = 0
+        self.index += 1
+
+    def _message_delta(self) -> bytes:
+        if self.stop_sequence is not None:
+            reason, matched = "stop_sequence", self.stop_sequence
+        else:
+            reason, matched = stop_reason_for(self.finish_reason, self.native_reason, self.had_tools), None
+            seqs = self.ctx.stop_sequences
+            if reason == "end_turn" and seqs:
+                if isinstance(self.vllm_stop, str) and self.vllm_stop in seqs:
+                    reason, matched = "stop_sequence", self.vllm_stop
+                elif self.native_reason == "stop_sequence" and len(seqs) == 1:
+                    reason, matched = "stop_sequence", seqs[0]
+        usage = anthropic_usage(self.usage, self.input_estimate)
+        return sse.frame(
+            b"message_delta",
+            {"type": "message_delta", "delta": {"stop_reason": reason, "stop_sequence": matched}, "usage": usage},
+        )
+
+
+def sse_error(err: GatewayError) -> bytes:
+    return sse.frame(b"error", {"type": "error", "error": {"type": err.error_type, "message": err.message}})

@@ -1,0 +1,69 @@
+"""The only module that talks to the upstream: one pooled aiohttp session for the app's lifetime.
+
+aiohttp rather than httpx: measured here, a pooled aiohttp session costs less than half of httpx's CPU
+per streamed response, and the upstream client dominates the gateway's own cost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiohttp
+
+from anthropic_gateway import __version__
+from anthropic_gateway.errors import APIError, GatewayError, GatewayTimeoutError
+from anthropic_gateway.routing import Backend
+from anthropic_gateway.settings import Settings
+
+USER_AGENT = f"anthropic-gateway/{__version__}"
+
+
+class UpstreamClient:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(
+            limit=self.settings.max_connections, ttl_dns_cache=300, keepalive_timeout=60
+        )
+        timeout = aiohttp.ClientTimeout(
+            total=None, connect=self.settings.connect_timeout, sock_read=self.settings.read_timeout
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector, timeout=timeout, skip_auto_headers=("User-Agent",), raise_for_status=False
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def post(self, backend: Backend, body: bytes, key: str, *, stream: bool) -> aiohttp.ClientResponse:
+        """Send a chat-completions request; returns once the status and headers arrived.
+        The caller owns the response and must release() or close() it."""
+        assert self._session is not None, "UpstreamClient.start() was not awaited"
+        headers = {
+            "Authorization": "Bearer " + key,
+            "Content-Type": "application/json",
+            "Accept": "text/event-stream" if stream else "application/json",
+            "User-Agent": USER_AGENT,
+        }
+        if backend.kind.openrouter_extensions:
+            headers["HTTP-Referer"] = "https://github.com/anthropic-gateway/anthropic-gateway"
+            headers["X-OpenRouter-Title"] = "anthropic-gateway"
+        try:
+            return await self._session.post(backend.chat_url, data=body, headers=headers)
+        except (TimeoutError, aiohttp.ServerTimeoutError):
+            raise GatewayTimeoutError("The upstream did not answer in time") from None
+        except aiohttp.ClientError as err:
+            raise connection_error(err) from None
+
+
+def connection_error(err: BaseException) -> GatewayError:
+    if isinstance(err, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
+        return GatewayTimeoutError("The upstream stopped sending data (read timeout)")
+    detail: Any = type(err).__name__
+    if isinstance(err, aiohttp.ClientConnectorError):
+        detail = f"cannot connect to {err.host}:{err.port}"
+    return APIError(f"Upstream connection error: {detail}", status=502)
