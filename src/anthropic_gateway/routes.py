@@ -19,11 +19,12 @@ from starlette.responses import Response
 
 from anthropic_gateway import __version__, ids
 from anthropic_gateway.auth import Authenticator
-from anthropic_gateway.errors import GatewayError, InvalidRequestError, RequestTooLargeError
+from anthropic_gateway.errors import GatewayError, RequestTooLargeError
 from anthropic_gateway.routing import Router
 from anthropic_gateway.schemas import decode_count_tokens_request, decode_messages_request
 from anthropic_gateway.settings import Settings
 from anthropic_gateway.streaming import SSEResponse
+from anthropic_gateway.tokens import count_request_tokens
 from anthropic_gateway.translate.request import to_openai_request
 from anthropic_gateway.translate.response import to_anthropic_message
 from anthropic_gateway.translate.stream import StreamTranslator
@@ -32,6 +33,7 @@ from anthropic_gateway.upstream_errors import CallInfo, from_response
 
 log = logging.getLogger(__name__)
 
+COST_HEADER = "anthropic-gateway-estimated-input-cost-usd"
 _encode = msgspec.json.Encoder().encode  # the upstream body holds msgspec.Raw tool schemas
 
 
@@ -98,7 +100,10 @@ async def _messages(request: Request, *, force_stream: bool) -> Response:
     stream = force_stream or bool(req.stream)
     route = gw.router.resolve(req.model)
     body, ctx = to_openai_request(req, route, stream=stream)
-    info = CallInfo(input_estimate=0, max_tokens=req.max_tokens, client_key_used=client_key_used)
+    # The estimate fills message_start (the real figure follows in message_delta) and sizes
+    # context-overflow errors whose upstream text gives no numbers.
+    estimate = count_request_tokens(req, route.upstream_model)
+    info = CallInfo(input_estimate=estimate, max_tokens=req.max_tokens, client_key_used=client_key_used)
     upstream = await gw.upstream.post(route.backend, _encode(body), key, stream=stream)
     if not 200 <= upstream.status < 300:
         try:
@@ -128,8 +133,9 @@ async def count_tokens(request: Request) -> Response:
     gw.auth.upstream_key_for(request.headers)
     req = decode_count_tokens_request(await read_body(request, gw.settings.max_body_bytes))
     route = gw.router.resolve(req.model)
-    try:
-        from anthropic_gateway.tokens import count_request_tokens
-    except ImportError:  # pragma: no cover - the counter ships with the package
-        raise InvalidRequestError("Token counting is not available in this build") from None
-    return JSONResponse({"input_tokens": count_request_tokens(req, route.upstream_model)})
+    tokens = count_request_tokens(req, route.upstream_model)
+    headers = {}
+    price = gw.settings.input_prices.get(route.upstream_model)
+    if price is not None:
+        headers[COST_HEADER] = f"{tokens * price / 1_000_000:.6f}"
+    return JSONResponse({"input_tokens": tokens}, headers=headers)

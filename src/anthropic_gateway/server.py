@@ -15,7 +15,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from anthropic_gateway import ids, routes
+from anthropic_gateway import ids, routes, tokens
 from anthropic_gateway.auth import Authenticator
 from anthropic_gateway.errors import APIError, GatewayError, NotFoundError, error_body, render_error
 from anthropic_gateway.openapi import SPEC
@@ -104,6 +104,8 @@ def create_app(settings: Settings) -> ASGIApp:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await gateway.upstream.start()
+        # Load the tokenizer off the event loop so readiness is not delayed by it (~0.25 s).
+        tokens.start_warm_up(settings.sonnet_model)
         try:
             yield
         finally:

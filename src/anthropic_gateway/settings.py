@@ -72,6 +72,11 @@ class Settings(BaseSettings):
     read_timeout: float = Field(600.0, gt=0, description="Longest upstream silence (first byte or between chunks), seconds.")
     max_connections: int = Field(512, ge=1, description="Size of the pooled upstream connection pool.")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
+    input_prices: dict[str, float] = Field(
+        default_factory=dict,
+        description="USD per million input tokens by upstream model id (JSON object in the environment, "
+        "[input_prices] table in TOML); count_tokens then reports the estimated cost in a header.",
+    )
 
     @field_validator("upstream_url")
     @classmethod

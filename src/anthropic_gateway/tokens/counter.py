@@ -1,0 +1,300 @@
+"""Count the input tokens of an Anthropic request as the upstream model will see it (pure, no I/O).
+
+The request is rendered the way the gateway sends it upstream - the system prompt as one system
+message, each tool result as its own ``tool`` message, tool calls as name + arguments JSON - and each
+piece is tokenized with the family's tokenizer; the chat-format overheads are in ``families.py``,
+images and PDFs in ``media.py``.
+
+Caching: the system prompt, the tool list and every message are counted once per tokenizer and kept
+in a bounded LRU keyed by BLAKE2b-128 of their canonical JSON (msgspec's encoding of the validated
+Struct, so key order and whitespace of the client's body do not matter; ``input_schema`` is hashed as
+the raw bytes the client sent, which is what goes upstream). A conversation re-sends its history on
+every turn, so a warm call tokenizes only the newest messages.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from functools import partial
+from typing import TYPE_CHECKING, assert_never
+
+import msgspec
+import orjson
+
+from anthropic_gateway.schemas import (
+    Base64ImageSource,
+    Base64PDFSource,
+    BashCodeExecutionToolResultBlock,
+    CodeExecutionToolResultBlock,
+    ContainerUploadBlock,
+    ContentBlock,
+    ContentSource,
+    CountTokensRequest,
+    DocumentBlock,
+    FileSource,
+    ImageBlock,
+    MCPToolResultBlock,
+    MCPToolUseBlock,
+    Message,
+    MessagesRequest,
+    MidConversationSystemBlock,
+    PlainTextSource,
+    RedactedThinkingBlock,
+    SearchResultBlock,
+    ServerToolUseBlock,
+    TextBlock,
+    TextEditorCodeExecutionToolResultBlock,
+    ThinkingBlock,
+    Tool,
+    ToolChoice,
+    ToolChoiceAny,
+    ToolChoiceTool,
+    ToolReferenceBlock,
+    ToolResultBlock,
+    ToolSearchToolResultBlock,
+    ToolUseBlock,
+    URLImageSource,
+    URLPDFSource,
+    WebFetchToolResultBlock,
+    WebSearchToolResultBlock,
+)
+from anthropic_gateway.tokens import media
+from anthropic_gateway.tokens.families import (
+    MESSAGE_OVERHEAD,
+    REPLY_PRIMING,
+    TOOL_CALL_OVERHEAD,
+    TOOL_DEF_OVERHEAD,
+    Family,
+    anthropic_tool_tokens,
+    family_for_model,
+)
+from anthropic_gateway.tokens.vocab import get_encoding
+
+if TYPE_CHECKING:
+    import tiktoken
+
+CACHE_SIZE = 2048
+
+_SERVER_RESULTS = (
+    WebSearchToolResultBlock | WebFetchToolResultBlock | CodeExecutionToolResultBlock
+    | BashCodeExecutionToolResultBlock | TextEditorCodeExecutionToolResultBlock
+    | ToolSearchToolResultBlock | MCPToolResultBlock
+)  # fmt: skip
+
+
+class _LRU:
+    """A small thread-safe LRU of counts; the route may call the counter from worker threads."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._data: OrderedDict[tuple[str, str, bytes], int] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get_or_count(self, key: tuple[str, str, bytes], count: Callable[[], int]) -> int:
+        with self._lock:
+            value = self._data.get(key)
+            if value is not None:
+                self._data.move_to_end(key)
+                return value
+        # Counted outside the lock: two threads may count the same thing once each, which is harmless.
+        value = count()
+        with self._lock:
+            self._data[key] = value
+            if len(self._data) > self._size:
+                self._data.popitem(last=False)
+        return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+_cache = _LRU(CACHE_SIZE)
+_encode_json = msgspec.json.Encoder().encode
+
+
+def _digest(obj: object) -> bytes:
+    return hashlib.blake2b(_encode_json(obj), digest_size=16).digest()
+
+
+def clear_cache() -> None:
+    _cache.clear()
+
+
+def count_request_tokens(req: CountTokensRequest, model: str) -> int:
+    """Estimated input tokens of ``req`` when sent to the upstream model ``model``."""
+    family = family_for_model(model)
+    counter = _Counter(get_encoding(family.encoding))
+    enc_name = family.encoding
+    total = REPLY_PRIMING
+    system = req.system
+    if system:
+        total += _cache.get_or_count(("system", enc_name, _digest(system)), lambda: counter.system(system))
+    for message in req.messages:
+        total += _cache.get_or_count(
+            ("message", enc_name, _digest(message)), partial(counter.message, message)
+        )
+    forced = isinstance(req.tool_choice, ToolChoiceAny | ToolChoiceTool)
+    tools = req.tools
+    if tools:
+        total += family.tools_preamble(forced)
+        total += _cache.get_or_count(("tools", enc_name, _digest(tools)), lambda: counter.tools(tools))
+    total += counter.tool_choice(req.tool_choice)
+    total += _output_format_tokens(req, counter)
+    return total
+
+
+def count_text_tokens(text: str, model: str) -> int:
+    """Tokens of a bare string with the tokenizer of ``model``'s family (no chat overhead)."""
+    return _Counter(get_encoding(family_for_model(model).encoding)).text(text)
+
+
+def tool_definition_json(tool: Tool) -> bytes:
+    """A custom tool as the model reads it: one JSON object of name, description and schema.
+
+    Claude's tool prompt lists tools as such JSON objects; OpenAI's renders them more tersely, so
+    for GPT models this errs high. The schema is spliced in as the client's raw bytes, undecoded,
+    exactly as they go upstream.
+    """
+    parts = [b'{"name":', orjson.dumps(tool.name)]
+    if tool.description:
+        parts += [b',"description":', orjson.dumps(tool.description)]
+    schema = bytes(tool.input_schema)
+    parts += [b',"parameters":', schema if schema else b"{}", b"}"]
+    return b"".join(parts)
+
+
+def _output_format_tokens(req: CountTokensRequest, counter: _Counter) -> int:
+    fmt = req.output_config.format if req.output_config is not None else None
+    if fmt is None and isinstance(req, MessagesRequest):
+        fmt = req.output_format
+    if fmt is None:
+        return 0
+    # Structured output reaches the model as its JSON schema, like a tool definition.
+    return TOOL_DEF_OVERHEAD + counter.text(orjson.dumps(fmt.schema).decode())
+
+
+class _Counter:
+    def __init__(self, enc: tiktoken.Encoding) -> None:
+        self._enc = enc
+
+    def text(self, text: str | None) -> int:
+        return len(self._enc.encode_ordinary(text)) if text else 0
+
+    def _message_overhead(self, role: str) -> int:
+        return MESSAGE_OVERHEAD + self.text(role)
+
+    def system(self, system: str | list[TextBlock]) -> int:
+        # The gateway sends the system blocks as one message, joined by blank lines.
+        joined = system if isinstance(system, str) else "\n\n".join(b.text for b in system if b.text.strip())
+        return self._message_overhead("system") + self.text(joined)
+
+    def message(self, message: Message) -> int:
+        content = message.content
+        if isinstance(content, str):
+            return self._message_overhead(message.role) + self.text(content)
+        total = 0
+        own = False  # whether anything stays in a message of this role, after tool results split off
+        for block in content:
+            if isinstance(block, ToolResultBlock):
+                total += self._message_overhead("tool") + self.tool_result(block)
+            elif isinstance(block, MidConversationSystemBlock):
+                total += self._message_overhead("system") + self._system_block(block)
+            else:
+                own = True
+                total += self.block(block)
+        if own or not content:
+            total += self._message_overhead(message.role)
+        return total
+
+    def _system_block(self, block: MidConversationSystemBlock) -> int:
+        if isinstance(block.content, str):
+            return self.text(block.content)
+        return sum(self.text(b.text) for b in block.content)
+
+    def tool_result(self, block: ToolResultBlock) -> int:
+        content = block.content
+        if content is None:
+            return 0
+        if isinstance(content, str):
+            return self.text(content)
+        return sum(self.block(b) for b in content)
+
+    def block(self, block: ContentBlock) -> int:
+        if isinstance(block, TextBlock):
+            return self.text(block.text)
+        if isinstance(block, ImageBlock):
+            return self.image(block)
+        if isinstance(block, DocumentBlock):
+            return self.document(block)
+        if isinstance(block, SearchResultBlock):
+            return (
+                self.text(block.source)
+                + self.text(block.title)
+                + sum(self.text(b.text) for b in block.content)
+            )
+        if isinstance(block, ToolReferenceBlock):
+            return self.text(block.tool_name)
+        if isinstance(block, ToolUseBlock | ServerToolUseBlock | MCPToolUseBlock):
+            return TOOL_CALL_OVERHEAD + self.text(block.name) + self.text(orjson.dumps(block.input).decode())
+        if isinstance(block, ToolResultBlock):
+            return self.tool_result(block)
+        if isinstance(block, ThinkingBlock):
+            return self.text(block.thinking)
+        if isinstance(block, RedactedThinkingBlock):
+            # Encrypted: its plain size is unknown. Estimate a token per 4 bytes of decoded payload.
+            return len(block.data) * 3 // 16
+        if isinstance(block, _SERVER_RESULTS):
+            return self.text(block.tool_use_id) + self.text(orjson.dumps(block.content).decode())
+        if isinstance(block, ContainerUploadBlock):
+            return TOOL_CALL_OVERHEAD + self.text(block.file_id)
+        if isinstance(block, MidConversationSystemBlock):
+            return self._system_block(block)
+        assert_never(block)
+
+    def image(self, block: ImageBlock) -> int:
+        source = block.source
+        if isinstance(source, Base64ImageSource):
+            return media.base64_image_tokens(source.data)
+        if isinstance(source, URLImageSource | FileSource):
+            return media.IMAGE_FALLBACK_TOKENS
+        assert_never(source)
+
+    def document(self, block: DocumentBlock) -> int:
+        total = self.text(block.title) + self.text(block.context)
+        source = block.source
+        if isinstance(source, Base64PDFSource):
+            return total + media.base64_pdf_tokens(source.data)
+        if isinstance(source, PlainTextSource):
+            return total + self.text(source.data)
+        if isinstance(source, URLPDFSource | FileSource):
+            return total + media.UNKNOWN_DOCUMENT_TOKENS
+        if isinstance(source, ContentSource):
+            if isinstance(source.content, str):
+                return total + self.text(source.content)
+            return total + sum(self.block(b) for b in source.content)
+        assert_never(source)
+
+    def tools(self, tools: list[Tool]) -> int:
+        total = 0
+        for tool in tools:
+            total += TOOL_DEF_OVERHEAD
+            if tool.type not in (None, "custom"):
+                total += self.text(tool.name) + anthropic_tool_tokens(tool.type)
+                continue
+            total += self.text(tool_definition_json(tool).decode("utf-8", "replace"))
+        return total
+
+    def tool_choice(self, choice: ToolChoice | None) -> int:
+        if isinstance(choice, ToolChoiceTool):
+            return TOOL_CALL_OVERHEAD + self.text(choice.name)
+        return 0
+
+
+__all__ = ["Family", "clear_cache", "count_request_tokens", "count_text_tokens"]
