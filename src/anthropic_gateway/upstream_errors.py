@@ -62,6 +62,9 @@ def _message_of(body: bytes) -> tuple[str, dict[str, Any]]:
         # OpenRouter hides the provider's real message in metadata.raw.
         inner = raw if isinstance(raw, str) else orjson.dumps(raw).decode()
         message = f"{message}: {inner[:1000]}" if message else inner[:1000]
+    reasons = meta.get("reasons")
+    if isinstance(reasons, list) and reasons:
+        message = f"{message} (flagged: {', '.join(str(r) for r in reasons)})"
     if meta.get("provider_name"):
         message = f"{message} (provider: {meta['provider_name']})"
     return message, err
@@ -88,11 +91,13 @@ _CONTEXT_HINTS = re.compile(
 )
 _LIMIT_RES = [
     re.compile(r"maximum context length is (\d+)", re.I),
+    re.compile(r"context size \((\d+) tokens\)", re.I),
     re.compile(r"context (?:length|window|limit|size)(?: of| is|:)? (\d+)", re.I),
     re.compile(r"> (\d+) maximum", re.I),
 ]
 _INPUT_RES = [
     re.compile(r"(\d+) (?:tokens )?of text input", re.I),
+    re.compile(r"request \((\d+) tokens\)", re.I),
     re.compile(r"(\d+) (?:tokens )?in the messages", re.I),
     re.compile(r"your request has (\d+) input tokens", re.I),
     re.compile(r"messages resulted in (\d+) tokens", re.I),
@@ -117,9 +122,19 @@ def is_context_overflow(message: str, error_type: str) -> bool:
     return error_type == "context_length_exceeded" or bool(_CONTEXT_HINTS.search(message))
 
 
-def context_overflow_error(message: str, info: CallInfo) -> InvalidRequestError:
-    limit = _first_int(_LIMIT_RES, message) or info.context_window
-    prompt = _first_int(_INPUT_RES, message) or info.input_estimate or None
+def _int_field(err: dict[str, Any], *names: str) -> int | None:
+    for name in names:
+        value = err.get(name)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def context_overflow_error(message: str, info: CallInfo, err: dict[str, Any] | None = None) -> InvalidRequestError:
+    # llama.cpp's server puts the numbers in fields rather than in the text.
+    fields = err or {}
+    limit = _first_int(_LIMIT_RES, message) or _int_field(fields, "n_ctx") or info.context_window
+    prompt = _first_int(_INPUT_RES, message) or _int_field(fields, "n_prompt_tokens") or info.input_estimate or None
     output = _first_int(_OUTPUT_RES, message) or info.max_tokens or None
     if limit and prompt and prompt >= limit:
         return InvalidRequestError(f"prompt is too long: {prompt} tokens > {limit} maximum")
@@ -147,8 +162,8 @@ def from_response(status: int, body: bytes, headers: Any, info: CallInfo) -> Gat
 def from_error(status: int, message: str, err: dict[str, Any], headers: Any, info: CallInfo) -> GatewayError:
     etype = _error_type(err)
     if status in (400, 413, 422) and is_context_overflow(message, etype):
-        return context_overflow_error(message, info)
-    text = f"Upstream error {status}: {message}"
+        return context_overflow_error(message, info, err)
+    text = f"Upstream error: {message}"
     if status == 401:
         if info.client_key_used:
             return AuthenticationError(text)

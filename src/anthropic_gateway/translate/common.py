@@ -29,9 +29,11 @@ NATIVE_STOP_REASONS = frozenset(
 )
 
 
-def stop_reason_for(finish_reason: str | None, native: Any, has_tool_calls: bool) -> str:
+def stop_reason_for(finish_reason: str | None, native: Any, has_tool_calls: bool, refused: bool = False) -> str:
     if has_tool_calls:
         return "tool_use"
+    if refused:  # the upstream's `refusal` field: a safety refusal whatever the finish reason says
+        return "refusal"
     if isinstance(native, str) and native in NATIVE_STOP_REASONS and native not in ("tool_use", "stop_sequence"):
         return native
     return FINISH_REASONS.get(finish_reason or "stop", "end_turn")
@@ -81,9 +83,18 @@ def upstream_tool_name(name: str) -> str:
     return _INVALID_CHARS.sub("_", name)[:55] + "_" + _digest(name, 8)
 
 
+_SHORT_ID_RE = re.compile(r"^[a-zA-Z0-9]+$")
+
+
 def upstream_tool_id(tool_id: str, max_len: int | None) -> str:
-    """Deterministic, so the same id maps the same way in tool_calls and in tool_call_id."""
-    if max_len is None or len(tool_id) <= max_len:
+    """Deterministic, so the same id maps the same way in tool_calls and in tool_call_id.
+    Short limits (Mistral templates: exactly 9 alphanumerics) get exactly that many characters."""
+    if max_len is None:
+        return tool_id
+    if max_len <= 16:
+        ok = len(tool_id) == max_len and _SHORT_ID_RE.match(tool_id)
+        return tool_id if ok else _digest(tool_id, max_len)
+    if len(tool_id) <= max_len:
         return tool_id
     return "call_" + _digest(tool_id, max_len - 5)
 

@@ -75,7 +75,8 @@ def to_anthropic_message(
     if matched is not None:
         stop_reason, stop_sequence = "stop_sequence", matched
     else:
-        stop_reason = stop_reason_for(choice.get("finish_reason"), choice.get("native_finish_reason"), bool(seen))
+        refused = isinstance(msg.get("refusal"), str) and bool(msg["refusal"])
+        stop_reason = stop_reason_for(choice.get("finish_reason"), choice.get("native_finish_reason"), bool(seen), refused)
         stop_sequence = _upstream_matched(choice, ctx.stop_sequences) if stop_reason == "end_turn" else None
         if stop_sequence is not None:
             stop_reason = "stop_sequence"

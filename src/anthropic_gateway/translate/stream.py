@@ -34,7 +34,7 @@ from anthropic_gateway.translate.common import (
 )
 from anthropic_gateway.translate.request import RequestContext
 from anthropic_gateway.translate.stops import StopScanner
-from anthropic_gateway.upstream_errors import from_stream_error
+from anthropic_gateway.upstream_errors import from_stream_error, redact
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +53,9 @@ class _ToolCall:
 
 
 class StreamTranslator:
-    def __init__(self, ctx: RequestContext, message_id: str, input_estimate: int = 0) -> None:
+    def __init__(self, ctx: RequestContext, message_id: str, input_estimate: int = 0, secret: str | None = None) -> None:
         self.ctx = ctx
+        self.secret = secret  # the upstream key: never echoed to the client in an error
         self.message_id = message_id
         self.input_estimate = input_estimate
         self.decoder = sse.SSEDecoder()
@@ -76,6 +77,7 @@ class StreamTranslator:
         self.usage: dict[str, Any] | None = None
         self.saw_done = False
         self.stop_sequence: str | None = None
+        self.refused = False
         self.error: GatewayError | None = None
         self.stops = StopScanner(ctx.stop_sequences) if ctx.stop_sequences else None
         self.out: list[bytes] = []
@@ -113,7 +115,8 @@ class StreamTranslator:
         if self.error is not None:
             return self._take()
         if self.stop_sequence is None and self.finish_reason is None and not self.saw_done:
-            return self._fail(APIError("The upstream connection closed before the response was complete"))
+            self._fail(APIError("The upstream connection closed before the response was complete"))
+            return self._take()
         if self.deferred is not None:
             self._resume()
         if self.stops is not None and self.stop_sequence is None:
@@ -130,9 +133,9 @@ class StreamTranslator:
 
     def fail(self, err: GatewayError) -> bytes:
         """An error from outside the stream (timeout, connection lost): one error event, nothing after."""
-        if self.error is not None:
-            return self._take()
-        return self._fail(err)
+        if self.error is None:
+            self._fail(err)
+        return self._take()
 
     # --- internals -----------------------------------------------------------------------------
 
@@ -143,10 +146,12 @@ class StreamTranslator:
         self.out.clear()
         return data
 
-    def _fail(self, err: GatewayError) -> bytes:
+    def _fail(self, err: GatewayError) -> None:
+        # Appends only: events already produced from the same read go out before the error.
         self.error = err
+        if self.secret:
+            err.message = redact(err.message, self.secret)
         self.out.append(sse_error(err))
-        return self._take()
 
     def _payload(self, payload: bytes) -> None:
         if payload == b"[DONE]":
@@ -205,6 +210,7 @@ class StreamTranslator:
             self._text(content)
         refusal = delta.get("refusal")
         if refusal:
+            self.refused = True
             self._text(refusal)
         if calls:
             self._tool_fragments(calls)
@@ -369,7 +375,8 @@ class StreamTranslator:
         if self.stop_sequence is not None:
             reason, matched = "stop_sequence", self.stop_sequence
         else:
-            reason, matched = stop_reason_for(self.finish_reason, self.native_reason, self.had_tools), None
+            reason = stop_reason_for(self.finish_reason, self.native_reason, self.had_tools, self.refused)
+            matched = None
             seqs = self.ctx.stop_sequences
             if reason == "end_turn" and seqs:
                 if isinstance(self.vllm_stop, str) and self.vllm_stop in seqs:
