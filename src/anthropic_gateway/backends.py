@@ -34,6 +34,12 @@ class BackendKind:
     merge_same_role: bool
     # Whether the request may carry OpenRouter-only top-level fields (cache_control, reasoning, ...).
     openrouter_extensions: bool
+    # Client-supplied extra parameters this kind accepts; others are dropped (debug log).
+    extra_params: frozenset[str]
+
+
+_OPENAI_PARAMS = frozenset({"frequency_penalty", "presence_penalty", "seed", "user", "logit_bias", "response_format"})
+_ALL_PARAMS = _OPENAI_PARAMS | {"provider", "models", "transforms", "min_p", "top_a", "repetition_penalty", "reasoning"}
 
 
 KINDS: dict[str, BackendKind] = {
@@ -49,6 +55,7 @@ KINDS: dict[str, BackendKind] = {
         reasoning_history="reasoning_details",
         merge_same_role=False,
         openrouter_extensions=True,
+        extra_params=_ALL_PARAMS,
     ),
     "openai": BackendKind(
         name="openai",
@@ -62,6 +69,7 @@ KINDS: dict[str, BackendKind] = {
         reasoning_history=None,
         merge_same_role=False,
         openrouter_extensions=False,
+        extra_params=_OPENAI_PARAMS,
     ),
     "openai-compatible": BackendKind(
         name="openai-compatible",
@@ -75,5 +83,7 @@ KINDS: dict[str, BackendKind] = {
         reasoning_history="reasoning_content",
         merge_same_role=True,
         openrouter_extensions=False,
+        # vLLM and llama.cpp servers take these sampling extensions; unknown ones are ignored there.
+        extra_params=_OPENAI_PARAMS | {"min_p", "repetition_penalty"},
     ),
 }

@@ -32,6 +32,9 @@ SPEC: dict[str, Any] = {
         "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "ok"}}}},
         "/v1/messages": _post("Create a message (Anthropic Messages API); any query string (?beta=true) is accepted", _MESSAGE),
         "/v1/messages/stream": _post("Create a message, always streamed", _MESSAGE),
+        "/v1/models": {"get": {"summary": "Configured model aliases in Anthropic's shape (limit, after_id, before_id)",
+                               "responses": {"200": {"description": "a page of models"}, "4XX": _ERROR}}},
+        "/v1/models/{model_id:path}": {"get": {"summary": "One model alias", "responses": {"200": {"description": "a model"}, "404": _ERROR}}},
         "/v1/messages/count_tokens": _post(
             "Count input tokens locally", {"description": "token count", "content": {"application/json": {"schema": {
                 "type": "object", "properties": {"input_tokens": {"type": "integer"}}, "required": ["input_tokens"]}}}}),

@@ -12,29 +12,25 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-import msgspec
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from anthropic_gateway import __version__, ids
+from anthropic_gateway import __version__, dispatch, ids
 from anthropic_gateway.auth import Authenticator
-from anthropic_gateway.errors import GatewayError, RequestTooLargeError
-from anthropic_gateway.routing import Router
+from anthropic_gateway.errors import APIError, InvalidRequestError, NotFoundError, RequestTooLargeError
+from anthropic_gateway.routing import Route, Router
 from anthropic_gateway.schemas import decode_count_tokens_request, decode_messages_request
 from anthropic_gateway.settings import Settings
 from anthropic_gateway.streaming import SSEResponse
 from anthropic_gateway.tokens import count_request_tokens
-from anthropic_gateway.translate.request import to_openai_request
 from anthropic_gateway.translate.response import to_anthropic_message
 from anthropic_gateway.translate.stream import StreamTranslator
 from anthropic_gateway.upstream import UpstreamClient, connection_error
-from anthropic_gateway.upstream_errors import CallInfo, from_response
 
 log = logging.getLogger(__name__)
 
 COST_HEADER = "anthropic-gateway-estimated-input-cost-usd"
-_encode = msgspec.json.Encoder().encode  # the upstream body holds msgspec.Raw tool schemas
 
 
 @dataclass(slots=True)
@@ -45,6 +41,14 @@ class Gateway:
     router: Router
     auth: Authenticator
     upstream: UpstreamClient
+
+    def secrets(self) -> list[str]:
+        """Every upstream key the gateway holds: none may ever reach a client or a log."""
+        return [b.key.get_secret_value() for b in self.router.backends.values() if b.key is not None]
+
+    def secret_for(self, answer: dispatch.Answer) -> str | None:
+        key = answer.route.backend.key
+        return key.get_secret_value() if key is not None else None
 
 
 class JSONResponse(Response):
@@ -94,43 +98,40 @@ async def messages_stream(request: Request) -> Response:
 
 async def _messages(request: Request, *, force_stream: bool) -> Response:
     gw = gateway_of(request)
-    rid: str = request.state.request_id
-    key, client_key_used = gw.auth.upstream_key_for(request.headers)
+    passthrough_key = gw.auth.check(request.headers)
     req = decode_messages_request(await read_body(request, gw.settings.max_body_bytes))
     stream = force_stream or bool(req.stream)
     route = gw.router.resolve(req.model)
-    body, ctx = to_openai_request(req, route, stream=stream)
-    # The estimate fills message_start (the real figure follows in message_delta) and sizes
-    # context-overflow errors whose upstream text gives no numbers.
+    # The estimate fills message_start (the real figure follows in message_delta), sizes the
+    # context-window clamp, and numbers context-overflow errors whose upstream text has none.
     estimate = count_request_tokens(req, route.upstream_model)
-    info = CallInfo(input_estimate=estimate, max_tokens=req.max_tokens, client_key_used=client_key_used)
-    upstream = await gw.upstream.post(route.backend, _encode(body), key, stream=stream)
-    if not 200 <= upstream.status < 300:
-        try:
-            raw = await upstream.read()
-        finally:
-            upstream.release()
-        raise from_response(upstream.status, raw, upstream.headers, info)
-    if not stream:
-        try:
-            raw = await upstream.read()
-        except Exception as err:
-            upstream.close()
-            raise connection_error(err) from None
-        upstream.release()
-        try:
-            completion = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            raise GatewayError("The upstream returned a body that is not JSON", status=502) from None
-        message = to_anthropic_message(completion, ctx, ids.message_id(), info)
-        return JSONResponse(message)
-    translator = StreamTranslator(ctx, ids.message_id(), info.input_estimate)
-    return SSEResponse(upstream, translator, gw.settings.ping_interval, rid)  # type: ignore[return-value]
+    answer = await dispatch.send(
+        req, route, stream=stream, estimate=estimate, passthrough_key=passthrough_key,
+        router=gw.router, upstream=gw.upstream, settings=gw.settings,
+    )  # fmt: skip
+    upstream = answer.response
+    if stream:
+        translator = StreamTranslator(answer.ctx, ids.message_id(), estimate, secret=gw.secret_for(answer))
+        sse = SSEResponse(upstream, translator, gw.settings.ping_interval, request.state.request_id, answer.release_slot)
+        return sse  # type: ignore[return-value]  # a raw ASGI response
+    try:
+        raw = await upstream.read()
+    except Exception as err:
+        upstream.close()
+        raise connection_error(err) from None
+    finally:
+        answer.release_slot()
+    upstream.release()
+    try:
+        completion = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise APIError("The upstream returned a body that is not JSON", status=502) from None
+    return JSONResponse(to_anthropic_message(completion, answer.ctx, ids.message_id(), answer.info))
 
 
 async def count_tokens(request: Request) -> Response:
     gw = gateway_of(request)
-    gw.auth.upstream_key_for(request.headers)
+    gw.auth.check(request.headers)
     req = decode_count_tokens_request(await read_body(request, gw.settings.max_body_bytes))
     route = gw.router.resolve(req.model)
     tokens = count_request_tokens(req, route.upstream_model)
@@ -139,3 +140,64 @@ async def count_tokens(request: Request) -> Response:
     if price is not None:
         headers[COST_HEADER] = f"{tokens * price / 1_000_000:.6f}"
     return JSONResponse({"input_tokens": tokens}, headers=headers)
+
+
+# --- models ------------------------------------------------------------------------------------
+
+_EPOCH = "1970-01-01T00:00:00Z"
+
+
+def _model_info(alias: str, route: Route) -> dict[str, Any]:
+    cfg = route.config
+    info: dict[str, Any] = {
+        "type": "model",
+        "id": alias,
+        "display_name": (cfg.display_name if cfg and cfg.display_name else f"{alias} ({route.upstream_model})"),
+        "created_at": _EPOCH,
+    }
+    if cfg is not None and cfg.context_window is not None:
+        info["max_input_tokens"] = cfg.context_window
+    if cfg is not None and cfg.max_output_tokens is not None:
+        info["max_tokens"] = cfg.max_output_tokens
+    return info
+
+
+async def list_models(request: Request) -> Response:
+    gw = gateway_of(request)
+    gw.auth.check(request.headers)
+    q = request.query_params
+    try:
+        limit = int(q.get("limit", "20"))
+    except ValueError:
+        raise InvalidRequestError("limit: Input should be a valid integer") from None
+    if not 1 <= limit <= 1000:
+        raise InvalidRequestError("limit: Input should be between 1 and 1000")
+    items = [_model_info(alias, route) for alias, route in gw.router.aliases()]
+    ids_ = [m["id"] for m in items]
+    after, before = q.get("after_id"), q.get("before_id")
+    if after is not None:
+        items = items[ids_.index(after) + 1:] if after in ids_ else []
+        page = items[:limit]
+        has_more = len(items) > limit
+    elif before is not None:
+        items = items[: ids_.index(before)] if before in ids_ else []
+        page = items[-limit:]
+        has_more = len(items) > limit
+    else:
+        page = items[:limit]
+        has_more = len(items) > limit
+    return JSONResponse({
+        "data": page, "has_more": has_more,
+        "first_id": page[0]["id"] if page else None, "last_id": page[-1]["id"] if page else None,
+    })  # fmt: skip
+
+
+async def get_model(request: Request) -> Response:
+    gw = gateway_of(request)
+    gw.auth.check(request.headers)
+    model_id = request.path_params["model_id"]
+    try:
+        route = gw.router.resolve(model_id)
+    except NotFoundError:
+        raise NotFoundError(f"model: '{model_id}' not found; this gateway serves {gw.router.describe_aliases()}") from None
+    return JSONResponse(_model_info(model_id, route))

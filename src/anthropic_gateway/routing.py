@@ -1,19 +1,26 @@
 """The one place that resolves a client's model name to a backend and an upstream model id.
 
-Rules: a name containing '/' passes through unchanged (OpenRouter ids); a ``claude-*`` name maps by
-family (opus / sonnet / haiku, matched as substrings so names Claude Code invents later still map;
-any other claude name maps to the sonnet tier); anything else passes through too, so local backends'
-plain names (``llama3``) work. The client's name is what the response echoes.
+Order: an exact configured alias; the first configured glob pattern that matches (file order); a
+name containing '/' passes through to the default backend; a ``claude-*`` name maps by family (opus /
+sonnet / haiku as substrings, so names Claude Code invents later still map; other claude names → the
+sonnet tier); with ``passthrough_models`` any other name passes through; otherwise a 404 naming the
+configured aliases. The client's name is what responses echo.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import fnmatch
 from dataclasses import dataclass
 
 from pydantic import SecretStr
 
 from anthropic_gateway.backends import KINDS, BackendKind
+from anthropic_gateway.errors import NotFoundError
+from anthropic_gateway.model_config import ALL_CAPABILITIES, BackendConfig, ModelConfig
 from anthropic_gateway.settings import Settings
+
+TIERS = ("opus", "sonnet", "haiku")
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +31,13 @@ class Backend:
     key: SecretStr | None
     kind: BackendKind
     system_in_place: bool
+    key_env: str = "OPENROUTER_API_KEY"
+    headers: tuple[tuple[str, str], ...] = ()
+    connect_timeout: float | None = None
+    first_byte_timeout: float | None = None
+    idle_timeout: float | None = None
+    total_timeout: float | None = None
+    max_concurrency: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,45 +45,114 @@ class Route:
     client_model: str
     upstream_model: str
     backend: Backend
+    config: ModelConfig | None = None
+    alias: str | None = None
 
     @property
     def target_is_claude(self) -> bool:
         m = self.upstream_model.lower()
         return m.startswith("anthropic/") or "claude" in m
 
+    @property
+    def capabilities(self) -> frozenset[str]:
+        return self.config.capability_set() if self.config is not None else ALL_CAPABILITIES
+
+    @property
+    def fallbacks(self) -> tuple[str, ...]:
+        return tuple(self.config.fallbacks) if self.config is not None else ()
+
+
+def _is_glob(alias: str) -> bool:
+    return any(c in alias for c in "*?[")
+
 
 class Router:
     def __init__(self, settings: Settings) -> None:
-        self.default = Backend(
+        default = Backend(
             name="default",
             base_url=settings.upstream_url,
             chat_url=settings.upstream_url + "/chat/completions",
             key=settings.upstream_key,
             kind=KINDS[settings.resolved_backend_kind()],
             system_in_place=settings.system_messages == "keep",
+            first_byte_timeout=settings.first_byte_timeout,
         )
-        self.tiers = {
-            "opus": settings.opus_model,
-            "sonnet": settings.sonnet_model,
-            "haiku": settings.haiku_model,
-        }
+        self.backends: dict[str, Backend] = {"default": default}
+        for name, cfg in settings.backends.items():
+            self.backends[name] = _backend(name, cfg, settings)
+        self.default = self.backends[settings.default_backend]
+        self.tiers = {"opus": settings.opus_model, "sonnet": settings.sonnet_model, "haiku": settings.haiku_model}
+        self.exact = {a: m for a, m in settings.models.items() if not _is_glob(a)}
+        self.patterns = [(a, m) for a, m in settings.models.items() if _is_glob(a)]
+        self.passthrough = settings.passthrough_models
         self._cache: dict[str, Route] = {}
 
     def resolve(self, model: str) -> Route:
         route = self._cache.get(model)
         if route is None:
-            route = Route(model, self._upstream_model(model), self.default)
+            route = self._resolve(model)
             if len(self._cache) < 4096:  # bounded: clients choose these strings
                 self._cache[model] = route
         return route
 
-    def _upstream_model(self, model: str) -> str:
+    def _resolve(self, model: str) -> Route:
+        alias, config = self._configured(model)
+        if config is not None:
+            backend = self.backends[config.backend] if config.backend else self.default
+            return Route(model, config.model or model, backend, config, alias)
         if "/" in model:
-            return model
+            return Route(model, model, self.default)
         lowered = model.lower()
         if lowered.startswith("claude"):
-            for family, target in self.tiers.items():
-                if family in lowered:
-                    return target
-            return self.tiers["sonnet"]
-        return model
+            family = next((f for f in TIERS if f in lowered), "sonnet")
+            return Route(model, self.tiers[family], self.default)
+        if self.passthrough:
+            return Route(model, model, self.default)
+        raise NotFoundError(
+            f"model: unknown model '{model}'. This gateway serves {self.describe_aliases()}; "
+            "configure an alias in [models] or set ANTHROPIC_GATEWAY_PASSTHROUGH_MODELS=true"
+        )
+
+    def _configured(self, model: str) -> tuple[str | None, ModelConfig | None]:
+        config = self.exact.get(model)
+        if config is not None:
+            return model, config
+        lowered = model.lower()
+        for alias, cfg in self.patterns:
+            if fnmatch.fnmatchcase(lowered, alias.lower()):
+                return alias, cfg
+        return None, None
+
+    def describe_aliases(self) -> str:
+        names = [*self.exact, *(a for a, _ in self.patterns)]
+        listed = ", ".join(f"'{n}'" for n in names) if names else "no configured aliases"
+        return f"{listed}, claude-* names (opus / sonnet / haiku tiers) and provider/model ids"
+
+    def aliases(self) -> list[tuple[str, Route]]:
+        """Every model id the gateway lists: the exact aliases, then one id per Claude tier."""
+        listed = [(alias, self.resolve(alias)) for alias in self.exact]
+        listed += [(f"claude-{tier}", self.resolve(f"claude-{tier}")) for tier in TIERS
+                   if f"claude-{tier}" not in self.exact]  # fmt: skip
+        return listed
+
+
+def _backend(name: str, cfg: BackendConfig, settings: Settings) -> Backend:
+    kind = KINDS[cfg.resolved_kind()]
+    if cfg.tool_id_max_len is not None:
+        kind = dataclasses.replace(kind, tool_id_max_len=cfg.tool_id_max_len)
+    system_mode = cfg.system_messages or settings.system_messages
+    return Backend(
+        name=name,
+        base_url=cfg.url,
+        chat_url=cfg.url + "/chat/completions",
+        key=settings.backend_key(name),
+        kind=kind,
+        system_in_place=system_mode == "keep",
+        key_env=cfg.key_env or f"(key_env of backend {name})",
+        headers=tuple(cfg.headers.items()),
+        connect_timeout=cfg.connect_timeout,
+        first_byte_timeout=cfg.first_byte_timeout or settings.first_byte_timeout,
+        idle_timeout=cfg.idle_timeout,
+        total_timeout=cfg.total_timeout,
+        max_concurrency=cfg.max_concurrency,
+    )

@@ -326,6 +326,40 @@ class Metadata(Struct, kw_only=True):
     user_id: str | None = None
 
 
+# --- OpenRouter / OpenAI parameters a client may add (the SDKs' extra_body) -----------------------
+
+Quantization = Literal[
+    "int4", "int8", "fp4", "mxfp4", "nvfp4", "fp6", "fp8", "mxfp8", "fp16", "bf16", "fp32", "unknown"
+]
+
+
+class ProviderPreferences(Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
+    """OpenRouter's `provider` object; strict because OpenRouter rejects unknown keys too."""
+
+    order: list[str] | None = None
+    allow_fallbacks: bool | None = None
+    require_parameters: bool | None = None
+    data_collection: Literal["allow", "deny"] | None = None
+    zdr: bool | None = None
+    enforce_distillable_text: bool | None = None
+    only: list[str] | None = None
+    ignore: list[str] | None = None
+    quantizations: list[Quantization] | None = None
+    sort: Literal["price", "throughput", "latency", "exacto"] | dict[str, Any] | None = None
+    preferred_min_throughput: float | dict[str, Any] | None = None
+    preferred_max_latency: float | dict[str, Any] | None = None
+    max_price: dict[str, float | str] | None = None
+
+
+class ResponseFormat(Struct, kw_only=True, omit_defaults=True):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: dict[str, Any] | None = None
+
+
+Penalty = Annotated[float, Meta(ge=-2.0, le=2.0)]
+UnitInterval = Annotated[float, Meta(ge=0.0, le=1.0)]
+
+
 # --- requests ----------------------------------------------------------------------------------
 
 
@@ -358,6 +392,26 @@ class MessagesRequest(CountTokensRequest, kw_only=True):
     speed: str | None = None
     # The older beta structured-output field; same shape as output_config.format.
     output_format: OutputFormat | None = None
+    # OpenRouter extensions and OpenAI parameters (forwarded where the backend kind supports them).
+    provider: ProviderPreferences | None = None
+    models: list[str] | None = None
+    transforms: list[str] | None = None
+    min_p: UnitInterval | None = None
+    top_a: UnitInterval | None = None
+    repetition_penalty: Annotated[float, Meta(gt=0.0, le=2.0)] | None = None
+    reasoning: dict[str, Any] | None = None
+    frequency_penalty: Penalty | None = None
+    presence_penalty: Penalty | None = None
+    seed: int | None = None
+    user: str | None = None
+    logit_bias: dict[str, Annotated[float, Meta(ge=-100.0, le=100.0)]] | None = None
+    response_format: ResponseFormat | None = None
+
+
+EXTRA_PARAMETERS: tuple[str, ...] = (
+    "provider", "models", "transforms", "min_p", "top_a", "repetition_penalty", "reasoning",
+    "frequency_penalty", "presence_penalty", "seed", "user", "logit_bias", "response_format",
+)  # fmt: skip
 
 
 # --- decoding ----------------------------------------------------------------------------------

@@ -64,8 +64,9 @@ class RequestIds:
 def _error_response(request: Request, err: GatewayError) -> Response:
     rid = getattr(request.state, "request_id", None)
     gw: routes.Gateway | None = getattr(request.app.state, "gateway", None)
-    if gw is not None:  # the upstream key must never reach a client, whatever an upstream echoed
-        err.message = redact(err.message, gw.auth.upstream_key)
+    if gw is not None:  # no upstream key may reach a client, whatever an upstream echoed
+        for secret in gw.secrets():
+            err.message = redact(err.message, secret)
     return Response(
         render_error(err, rid), status_code=err.http_status, headers=err.headers, media_type="application/json"
     )
@@ -118,6 +119,8 @@ def create_app(settings: Settings) -> ASGIApp:
             Route("/v1/messages", routes.messages, methods=["POST"]),
             Route("/v1/messages/stream", routes.messages_stream, methods=["POST"]),
             Route("/v1/messages/count_tokens", routes.count_tokens, methods=["POST"]),
+            Route("/v1/models", routes.list_models, methods=["GET"]),
+            Route("/v1/models/{model_id:path}", routes.get_model, methods=["GET"]),
         ],
         exception_handlers={
             GatewayError: _on_gateway_error,

@@ -10,11 +10,20 @@ from __future__ import annotations
 
 import contextvars
 import ipaddress
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     DotEnvSettingsSource,
@@ -23,6 +32,8 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from anthropic_gateway.model_config import PARAMETER_NAMES, BackendConfig, ModelConfig
 
 ENV_PREFIX = "ANTHROPIC_GATEWAY_"
 UPSTREAM_KEY_VARS = ("OPENROUTER_API_KEY", "ANTHROPIC_GATEWAY_UPSTREAM_KEY")
@@ -34,6 +45,7 @@ class Settings(BaseSettings):
         extra="forbid",
         populate_by_name=True,
         case_sensitive=False,
+        env_nested_delimiter="__",
     )
 
     host: str = Field("127.0.0.1", description="Address to listen on.")
@@ -89,6 +101,53 @@ class Settings(BaseSettings):
     @classmethod
     def _lower(cls, v: Any) -> Any:
         return v.lower() if isinstance(v, str) else v
+
+    backends: dict[str, BackendConfig] = Field(
+        default_factory=dict, description="Named upstreams besides the default one (see README)."
+    )
+    models: dict[str, ModelConfig] = Field(
+        default_factory=dict, description="Model aliases (exact names or glob patterns) → backend and model."
+    )
+    default_backend: str = Field(
+        "default", description="Backend for ids with '/' and the claude tiers ('default' is upstream_url)."
+    )
+    passthrough_models: bool = Field(
+        False, description="Send unknown model names (no alias, no '/') to the default backend instead of a 404."
+    )
+    default_params: dict[str, Any] = Field(
+        default_factory=dict, description="Upstream parameters applied to every request unless set by the client."
+    )
+    retries: int = Field(1, ge=0, le=5, description="Retries per backend on 429/5xx/timeouts before any byte is sent.")
+    retry_max_wait: float = Field(10.0, ge=0, description="Cap on the total seconds spent waiting between retries.")
+    first_byte_timeout: float | None = Field(None, gt=0, description="Seconds until the upstream's response headers.")
+
+    _backend_keys: dict[str, SecretStr | None] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> Settings:
+        names = {"default", *self.backends}
+        if self.default_backend not in names:
+            raise ValueError(f"default_backend: '{self.default_backend}' is not a backend; define [backends.{self.default_backend}]")
+        unknown = sorted(set(self.default_params) - PARAMETER_NAMES)
+        if unknown:
+            raise ValueError(f"default_params: unknown parameter(s) {unknown}")
+        for alias, model in self.models.items():
+            if model.backend is not None and model.backend not in names:
+                raise ValueError(
+                    f"models.{alias}.backend: '{model.backend}' is not a backend; define [backends.{model.backend}] "
+                    f"or use one of {sorted(names)}"
+                )
+            for fb in model.fallbacks:
+                if fb == alias or (fb not in self.models and "/" not in fb):
+                    raise ValueError(
+                        f"models.{alias}.fallbacks: '{fb}' is not another configured model alias or a provider/model id"
+                    )
+        return self
+
+    def backend_key(self, name: str) -> SecretStr | None:
+        if name == "default":
+            return self.upstream_key
+        return self._backend_keys.get(name)
 
     def client_keys(self) -> list[str]:
         if self.api_keys is None:
@@ -157,16 +216,26 @@ def load_settings(
         raise SettingsError(f"config file {config_path} not found: pass an existing TOML file to --config")
     token = _SOURCES.set((environ, config_path))
     try:
-        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+        settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as err:
         raise SettingsError(_describe(err)) from None
     finally:
         _SOURCES.reset(token)
+    env = os.environ if environ is None else environ
+    for name, backend in settings.backends.items():
+        value = env.get(backend.key_env) if backend.key_env else None
+        settings._backend_keys[name] = SecretStr(value) if value else None
+    return settings
 
 
 def _describe(err: ValidationError) -> str:
     first = err.errors()[0]
-    name = str(first["loc"][0]) if first["loc"] else "?"
+    if not first["loc"]:  # a cross-reference check: its message names the key already
+        return f"invalid configuration: {first['msg'].removeprefix('Value error, ')}"
+    if len(first["loc"]) > 1 and first["loc"][0] in ("backends", "models"):
+        path = ".".join(str(p) for p in first["loc"])
+        return f"invalid setting {path}: {first['msg']}, got {first.get('input')!r}; fix it in the config file"
+    name = str(first["loc"][0])
     if first["type"] == "extra_forbidden":
         return f"unknown setting '{name}' in the config file: remove it or check the spelling (see README)"
     field = Settings.model_fields.get(name)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 import aiohttp
 from starlette.types import Receive, Scope, Send
@@ -28,7 +29,9 @@ class SSEResponse:
         translator: StreamTranslator,
         ping_interval: float,
         request_id: str,
+        release_slot: Callable[[], None],
     ) -> None:
+        self.release_slot = release_slot
         self.upstream = upstream
         self.translator = translator
         self.headers = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache")]
@@ -59,6 +62,7 @@ class SSEResponse:
                 self.upstream.release()
             else:
                 self.upstream.close()  # abandons the connection: the upstream sees the cancel
+            self.release_slot()
 
     async def _drain(self) -> bool:
         """After [DONE] the client has its answer; read the upstream body to its end so the

@@ -7,6 +7,7 @@ per streamed response, and the upstream client dominates the gateway's own cost.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -23,6 +24,8 @@ class UpstreamClient:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._session: aiohttp.ClientSession | None = None
+        self._limits: dict[str, asyncio.Semaphore] = {}
+        self._timeouts: dict[str, aiohttp.ClientTimeout] = {}
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(
@@ -39,6 +42,36 @@ class UpstreamClient:
         if self._session is not None:
             await self._session.close()
 
+    async def acquire(self, backend: Backend) -> Callable[[], None]:
+        """Wait for a slot under the backend's max_concurrency; returns the (idempotent) release."""
+        if backend.max_concurrency is None:
+            return _noop
+        sem = self._limits.get(backend.name)
+        if sem is None:
+            sem = self._limits[backend.name] = asyncio.Semaphore(backend.max_concurrency)
+        await sem.acquire()
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                sem.release()
+
+        return release
+
+    def _timeout(self, backend: Backend) -> aiohttp.ClientTimeout | None:
+        if backend.connect_timeout is None and backend.idle_timeout is None and backend.total_timeout is None:
+            return None  # the session's defaults
+        timeout = self._timeouts.get(backend.name)
+        if timeout is None:
+            timeout = self._timeouts[backend.name] = aiohttp.ClientTimeout(
+                total=backend.total_timeout,
+                connect=backend.connect_timeout or self.settings.connect_timeout,
+                sock_read=backend.idle_timeout or self.settings.read_timeout,
+            )
+        return timeout
+
     async def post(self, backend: Backend, body: bytes, key: str, *, stream: bool) -> aiohttp.ClientResponse:
         """Send a chat-completions request; returns once the status and headers arrived.
         The caller owns the response and must release() or close() it."""
@@ -52,12 +85,22 @@ class UpstreamClient:
         if backend.kind.openrouter_extensions:
             headers["HTTP-Referer"] = "https://github.com/anthropic-gateway/anthropic-gateway"
             headers["X-OpenRouter-Title"] = "anthropic-gateway"
+        headers.update(backend.headers)
+        timeout = self._timeout(backend)
+        extra: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
         try:
-            return await self._session.post(backend.chat_url, data=body, headers=headers)
+            if backend.first_byte_timeout is None:
+                return await self._session.post(backend.chat_url, data=body, headers=headers, **extra)
+            async with asyncio.timeout(backend.first_byte_timeout):
+                return await self._session.post(backend.chat_url, data=body, headers=headers, **extra)
         except (TimeoutError, aiohttp.ServerTimeoutError):
             raise GatewayTimeoutError("The upstream did not answer in time") from None
         except aiohttp.ClientError as err:
             raise connection_error(err) from None
+
+
+def _noop() -> None:
+    return None
 
 
 def connection_error(err: BaseException) -> GatewayError:

@@ -1,0 +1,113 @@
+"""Sending one client request upstream: the model's route, then its fallbacks, with bounded retries.
+
+A candidate is retried (same backend) or abandoned for the next fallback on 429, 5xx, timeouts and
+connection errors - only before any byte went to the client, which is always the case here because
+this runs before the response starts. Waits honour Retry-After, back off with jitter, and their total
+is capped (settings.retry_max_wait): past it the last error goes back to the client, whose SDK retries
+on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import msgspec
+
+from anthropic_gateway.auth import upstream_key
+from anthropic_gateway.errors import GatewayError
+from anthropic_gateway.routing import Route, Router
+from anthropic_gateway.schemas import MessagesRequest
+from anthropic_gateway.settings import Settings
+from anthropic_gateway.translate.policy import prepare_request
+from anthropic_gateway.translate.request import RequestContext
+from anthropic_gateway.upstream import UpstreamClient
+from anthropic_gateway.upstream_errors import CallInfo, from_response
+
+log = logging.getLogger(__name__)
+
+RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504, 524, 529})
+_encode = msgspec.json.Encoder().encode  # bodies hold msgspec.Raw tool schemas
+
+
+@dataclass(slots=True)
+class Answer:
+    """A 2xx upstream response, and what translating it back needs."""
+
+    response: aiohttp.ClientResponse
+    ctx: RequestContext
+    route: Route
+    info: CallInfo
+    release_slot: Any
+
+
+def _retry_after(err: GatewayError) -> float | None:
+    value = err.headers.get("retry-after")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+async def send(
+    req: MessagesRequest,
+    route: Route,
+    *,
+    stream: bool,
+    estimate: int,
+    passthrough_key: str | None,
+    router: Router,
+    upstream: UpstreamClient,
+    settings: Settings,
+) -> Answer:
+    candidates = [route, *(router.resolve(name) for name in route.fallbacks)]
+    waited = 0.0
+    last: GatewayError | None = None
+    for n, candidate in enumerate(candidates):
+        try:
+            body, ctx = prepare_request(
+                req, candidate, stream=stream, input_estimate=estimate, default_params=settings.default_params
+            )
+        except GatewayError:
+            if n == 0:
+                raise
+            continue  # a fallback that cannot serve this request is skipped
+        key, client_key_used = upstream_key(candidate.backend, passthrough_key)
+        info = CallInfo(input_estimate=estimate, max_tokens=req.max_tokens, client_key_used=client_key_used,
+                        context_window=candidate.config.context_window if candidate.config else None)  # fmt: skip
+        payload = _encode(body)
+        for attempt in range(settings.retries + 1):
+            slot = await upstream.acquire(candidate.backend)
+            try:
+                response = await upstream.post(candidate.backend, payload, key, stream=stream)
+            except GatewayError as err:
+                slot()
+                last = err
+            else:
+                if 200 <= response.status < 300:
+                    return Answer(response, ctx, candidate, info, slot)
+                try:
+                    raw = await response.read()
+                except aiohttp.ClientError:
+                    raw = b""
+                finally:
+                    response.release()
+                    slot()
+                last = from_response(response.status, raw, response.headers, info)
+                if response.status not in RETRYABLE_STATUS:
+                    raise last
+            log.info("upstream %s/%s failed (%s); attempt %d", candidate.backend.name, candidate.upstream_model,
+                     last.http_status, attempt + 1)  # fmt: skip
+            if attempt == settings.retries:
+                break
+            delay = max(min(0.5 * 2**attempt, 8.0) * random.uniform(0.75, 1.0), _retry_after(last) or 0.0)
+            if waited + delay > settings.retry_max_wait:
+                break  # the next candidate (if any) is tried at once; else the client retries itself
+            await asyncio.sleep(delay)
+            waited += delay
+    assert last is not None
+    raise last

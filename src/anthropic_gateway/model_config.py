@@ -1,0 +1,93 @@
+"""Configuration of backends (named upstreams) and models (aliases clients may send).
+
+    [backends.local]                      # ANTHROPIC_GATEWAY_BACKENDS='{"local": {...}}' or
+    url = "http://127.0.0.1:11434/v1"     # ANTHROPIC_GATEWAY_BACKENDS__LOCAL__URL=...
+    kind = "openai-compatible"
+    key_env = "LOCAL_KEY"
+
+    [models."claude-*haiku*"]             # exact names or glob patterns
+    backend = "local"
+    model = "qwen2.5-coder:7b"
+    max_output_tokens = 8192
+    context_window = 32768
+    capabilities = ["tools"]
+    fallbacks = ["claude-sonnet-4-5"]
+
+Validated once at start-up (cross-references included); an error names the key and the fix.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Capability = Literal["tools", "vision", "reasoning", "pdf"]
+ALL_CAPABILITIES: frozenset[str] = frozenset({"tools", "vision", "reasoning", "pdf"})
+SchemaFamily = Literal["auto", "none", "gemini"]
+
+# Upstream request fields a model's `defaults` / `force` tables may set; anything else is a typo.
+PARAMETER_NAMES: frozenset[str] = frozenset(
+    {
+        "temperature", "top_p", "top_k", "min_p", "top_a", "repetition_penalty", "frequency_penalty",
+        "presence_penalty", "seed", "user", "logit_bias", "response_format", "provider", "models",
+        "transforms", "plugins", "reasoning", "reasoning_effort", "max_tokens", "max_completion_tokens",
+        "stop", "parallel_tool_calls", "verbosity", "service_tier", "session_id", "cache_control",
+    }
+)  # fmt: skip
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BackendConfig(_Strict):
+    url: str = Field(description="Base URL, the part before /chat/completions.")
+    kind: Literal["auto", "openrouter", "openai", "openai-compatible"] = "auto"
+    key_env: str | None = Field(None, description="Name of the environment variable holding the key.")
+    headers: dict[str, str] = Field(default_factory=dict, description="Extra request headers.")
+    connect_timeout: float | None = Field(None, gt=0)
+    first_byte_timeout: float | None = Field(None, gt=0, description="Seconds until the response headers.")
+    idle_timeout: float | None = Field(None, gt=0, description="Longest silence between chunks.")
+    total_timeout: float | None = Field(None, gt=0)
+    max_concurrency: int | None = Field(None, ge=1, description="Concurrent upstream calls at most.")
+    tool_id_max_len: int | None = Field(None, ge=1, description="Override the kind's tool-call id limit.")
+    system_messages: Literal["hoist", "keep"] | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return v.rstrip("/")
+
+    def resolved_kind(self) -> str:
+        if self.kind != "auto":
+            return self.kind
+        if "openrouter.ai" in self.url:
+            return "openrouter"
+        return "openai" if "api.openai.com" in self.url else "openai-compatible"
+
+
+class ModelConfig(_Strict):
+    backend: str | None = Field(None, description="Backend name; the default backend when absent.")
+    model: str | None = Field(None, description="Upstream model id; the alias itself when absent.")
+    display_name: str | None = None
+    max_output_tokens: int | None = Field(None, ge=1)
+    context_window: int | None = Field(None, ge=1)
+    capabilities: list[Capability] | None = Field(None, description="What the model can do; all when absent.")
+    schema_family: SchemaFamily = "auto"
+    defaults: dict[str, Any] = Field(default_factory=dict, description="Parameters used unless the client sets them.")
+    force: dict[str, Any] = Field(default_factory=dict, description="Parameters that override the client's.")
+    fallbacks: list[str] = Field(default_factory=list, description="Aliases tried in order on 429/5xx/timeouts.")
+
+    @field_validator("defaults", "force")
+    @classmethod
+    def _known_parameters(cls, v: dict[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(v) - PARAMETER_NAMES)
+        if unknown:
+            raise ValueError(f"unknown parameter(s) {unknown}; allowed: {sorted(PARAMETER_NAMES)}")
+        return v
+
+    def capability_set(self) -> frozenset[str]:
+        return ALL_CAPABILITIES if self.capabilities is None else frozenset(self.capabilities)

@@ -1,0 +1,227 @@
+"""Per-model policy around the translation (pure): capability checks, clamping of max_tokens to the
+model's limits, parameters (client extras, configured defaults and forced values), and tool-schema
+adjustments for the target family.
+
+    body, ctx = prepare_request(req, route, stream=..., input_estimate=..., default_params=...)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import OrderedDict
+from typing import Any
+
+import msgspec
+
+from anthropic_gateway.errors import InvalidRequestError
+from anthropic_gateway.routing import Route
+from anthropic_gateway.schemas import (
+    EXTRA_PARAMETERS,
+    Base64PDFSource,
+    ContentSource,
+    DocumentBlock,
+    ImageBlock,
+    MessagesRequest,
+    ThinkingEnabled,
+    ToolResultBlock,
+    ToolUseBlock,
+    URLPDFSource,
+)
+from anthropic_gateway.translate.request import RequestContext, to_openai_request
+
+log = logging.getLogger(__name__)
+
+MIN_THINKING_BUDGET = 1024
+
+
+def prepare_request(
+    req: MessagesRequest,
+    route: Route,
+    *,
+    stream: bool,
+    input_estimate: int = 0,
+    default_params: dict[str, Any] | None = None,
+) -> tuple[dict[str, Any], RequestContext]:
+    check_capabilities(req, route)
+    req = clamp(req, route, input_estimate)
+    body, ctx = to_openai_request(req, route, stream=stream)
+    apply_parameters(body, req, route, default_params or {})
+    family = schema_family(route)
+    if family == "gemini" and "tools" in body:
+        for tool in body["tools"]:
+            fn = tool["function"]
+            fn["parameters"] = gemini_schema(fn["parameters"])
+    return body, ctx
+
+
+# --- capabilities ------------------------------------------------------------------------------
+
+
+def _uses(req: MessagesRequest) -> set[str]:
+    used: set[str] = set()
+    if req.tools:
+        used.add("tools")
+    for msg in req.messages:
+        if isinstance(msg.content, str):
+            continue
+        for block in msg.content:
+            if isinstance(block, ToolUseBlock | ToolResultBlock):
+                used.add("tools")
+            inner = block.content if isinstance(block, ToolResultBlock) and isinstance(block.content, list) else [block]
+            for b in inner:
+                if isinstance(b, ImageBlock):
+                    used.add("vision")
+                elif isinstance(b, DocumentBlock):
+                    if isinstance(b.source, Base64PDFSource | URLPDFSource):
+                        used.add("pdf")
+                    elif isinstance(b.source, ContentSource) and not isinstance(b.source.content, str):
+                        used.update("vision" for x in b.source.content if isinstance(x, ImageBlock))
+    return used
+
+
+_CAPABILITY_WORDS = {"tools": "tool use", "vision": "image input", "pdf": "PDF input"}
+
+
+def check_capabilities(req: MessagesRequest, route: Route) -> None:
+    caps = route.capabilities
+    if len(caps) == 4:
+        return
+    missing = sorted(c for c in _uses(req) if c not in caps)
+    if missing:
+        what = " and ".join(_CAPABILITY_WORDS[c] for c in missing)
+        raise InvalidRequestError(
+            f"model: '{req.model}' ({route.upstream_model}) does not support {what}, which this request uses; "
+            "choose another model or remove that content"
+        )
+
+
+# --- limits ------------------------------------------------------------------------------------
+
+
+def clamp(req: MessagesRequest, route: Route, input_estimate: int) -> MessagesRequest:
+    """Fit max_tokens to the model's output limit and to what its context window leaves; keep a
+    thinking budget below the new max_tokens (at least 1,024) or drop thinking. Also drops thinking
+    for models configured without the reasoning capability."""
+    cfg = route.config
+    thinking = req.thinking
+    if thinking is not None and "reasoning" not in route.capabilities:
+        log.debug("model %s has no reasoning capability: thinking dropped", route.upstream_model)
+        thinking = None
+    max_tokens = req.max_tokens
+    if cfg is not None:
+        if cfg.max_output_tokens is not None and max_tokens > cfg.max_output_tokens:
+            max_tokens = cfg.max_output_tokens
+        if cfg.context_window is not None and max_tokens > cfg.context_window - input_estimate:
+            max_tokens = max(cfg.context_window - input_estimate, 1)
+        if max_tokens != req.max_tokens:
+            log.info("max_tokens clamped from %d to %d for %s", req.max_tokens, max_tokens, route.upstream_model)
+    if isinstance(thinking, ThinkingEnabled) and thinking.budget_tokens >= max_tokens:
+        budget = max_tokens - 1
+        if budget >= MIN_THINKING_BUDGET:
+            thinking = msgspec.structs.replace(thinking, budget_tokens=budget)
+        else:
+            log.info("thinking dropped: max_tokens %d leaves no room for a %d-token budget", max_tokens, MIN_THINKING_BUDGET)
+            thinking = None
+    if max_tokens == req.max_tokens and thinking is req.thinking:
+        return req
+    return msgspec.structs.replace(req, max_tokens=max_tokens, thinking=thinking)
+
+
+# --- parameters --------------------------------------------------------------------------------
+
+
+def apply_parameters(body: dict[str, Any], req: MessagesRequest, route: Route, default_params: dict[str, Any]) -> None:
+    """Client extras are forwarded where the backend kind takes them; configured defaults (the
+    model's, then the global ones) fill what is still unset; the model's forced values win over all."""
+    supported = route.backend.kind.extra_params
+    for name in EXTRA_PARAMETERS:
+        value = getattr(req, name)
+        if value is None:
+            continue
+        if name not in supported:
+            log.debug("parameter %s dropped: backend kind %s does not take it", name, route.backend.kind.name)
+            continue
+        if isinstance(value, msgspec.Struct):
+            value = msgspec.to_builtins(value)
+        if name == "transforms":
+            # The legacy field, sent in its current form.
+            enabled = "middle-out" in value
+            body["plugins"] = [{"id": "context-compression"} if enabled else {"id": "context-compression", "enabled": False}]
+        elif name == "reasoning":
+            body["reasoning"] = {**body.get("reasoning", {}), **value}
+        else:
+            body[name] = value
+    cfg = route.config
+    for source in ((cfg.defaults if cfg is not None else {}), default_params):
+        for name, value in source.items():
+            body.setdefault(name, value)
+    if cfg is not None:
+        body.update(cfg.force)
+
+
+# --- tool schemas ------------------------------------------------------------------------------
+
+
+def schema_family(route: Route) -> str:
+    family = route.config.schema_family if route.config is not None else "auto"
+    if family != "auto":
+        return family
+    model = route.upstream_model.lower()
+    return "gemini" if "gemini" in model or model.startswith("google/") else "none"
+
+
+# JSON-Schema keywords Gemini's function declarations reject.
+_GEMINI_DROP = frozenset({
+    "$schema", "$id", "$comment", "additionalProperties", "propertyNames", "uniqueItems", "exclusiveMinimum",
+    "exclusiveMaximum", "patternProperties", "unevaluatedProperties", "dependentRequired", "dependentSchemas",
+    "minContains", "maxContains", "contentEncoding", "contentMediaType", "examples", "default", "const",
+    "if", "then", "else", "not",
+})  # fmt: skip
+_GEMINI_FORMATS = frozenset({"enum", "date-time"})
+_schema_cache: OrderedDict[bytes, Any] = OrderedDict()
+
+
+def gemini_schema(schema: Any) -> Any:
+    """A copy of `schema` without the keywords Gemini rejects (the original is never modified)."""
+    raw = bytes(schema) if isinstance(schema, msgspec.Raw) else msgspec.json.encode(schema)
+    key = hashlib.blake2b(raw, digest_size=16).digest()
+    cached = _schema_cache.get(key)
+    if cached is None:
+        cached = _gemini(msgspec.json.decode(raw))
+        _schema_cache[key] = cached
+        if len(_schema_cache) > 1024:
+            _schema_cache.popitem(last=False)
+    return cached
+
+
+def _gemini(node: Any) -> Any:
+    if isinstance(node, list):
+        return [_gemini(x) for x in node]
+    if not isinstance(node, dict):
+        return node
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key in _GEMINI_DROP:
+            if key == "const" and isinstance(value, str):
+                out["enum"] = [value]
+            continue
+        if key == "format" and value not in _GEMINI_FORMATS:
+            continue
+        if key == "enum" and not all(isinstance(v, str) for v in value):
+            continue
+        if key == "type" and isinstance(value, list):
+            kinds = [t for t in value if t != "null"]
+            out["type"] = kinds[0] if kinds else "string"
+            if len(kinds) < len(value):
+                out["nullable"] = True
+            continue
+        if key == "properties" and isinstance(value, dict):
+            out[key] = {name: _gemini(sub) for name, sub in value.items()}
+            continue
+        out[key] = _gemini(value)
+    if out.get("type") == "array" and "items" not in out:
+        out["items"] = {"type": "string"}
+    if out.get("type") == "object" and out.get("properties") == {}:
+        del out["properties"]
+    return out
