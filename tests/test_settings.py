@@ -57,7 +57,7 @@ def test_unknown_toml_key_is_named(tmp_path: Path) -> None:
 
 
 def test_open_gateway_refuses_a_public_bind_unless_trusted() -> None:
-    with pytest.raises(SettingsError, match="refusing to serve an open gateway on 0.0.0.0"):
+    with pytest.raises(SettingsError, match=r"refusing to serve an open gateway on 0\.0\.0\.0"):
         check_startup(load_settings(environ={}, host="0.0.0.0"))
     check_startup(load_settings(environ={"ANTHROPIC_GATEWAY_TRUSTED_NETWORK": "true"}, host="0.0.0.0"))
     check_startup(load_settings(environ={"ANTHROPIC_GATEWAY_API_KEYS": "k1,k2"}, host="0.0.0.0"))

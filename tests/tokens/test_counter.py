@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import json
 import struct
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -18,9 +17,10 @@ from anthropic_gateway.schemas import decode_count_tokens_request, decode_messag
 from anthropic_gateway.tokens import count_request_tokens, count_text_tokens, family_for_model
 from anthropic_gateway.tokens import counter as counter_module
 from anthropic_gateway.tokens.vocab import get_encoding
+from paths import CLAUDE_CODE_FIXTURE
 
 # shared/ sits beside the repository checkout (locally and in CI).
-FIXTURE = Path(__file__).resolve().parents[3] / "shared/fixtures/claude-code-2.1.197-requests.json"
+FIXTURE = CLAUDE_CODE_FIXTURE
 
 
 def T(text: str) -> int:
@@ -219,7 +219,6 @@ def test_cache_is_bounded() -> None:
     assert len(counter_module._cache) == counter_module.CACHE_SIZE
 
 
-@pytest.mark.skipif(not FIXTURE.exists(), reason="shared Claude Code fixture not present")
 @pytest.mark.parametrize("turn", ["first_turn", "second_turn"])
 @pytest.mark.parametrize("model", ["anthropic/claude-sonnet-4.5", "openai/gpt-4o"])
 def test_claude_code_fixture_within_3_percent_of_upstream_body(turn: str, model: str) -> None:

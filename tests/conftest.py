@@ -1,0 +1,233 @@
+"""Shared fixtures: the fake upstream, the real gateway process and SDK clients pointed at it.
+
+- ``upstream``: the session's :class:`FakeUpstream`, reset before every test.
+- ``gateway``: the real ``python -m anthropic_gateway serve`` process for the session, configured
+  with ``GATEWAY_ENV`` and pointed at the fake upstream; its stdout and stderr go to a log file.
+- ``client`` / ``async_client``: official ``anthropic`` SDK clients for that gateway, no retries.
+- ``openrouter_gateway`` / ``openrouter_client``: the same with the backend kind forced to
+  ``openrouter`` (for OpenRouter-only behaviour such as ``reasoning_details`` and ``cache_control``).
+- ``spawn_gateway``: start another, differently configured gateway for one test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import anthropic
+import pytest
+
+from fake_upstream import FakeUpstream
+
+UPSTREAM_KEY = "sk-upstream-test-secret-123"
+CLIENT_KEY = "test-key"
+OPUS, SONNET, HAIKU = "test/opus", "test/sonnet", "test/haiku"
+
+GATEWAY_ENV: dict[str, str] = {
+    "ANTHROPIC_GATEWAY_UPSTREAM_KEY": UPSTREAM_KEY,
+    "ANTHROPIC_GATEWAY_OPUS_MODEL": OPUS,
+    "ANTHROPIC_GATEWAY_SONNET_MODEL": SONNET,
+    "ANTHROPIC_GATEWAY_HAIKU_MODEL": HAIKU,
+    "ANTHROPIC_GATEWAY_LOG_LEVEL": "debug",
+}
+
+STARTUP_TIMEOUT = 20.0
+
+
+@dataclass
+class GatewayProcess:
+    proc: subprocess.Popen[bytes]
+    port: int
+    log_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def client(self) -> anthropic.Anthropic:
+        return anthropic.Anthropic(base_url=self.url, api_key=CLIENT_KEY, max_retries=0)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _clean_environ() -> dict[str, str]:
+    """The test process's environment without any gateway or upstream-key settings."""
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if not k.upper().startswith("ANTHROPIC_") and k.upper() not in ("OPENROUTER_API_KEY",)
+    }
+
+
+def _wait_until_ready(gw: GatewayProcess) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while time.monotonic() < deadline:
+        if gw.proc.poll() is not None:
+            raise RuntimeError(f"gateway exited with {gw.proc.returncode} at start-up:\n{gw.log_text()}")
+        try:
+            with urllib.request.urlopen(gw.url + "/", timeout=1.0) as resp:
+                if resp.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"gateway did not answer GET / with 200 within {STARTUP_TIMEOUT}s:\n{gw.log_text()}")
+
+
+def start_gateway(
+    log_path: Path,
+    *,
+    upstream_url: str,
+    env: dict[str, str],
+    cwd: Path,
+    extra_args: tuple[str, ...] = (),
+    wait: bool = True,
+) -> GatewayProcess:
+    """Start ``python -m anthropic_gateway serve`` with exactly ``env`` as its gateway settings."""
+    port = free_port()
+    cmd = [
+        sys.executable,
+        "-m",
+        "anthropic_gateway",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--upstream-url",
+        upstream_url,
+        *extra_args,
+    ]
+    full_env = {**_clean_environ(), **env, "PYTHONUNBUFFERED": "1"}
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=full_env, cwd=cwd)
+    gw = GatewayProcess(proc, port, log_path)
+    if wait:
+        try:
+            _wait_until_ready(gw)
+        except BaseException:
+            stop_gateway(gw)
+            raise
+    return gw
+
+
+def stop_gateway(gw: GatewayProcess) -> None:
+    if gw.proc.poll() is None:
+        gw.proc.terminate()
+        try:
+            gw.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            gw.proc.kill()
+            gw.proc.wait(10)
+
+
+@pytest.fixture(scope="session")
+def _upstream_server() -> Iterator[FakeUpstream]:
+    fake = FakeUpstream()
+    fake.start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def upstream(_upstream_server: FakeUpstream) -> Iterator[FakeUpstream]:
+    _upstream_server.reset()
+    yield _upstream_server
+    _upstream_server.reset()
+
+
+@pytest.fixture(scope="session")
+def gateway(
+    _upstream_server: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GatewayProcess]:
+    workdir = tmp_path_factory.mktemp("gateway")
+    gw = start_gateway(
+        workdir / "gateway.log", upstream_url=_upstream_server.base_url, env=GATEWAY_ENV, cwd=workdir
+    )
+    yield gw
+    stop_gateway(gw)
+
+
+@pytest.fixture(scope="session")
+def openrouter_gateway(
+    _upstream_server: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GatewayProcess]:
+    """A second session gateway that treats the fake as OpenRouter (``BACKEND_KIND=openrouter``)."""
+    workdir = tmp_path_factory.mktemp("openrouter-gateway")
+    env = {**GATEWAY_ENV, "ANTHROPIC_GATEWAY_BACKEND_KIND": "openrouter"}
+    gw = start_gateway(workdir / "gateway.log", upstream_url=_upstream_server.base_url, env=env, cwd=workdir)
+    yield gw
+    stop_gateway(gw)
+
+
+@pytest.fixture
+def openrouter_client(
+    openrouter_gateway: GatewayProcess, upstream: FakeUpstream
+) -> Iterator[anthropic.Anthropic]:
+    with openrouter_gateway.client() as c:
+        yield c
+
+
+@pytest.fixture
+def client(gateway: GatewayProcess, upstream: FakeUpstream) -> Iterator[anthropic.Anthropic]:
+    with gateway.client() as c:
+        yield c
+
+
+@pytest.fixture
+async def async_client(
+    gateway: GatewayProcess, upstream: FakeUpstream
+) -> AsyncIterator[anthropic.AsyncAnthropic]:
+    async with anthropic.AsyncAnthropic(base_url=gateway.url, api_key=CLIENT_KEY, max_retries=0) as c:
+        yield c
+
+
+SpawnGateway = Callable[..., GatewayProcess]
+
+
+@pytest.fixture
+def spawn_gateway(tmp_path: Path, _upstream_server: FakeUpstream) -> Iterator[SpawnGateway]:
+    """``spawn_gateway(env={...}, upstream_url=None, extra_args=())`` starts a gateway for this test.
+
+    ``env`` replaces ``GATEWAY_ENV`` entirely (pass ``{**GATEWAY_ENV, ...}`` to extend it).
+    """
+    started: list[GatewayProcess] = []
+
+    def spawn(
+        env: dict[str, str],
+        upstream_url: str | None = None,
+        extra_args: tuple[str, ...] = (),
+        wait: bool = True,
+    ) -> GatewayProcess:
+        n = len(started)
+        gw = start_gateway(
+            tmp_path / f"gateway-{n}.log",
+            upstream_url=upstream_url or _upstream_server.base_url,
+            env=env,
+            cwd=tmp_path,
+            extra_args=extra_args,
+            wait=wait,
+        )
+        started.append(gw)
+        return gw
+
+    yield spawn
+    for gw in started:
+        with contextlib.suppress(Exception):
+            stop_gateway(gw)

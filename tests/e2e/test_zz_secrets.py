@@ -1,0 +1,128 @@
+"""Keys and auth: the upstream key never leaks, a missing key is a clear 500, gateway keys are checked.
+
+Named ``zz`` so it runs last: the final test greps the whole session's gateway log.
+"""
+
+from __future__ import annotations
+
+import subprocess
+
+import anthropic
+import httpx2
+import pytest
+
+from conftest import GATEWAY_ENV, UPSTREAM_KEY, GatewayProcess, SpawnGateway
+from e2e import MODEL, USER_HELLO, error_of, parse_sse, post_raw, stream_raw
+from fake_upstream import FakeUpstream, Reply, error_body, error_chunk, finish_chunk, text_chunk
+
+NO_KEY_ENV = {k: v for k, v in GATEWAY_ENV.items() if k != "ANTHROPIC_GATEWAY_UPSTREAM_KEY"}
+GOOD = {"model": MODEL, "max_tokens": 10, "messages": [{"role": "user", "content": "Hi"}]}
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_missing_upstream_key_is_500_naming_the_variable(
+    spawn_gateway: SpawnGateway, upstream: FakeUpstream, streaming: bool
+) -> None:
+    gw = spawn_gateway(NO_KEY_ENV)
+    with gw.client() as c, pytest.raises(anthropic.InternalServerError) as info:
+        c.messages.create(model=MODEL, max_tokens=10, messages=USER_HELLO, stream=streaming)
+    exc = info.value
+    assert exc.status_code == 500
+    err = error_of(exc)
+    assert err["type"] == "api_error"
+    assert "OPENROUTER_API_KEY" in err["message"] or "ANTHROPIC_GATEWAY_UPSTREAM_KEY" in err["message"], err
+    assert exc.response.headers.get("x-should-retry") == "false"
+    assert exc.request_id is not None
+    assert upstream.requests == []
+
+
+def test_gateway_keys_are_checked(spawn_gateway: SpawnGateway, upstream: FakeUpstream) -> None:
+    gw = spawn_gateway({**GATEWAY_ENV, "ANTHROPIC_GATEWAY_API_KEYS": "gw-key-one,gw-key-two"})
+    upstream.always(Reply.auto([text_chunk("ok"), finish_chunk("stop")]))
+
+    bad = post_raw(gw.url, "/v1/messages", GOOD, headers={"x-api-key": "wrong"})
+    assert bad.status_code == 401
+    assert bad.json()["error"]["type"] == "authentication_error"
+    assert bad.headers.get("x-should-retry") == "false"
+    assert "gw-key" not in bad.text
+
+    missing = httpx2.post(gw.url + "/v1/messages", json=GOOD, timeout=10)
+    assert missing.status_code == 401
+    assert upstream.requests == []
+
+    by_header = post_raw(gw.url, "/v1/messages", GOOD, headers={"x-api-key": "gw-key-two"})
+    assert by_header.status_code == 200, by_header.text
+    by_bearer = httpx2.post(
+        gw.url + "/v1/messages", json=GOOD, headers={"authorization": "Bearer gw-key-one"}, timeout=10
+    )
+    assert by_bearer.status_code == 200, by_bearer.text
+    assert len(upstream.requests) == 2
+    assert all(r.headers["authorization"] == f"Bearer {UPSTREAM_KEY}" for r in upstream.requests)
+
+    # HEAD / stays open for Claude Code's pre-warm
+    assert httpx2.head(gw.url + "/", timeout=10).status_code == 200
+    log = gw.log_text()
+    assert "gw-key-one" not in log and "gw-key-two" not in log and UPSTREAM_KEY not in log
+
+
+def test_passthrough_uses_the_client_key_upstream(
+    spawn_gateway: SpawnGateway, upstream: FakeUpstream
+) -> None:
+    gw = spawn_gateway({**NO_KEY_ENV, "ANTHROPIC_GATEWAY_PASSTHROUGH_AUTH": "true"})
+    upstream.expect(Reply.auto([text_chunk("ok"), finish_chunk("stop")]))
+    resp = httpx2.post(
+        gw.url + "/v1/messages",
+        json=GOOD,
+        headers={"authorization": "Bearer sk-or-v1-client-own-key"},
+        timeout=10,
+    )
+    assert resp.status_code == 200, resp.text
+    assert upstream.requests[0].headers["authorization"] == "Bearer sk-or-v1-client-own-key"
+    assert "sk-or-v1-client-own-key" not in gw.log_text()
+
+
+def test_upstream_error_echoing_the_key_does_not_leak_it(
+    client: anthropic.Anthropic, upstream: FakeUpstream
+) -> None:
+    echo = f"Incorrect API key provided: {UPSTREAM_KEY}. You can find your API key at https://example.test."
+    upstream.always(Reply.json(error_body(400, echo, "invalid_request"), 400))
+    with pytest.raises(anthropic.BadRequestError) as info:
+        client.messages.create(model=MODEL, max_tokens=10, messages=USER_HELLO)
+    assert UPSTREAM_KEY not in info.value.response.text
+    assert UPSTREAM_KEY not in str(info.value)
+
+
+def test_mid_stream_error_echoing_the_key_does_not_leak_it(
+    client: anthropic.Anthropic, upstream: FakeUpstream
+) -> None:
+    upstream.expect(
+        Reply.stream(
+            [text_chunk("a"), error_chunk(502, f"upstream said key {UPSTREAM_KEY} is bad")], done=False
+        )
+    )
+    _, _, raw = stream_raw(client, model=MODEL, max_tokens=10, messages=USER_HELLO)
+    events = parse_sse(raw)
+    assert events[-1].event == "error"
+    assert UPSTREAM_KEY.encode() not in raw
+
+
+def test_invalid_setting_stops_startup_with_one_line(spawn_gateway: SpawnGateway) -> None:
+    gw = spawn_gateway({**GATEWAY_ENV, "ANTHROPIC_GATEWAY_PING_INTERVAL": "-5"}, wait=False)
+    try:
+        code = gw.proc.wait(20)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the gateway started with an invalid ping interval")
+    assert code != 0
+    out = gw.log_text()
+    assert "ping_interval" in out.lower(), out
+    assert len([line for line in out.splitlines() if line.strip()]) == 1, out
+    assert "Traceback" not in out
+    assert UPSTREAM_KEY not in out
+
+
+def test_upstream_key_never_in_session_log(gateway: GatewayProcess) -> None:
+    """Runs last: the session gateway has served every test above at debug level."""
+    log = gateway.log_text()
+    assert log.strip() != "", "the gateway wrote no log at all; nothing to check"
+    assert UPSTREAM_KEY not in log
+    assert "sk-upstream-test" not in log

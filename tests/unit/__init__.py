@@ -1,0 +1,1 @@
+"""Unit tests of the pure translation layer (request, response, stream, upstream errors)."""
