@@ -83,7 +83,7 @@ async def root(request: Request) -> Response:
         "name": "anthropic-gateway",
         "version": __version__,
         "endpoints": ["POST /v1/messages", "POST /v1/messages/stream", "POST /v1/messages/count_tokens",
-                      "GET /openapi.json"],
+                      "GET /v1/models", "GET /v1/models/{model_id}", "GET /openapi.json"],
     }  # fmt: skip
     return JSONResponse(body)
 
