@@ -19,7 +19,7 @@ from anthropic_gateway.translate.common import (
     stop_reason_for,
     thinking_blocks,
 )
-from anthropic_gateway.translate.request import RequestContext
+from anthropic_gateway.translate.context import RequestContext
 from anthropic_gateway.translate.stops import apply_stop_sequences
 from anthropic_gateway.upstream_errors import CallInfo, from_error, from_stream_error
 

@@ -32,7 +32,7 @@ from anthropic_gateway.translate.common import (
     parse_tool_arguments,
     stop_reason_for,
 )
-from anthropic_gateway.translate.request import RequestContext
+from anthropic_gateway.translate.context import RequestContext
 from anthropic_gateway.translate.stops import StopScanner
 from anthropic_gateway.upstream_errors import from_stream_error, redact
 
