@@ -13,43 +13,52 @@ import orjson
 
 
 class SSEDecoder:
-    """feed(bytes) → list of complete `data` payloads (bytes). Comments and other fields are skipped."""
+    """feed(bytes) → list of complete `data` payloads (bytes). Comments and other fields are skipped.
 
-    __slots__ = ("_data", "_tail", "comments")
+    Splits on blank lines first: the usual upstream event is one `data: {...}` line, which then costs
+    one slice instead of a line-by-line walk.
+    """
+
+    __slots__ = ("_tail", "comments")
 
     def __init__(self) -> None:
         self._tail = b""
-        self._data: list[bytes] = []
         self.comments = 0
 
     def feed(self, chunk: bytes) -> list[bytes]:
         if self._tail:
             chunk = self._tail + chunk
-        lines = chunk.split(b"\n")
-        self._tail = lines.pop()
+        if b"\r" in chunk:
+            # CRLF or CR line ends: normalised to LF (an event split between a CR and its LF only
+            # adds an empty event, which is ignored).
+            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        blocks = chunk.split(b"\n\n")
+        self._tail = blocks.pop()
         out: list[bytes] = []
-        data = self._data
-        for line in lines:
-            if line.endswith(b"\r"):
-                line = line[:-1]
-            if not line:
-                if data:
-                    out.append(data[0] if len(data) == 1 else b"\n".join(data))
-                    data.clear()
-            elif line.startswith(b"data:"):
+        for block in blocks:
+            if block.startswith(b"data: ") and b"\n" not in block:
+                out.append(block[6:])
+            elif block:
+                self._block(block, out)
+        return out
+
+    def _block(self, block: bytes, out: list[bytes]) -> None:
+        data: list[bytes] = []
+        for line in block.split(b"\n"):
+            if line.startswith(b"data:"):
                 value = line[5:]
                 data.append(value[1:] if value.startswith(b" ") else value)
             elif line.startswith(b":"):
                 self.comments += 1
-        return out
+        if data:
+            out.append(data[0] if len(data) == 1 else b"\n".join(data))
 
     def close(self) -> list[bytes]:
         """End of stream: an unterminated last event still counts."""
         tail, self._tail = self._tail, b""
-        out = self.feed(tail + b"\n\n") if tail else []
-        if self._data:
-            out.append(b"\n".join(self._data))
-            self._data.clear()
+        out: list[bytes] = []
+        if tail.strip():
+            self._block(tail.strip(b"\n"), out)
         return out
 
 

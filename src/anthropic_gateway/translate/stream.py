@@ -39,6 +39,7 @@ from anthropic_gateway.upstream_errors import from_stream_error, redact
 log = logging.getLogger(__name__)
 
 TEXT, THINKING = 1, 2
+_TEXT_ONLY = frozenset({"content", "role"})
 # How many upstream deltas may wait for a late Claude signature before the block is closed without it.
 MAX_DEFERRED = 512
 
@@ -190,9 +191,13 @@ class StreamTranslator:
             self.vllm_stop = choice.get("stop_reason")
 
     def _delta(self, delta: dict[str, Any]) -> None:
+        content = delta.get("content")
+        if content and self.open == TEXT and self.stops is None and delta.keys() <= _TEXT_ONLY:
+            # The hot path: one more piece of the text block already open.
+            self.out.append(sse.text_delta(self.index, content))
+            return
         details = delta.get("reasoning_details")
         reasoning = delta.get("reasoning") or delta.get("reasoning_content")
-        content = delta.get("content")
         calls = delta.get("tool_calls")
         if (content or calls) and self.open == THINKING and self.claude_thinking and self.signature is None:
             # Claude's signature may arrive after the answer started; hold the answer until it does.
