@@ -36,6 +36,9 @@ class BackendKind:
     openrouter_extensions: bool
     # Client-supplied extra parameters this kind accepts; others are dropped (debug log).
     extra_params: frozenset[str]
+    # Models that take a reasoning setting (regex on the upstream id); None: all. OpenAI rejects
+    # reasoning_effort for non-reasoning models such as gpt-4o, and Claude Code always asks for thinking.
+    reasoning_models: str | None = None
 
 
 _OPENAI_PARAMS = frozenset({"frequency_penalty", "presence_penalty", "seed", "user", "logit_bias", "response_format"})
@@ -70,6 +73,7 @@ KINDS: dict[str, BackendKind] = {
         merge_same_role=False,
         openrouter_extensions=False,
         extra_params=_OPENAI_PARAMS,
+        reasoning_models=r"^(?:openai/)?(?:o\d|gpt-5|gpt-oss)",
     ),
     "openai-compatible": BackendKind(
         name="openai-compatible",

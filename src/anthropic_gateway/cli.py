@@ -25,6 +25,16 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--upstream-url", help="OpenAI-compatible base URL (default https://openrouter.ai/api/v1)"
     )
+    # Every argument after `claude` is Claude Code's, even -h and --: no option prefix for this parser.
+    claude = sub.add_parser(
+        "claude", add_help=False, prefix_chars="\0",
+        help="run Claude Code through the gateway, starting one if none is running (all arguments go to claude)",
+    )  # fmt: skip
+    claude.add_argument("args", nargs=argparse.REMAINDER)
+    sub.add_parser("env", help="print the export lines that point Claude Code at the gateway")
+    check = sub.add_parser("check", help="validate the configuration and print where each model alias goes")
+    check.add_argument("--config", type=Path, help="TOML configuration file")
+    check.add_argument("--online", action="store_true", help="also probe each backend's /models endpoint")
     return parser
 
 
@@ -76,8 +86,26 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check(args: argparse.Namespace) -> int:
+    from anthropic_gateway import check
+
+    try:
+        settings = load_settings(config_path=args.config)
+        check_startup(settings)
+    except SettingsError as err:
+        print(f"anthropic-gateway: {err}", file=sys.stderr)
+        return 2
+    return check.run(settings, args.online, sys.stdout)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "serve":
         return serve(args)
+    if args.command == "check":
+        return _check(args)
+    if args.command in ("claude", "env"):
+        from anthropic_gateway import launcher  # deferred like uvicorn; launcher imports check_startup
+
+        return launcher.run_claude(args.args) if args.command == "claude" else launcher.print_env()
     return 2  # pragma: no cover - argparse enforces the subcommand

@@ -23,8 +23,8 @@ from anthropic_gateway.errors import GatewayError
 from anthropic_gateway.routing import Route, Router
 from anthropic_gateway.schemas import MessagesRequest
 from anthropic_gateway.settings import Settings
+from anthropic_gateway.translate.context import RequestContext
 from anthropic_gateway.translate.policy import prepare_request
-from anthropic_gateway.translate.request import RequestContext
 from anthropic_gateway.upstream import UpstreamClient
 from anthropic_gateway.upstream_errors import CallInfo, from_response
 

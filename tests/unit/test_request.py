@@ -436,7 +436,8 @@ def test_thinking_enabled_budget_openrouter() -> None:
 @pytest.mark.parametrize("kind", ["openai", "openai-compatible"])
 @pytest.mark.parametrize(("budget", "effort"), [(8000, "high"), (9999, "high"), (5000, "medium"), (2000, "low")])
 def test_thinking_enabled_budget_openai_kinds(kind: Kind, budget: int, effort: str) -> None:
-    body, _ = upstream_body(kind=kind, max_tokens=10000, thinking={"type": "enabled", "budget_tokens": budget})
+    body, _ = upstream_body(model="openai/o3", kind=kind, max_tokens=10000,
+                            thinking={"type": "enabled", "budget_tokens": budget})  # fmt: skip
     assert body["reasoning_effort"] == effort
     assert "reasoning" not in body
 
@@ -448,8 +449,16 @@ def test_thinking_adaptive_with_effort_openrouter() -> None:
 
 @pytest.mark.parametrize("kind", ["openai", "openai-compatible"])
 def test_thinking_adaptive_with_effort_openai_kinds(kind: Kind) -> None:
-    body, _ = upstream_body(kind=kind, thinking={"type": "adaptive"}, output_config={"effort": "low"})
+    body, _ = upstream_body(model="openai/o3", kind=kind, thinking={"type": "adaptive"}, output_config={"effort": "low"})
     assert body["reasoning_effort"] == "low"
+
+
+@pytest.mark.parametrize("model", ["openai/gpt-4o", "gpt-4.1"])
+def test_openai_kind_sends_no_reasoning_effort_to_non_reasoning_models(model: str) -> None:
+    # Claude Code always asks for adaptive thinking; OpenAI rejects reasoning_effort for gpt-4o.
+    body, _ = upstream_body(model=model, kind="openai", env={"passthrough_models": "true"},
+                            thinking={"type": "adaptive"}, output_config={"effort": "high"})  # fmt: skip
+    assert "reasoning_effort" not in body and "reasoning" not in body
     assert "reasoning" not in body
 
 

@@ -166,6 +166,24 @@ def is_claude_detail(detail: dict[str, Any]) -> bool:
     return detail.get("format") == CLAUDE_FORMAT
 
 
+def merge_details(details: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Streamed reasoning_details fragments → whole entries, as the non-streamed answer has them:
+    consecutive fragments of one (type, index) are joined; the first non-empty signature is kept."""
+    merged: list[dict[str, Any]] = []
+    for d in details:
+        last = merged[-1] if merged else None
+        if last is not None and last.get("type") == d.get("type") and last.get("index") == d.get("index"):
+            for field in ("text", "summary", "data"):
+                if isinstance(d.get(field), str):
+                    last[field] = (last.get(field) or "") + d[field]
+            for key, value in d.items():
+                if key not in ("text", "summary", "data") and value is not None and not last.get(key):
+                    last[key] = value
+        else:
+            merged.append(dict(d))
+    return merged
+
+
 def thinking_blocks(details: list[dict[str, Any]] | None, reasoning: str | None) -> list[dict[str, Any]]:
     """Complete reasoning of a non-streamed answer → thinking / redacted_thinking blocks."""
     blocks: list[dict[str, Any]] = []
@@ -191,6 +209,7 @@ def thinking_blocks(details: list[dict[str, Any]] | None, reasoning: str | None)
             if block["type"] == "thinking" and not block["signature"]:
                 block["signature"] = envelope({"t": "text"})
         if other:
+            other = merge_details(other)
             text = "".join(detail_text(d) for d in other)
             blocks.append({"type": "thinking", "thinking": text, "signature": envelope({"d": other})})
         return blocks

@@ -9,6 +9,7 @@ meaning would change is refused with InvalidRequestError naming the field.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any, assert_never
 
 import msgspec
@@ -143,9 +144,12 @@ _EFFORT_FOR_OPENAI = {"low": "low", "medium": "medium", "high": "high", "xhigh":
 def _reasoning(req: MessagesRequest, body: dict[str, Any], route: Route) -> None:
     thinking = req.thinking
     effort = req.output_config.effort if req.output_config is not None else None
-    style = route.backend.kind.reasoning_request
+    kind = route.backend.kind
+    style = kind.reasoning_request
     if thinking is None or isinstance(thinking, ThinkingDisabled):
         return  # effort without thinking is dropped: turning reasoning on unasked breaks some models
+    if kind.reasoning_models is not None and not re.match(kind.reasoning_models, route.upstream_model):
+        return
     if isinstance(thinking, ThinkingEnabled):
         if style == "openrouter":
             body["reasoning"] = {"max_tokens": thinking.budget_tokens}

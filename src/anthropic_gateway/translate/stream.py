@@ -29,6 +29,7 @@ from anthropic_gateway.translate.common import (
     detail_text,
     envelope,
     is_claude_detail,
+    merge_details,
     parse_tool_arguments,
     stop_reason_for,
 )
@@ -368,7 +369,7 @@ class StreamTranslator:
             if self.signature is not None:
                 sig = self.signature
             elif self.other_details:
-                sig = envelope({"d": self.other_details})
+                sig = envelope({"d": merge_details(self.other_details)})
             else:
                 sig = envelope({"t": "text"})
             self.out.append(sse.block_delta(self.index, {"type": "signature_delta", "signature": sig}))
