@@ -40,9 +40,21 @@ class BackendKind:
     # reasoning_effort for non-reasoning models such as gpt-4o, and Claude Code always asks for thinking.
     reasoning_models: str | None = None
 
+    def takes(self, param: str) -> bool:
+        """Whether a configured default / forced upstream parameter may be sent to this kind."""
+        if param in COMMON_PARAMS or param in self.extra_params:
+            return True
+        if param == "top_k":
+            return self.supports_top_k
+        return self.openrouter_extensions and param in OPENROUTER_ONLY_PARAMS
+
 
 _OPENAI_PARAMS = frozenset({"frequency_penalty", "presence_penalty", "seed", "user", "logit_bias", "response_format"})
 _ALL_PARAMS = _OPENAI_PARAMS | {"provider", "models", "transforms", "min_p", "top_a", "repetition_penalty", "reasoning"}
+# Parameters every backend kind takes (from configured defaults / force); the rest are per kind.
+COMMON_PARAMS = _OPENAI_PARAMS | {"temperature", "top_p", "max_tokens", "max_completion_tokens", "stop",
+                                  "parallel_tool_calls", "reasoning_effort", "service_tier"}  # fmt: skip
+OPENROUTER_ONLY_PARAMS = frozenset({"plugins", "session_id", "cache_control", "verbosity"})
 
 
 KINDS: dict[str, BackendKind] = {

@@ -80,6 +80,7 @@ def serve(args: argparse.Namespace) -> int:
         log_level=settings.log_level,
         timeout_keep_alive=75,
         server_header=False,
+        proxy_headers=False,  # nothing to trust: the gateway is not behind a proxy by default
     )
     log.info("anthropic-gateway %s → %s (%s)", __version__, settings.upstream_url, settings.resolved_backend_kind())
     uvicorn.Server(config).run()

@@ -18,23 +18,64 @@ Validated once at start-up (cross-references included); an error names the key a
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+import msgspec
+from msgspec import Meta
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from anthropic_gateway.schemas import Penalty, ProviderPreferences, ResponseFormat, UnitInterval
 
 Capability = Literal["tools", "vision", "reasoning", "pdf"]
 ALL_CAPABILITIES: frozenset[str] = frozenset({"tools", "vision", "reasoning", "pdf"})
 SchemaFamily = Literal["auto", "none", "gemini"]
 
-# Upstream request fields a model's `defaults` / `force` tables may set; anything else is a typo.
-PARAMETER_NAMES: frozenset[str] = frozenset(
-    {
-        "temperature", "top_p", "top_k", "min_p", "top_a", "repetition_penalty", "frequency_penalty",
-        "presence_penalty", "seed", "user", "logit_bias", "response_format", "provider", "models",
-        "transforms", "plugins", "reasoning", "reasoning_effort", "max_tokens", "max_completion_tokens",
-        "stop", "parallel_tool_calls", "verbosity", "service_tier", "session_id", "cache_control",
-    }
-)  # fmt: skip
+class UpstreamParams(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
+    """Upstream request fields that `default_params` and a model's `defaults` / `force` may set,
+    with the ranges the upstreams accept. Validated (and coerced: environment values are strings)
+    once at start-up, so a typo or an out-of-range value stops start-up instead of every request."""
+
+    temperature: Annotated[float, Meta(ge=0.0, le=2.0)] | None = None
+    top_p: UnitInterval | None = None
+    top_k: Annotated[int, Meta(ge=0)] | None = None
+    min_p: UnitInterval | None = None
+    top_a: UnitInterval | None = None
+    repetition_penalty: Annotated[float, Meta(gt=0.0, le=2.0)] | None = None
+    frequency_penalty: Penalty | None = None
+    presence_penalty: Penalty | None = None
+    seed: int | None = None
+    user: str | None = None
+    logit_bias: dict[str, Annotated[float, Meta(ge=-100.0, le=100.0)]] | None = None
+    response_format: ResponseFormat | None = None
+    provider: ProviderPreferences | None = None
+    models: list[str] | None = None
+    transforms: list[str] | None = None
+    plugins: list[dict[str, Any]] | None = None
+    reasoning: dict[str, Any] | None = None
+    reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"] | None = None
+    max_tokens: Annotated[int, Meta(ge=1)] | None = None
+    max_completion_tokens: Annotated[int, Meta(ge=1)] | None = None
+    stop: str | list[str] | None = None
+    parallel_tool_calls: bool | None = None
+    verbosity: Literal["low", "medium", "high", "xhigh", "max"] | None = None
+    service_tier: str | None = None
+    session_id: str | None = None
+    cache_control: dict[str, Any] | None = None
+
+
+PARAMETER_NAMES: frozenset[str] = frozenset(f.name for f in msgspec.structs.fields(UpstreamParams))
+
+
+def validate_parameters(value: dict[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(value) - PARAMETER_NAMES)
+    if unknown:
+        raise ValueError(f"unknown parameter(s) {unknown}; allowed: {sorted(PARAMETER_NAMES)}")
+    try:
+        params = msgspec.convert(value, UpstreamParams, strict=False)
+    except msgspec.ValidationError as err:
+        raise ValueError(str(err).replace(" - at `$.", " at `")) from None
+    out: dict[str, Any] = msgspec.to_builtins(params)
+    return out
 
 
 class _Strict(BaseModel):
@@ -83,11 +124,8 @@ class ModelConfig(_Strict):
 
     @field_validator("defaults", "force")
     @classmethod
-    def _known_parameters(cls, v: dict[str, Any]) -> dict[str, Any]:
-        unknown = sorted(set(v) - PARAMETER_NAMES)
-        if unknown:
-            raise ValueError(f"unknown parameter(s) {unknown}; allowed: {sorted(PARAMETER_NAMES)}")
-        return v
+    def _parameters(cls, v: dict[str, Any]) -> dict[str, Any]:
+        return validate_parameters(v)
 
     def capability_set(self) -> frozenset[str]:
         return ALL_CAPABILITIES if self.capabilities is None else frozenset(self.capabilities)

@@ -61,6 +61,42 @@ class RequestIds:
                 await send({"type": "http.response.body", "body": body})
 
 
+class FastLane:
+    """The front door. POSTs to the Messages routes go straight to their handler - the hot path, with
+    no framework middleware wrapping each SSE write - and everything else goes through Starlette.
+    Both lanes render errors with the same function and give every response a request-id."""
+
+    def __init__(self, app: Starlette, slow: ASGIApp) -> None:
+        self.app = app
+        self.slow = slow
+        self.handlers = {
+            "/v1/messages": routes.messages,
+            "/v1/messages/stream": routes.messages_stream,
+            "/v1/messages/count_tokens": routes.count_tokens,
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        handler = self.handlers.get(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None
+        if handler is None:
+            await self.slow(scope, receive, send)
+            return
+        rid = ids.request_id()
+        scope["app"] = self.app
+        scope.setdefault("state", {})["request_id"] = rid
+        request = Request(scope, receive)
+        response: Any
+        try:
+            response = await handler(request)
+        except GatewayError as err:
+            response = await _on_gateway_error(request, err)
+        except Exception:
+            log.exception("unhandled error (request %s)", rid)
+            response = await _on_unexpected(request, RuntimeError())
+        if isinstance(response, Response):
+            response.raw_headers.append((b"request-id", rid.encode()))
+        await response(scope, receive, send)
+
+
 def _error_response(request: Request, err: GatewayError) -> Response:
     rid = getattr(request.state, "request_id", None)
     gw: routes.Gateway | None = getattr(request.app.state, "gateway", None)
@@ -130,10 +166,10 @@ def create_app(settings: Settings) -> ASGIApp:
         lifespan=lifespan,
     )
     app.state.gateway = gateway
-    return RequestIds(app)
+    return FastLane(app, RequestIds(app))
 
 
 def app_routes(app: Any) -> set[str]:
     """Paths the application serves (for the OpenAPI consistency test)."""
-    inner: Any = app.app if isinstance(app, RequestIds) else app
+    inner: Any = app.app if isinstance(app, RequestIds | FastLane) else app
     return {r.path for r in inner.routes}

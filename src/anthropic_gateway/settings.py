@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextvars
 import ipaddress
 import os
+import re
+import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -32,8 +34,11 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+from pydantic_settings import (
+    SettingsError as PydanticSettingsError,
+)
 
-from anthropic_gateway.model_config import PARAMETER_NAMES, BackendConfig, ModelConfig
+from anthropic_gateway.model_config import BackendConfig, ModelConfig, validate_parameters
 
 ENV_PREFIX = "ANTHROPIC_GATEWAY_"
 UPSTREAM_KEY_VARS = ("OPENROUTER_API_KEY", "ANTHROPIC_GATEWAY_UPSTREAM_KEY")
@@ -90,6 +95,11 @@ class Settings(BaseSettings):
         "[input_prices] table in TOML); count_tokens then reports the estimated cost in a header.",
     )
 
+    @field_validator("default_params")
+    @classmethod
+    def _params(cls, v: dict[str, Any]) -> dict[str, Any]:
+        return validate_parameters(v)
+
     @field_validator("upstream_url")
     @classmethod
     def _check_url(cls, v: str) -> str:
@@ -128,9 +138,6 @@ class Settings(BaseSettings):
         names = {"default", *self.backends}
         if self.default_backend not in names:
             raise ValueError(f"default_backend: '{self.default_backend}' is not a backend; define [backends.{self.default_backend}]")
-        unknown = sorted(set(self.default_params) - PARAMETER_NAMES)
-        if unknown:
-            raise ValueError(f"default_params: unknown parameter(s) {unknown}")
         for alias, model in self.models.items():
             if model.backend is not None and model.backend not in names:
                 raise ValueError(
@@ -219,6 +226,14 @@ def load_settings(
         settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as err:
         raise SettingsError(_describe(err)) from None
+    except tomllib.TOMLDecodeError as err:
+        raise SettingsError(f"config file {config_path} is not valid TOML ({err}); fix its syntax") from None
+    except PydanticSettingsError as err:  # a table in the environment that is not valid JSON
+        m = re.search(r'field "([^"]+)"', str(err))
+        name = ENV_PREFIX + m.group(1).upper() if m else "a table setting"
+        raise SettingsError(
+            f"invalid setting {name}: not valid JSON; environment tables are JSON objects, e.g. '{{\"key\": 1}}'"
+        ) from None
     finally:
         _SOURCES.reset(token)
     env = os.environ if environ is None else environ
@@ -228,17 +243,26 @@ def load_settings(
     return settings
 
 
+_SECRET_NAMES = ("key", "token", "secret", "password")
+
+
 def _describe(err: ValidationError) -> str:
     first = err.errors()[0]
     if not first["loc"]:  # a cross-reference check: its message names the key already
         return f"invalid configuration: {first['msg'].removeprefix('Value error, ')}"
-    if len(first["loc"]) > 1 and first["loc"][0] in ("backends", "models"):
+    last = str(first["loc"][-1])
+    if first["type"] == "extra_forbidden" and any(s in last.lower() for s in _SECRET_NAMES):
         path = ".".join(str(p) for p in first["loc"])
-        return f"invalid setting {path}: {first['msg']}, got {first.get('input')!r}; fix it in the config file"
+        return (f"{path}: keys never go in the config file; put the key in an environment variable and "
+                "name that variable with key_env")  # fmt: skip
+    if len(first["loc"]) > 1 and first["loc"][0] in ("backends", "models", "default_params"):
+        path = ".".join(str(p) for p in first["loc"])
+        shown = "" if first["type"] == "extra_forbidden" else f", got {first.get('input')!r}"
+        return f"invalid setting {path}: {first['msg'].removeprefix('Value error, ')}{shown}; fix it in the config file"
     name = str(first["loc"][0])
     if first["type"] == "extra_forbidden":
         return f"unknown setting '{name}' in the config file: remove it or check the spelling (see README)"
     field = Settings.model_fields.get(name)
     env = UPSTREAM_KEY_VARS[1] if name == "upstream_key" else ENV_PREFIX + name.upper()
     hint = f" ({field.description})" if field is not None and field.description else ""
-    return f"invalid setting {env} / '{name}': {first['msg']}, got {first.get('input')!r}; fix it{hint}"
+    return f"invalid setting {env} / '{name}': {first['msg'].removeprefix('Value error, ')}, got {first.get('input')!r}; fix it{hint}"

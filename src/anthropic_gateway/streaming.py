@@ -34,30 +34,38 @@ class SSEResponse:
         self.release_slot = release_slot
         self.upstream = upstream
         self.translator = translator
-        self.headers = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache")]
+        self.headers = [
+            (b"content-type", b"text/event-stream; charset=utf-8"),
+            (b"cache-control", b"no-cache"),
+            (b"request-id", request_id.encode()),
+        ]
         self.ping_interval = ping_interval
         self.request_id = request_id
         self.writes = 0
         self.disconnected = False
         self.finished = False
+        self._ping_seen = 0
+        self._ping_timer: asyncio.TimerHandle | None = None
+        self._ping_task: asyncio.Future[None] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         watcher = asyncio.create_task(self._watch(receive))
-        pinger = asyncio.create_task(self._ping(send))
+        loop = asyncio.get_running_loop()
+        # A timer, not a task: re-armed once per interval, it costs nothing per chunk.
+        self._ping_timer = loop.call_later(self.ping_interval, self._ping_due, send)
         reusable = False
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.headers})
             await send({"type": "http.response.body", "body": self.translator.start(), "more_body": True})
             tail = await self._pump(send)
             self.finished = True
-            pinger.cancel()
             if not self.disconnected:
                 await send({"type": "http.response.body", "body": tail, "more_body": False})
             reusable = await self._drain()
         finally:
             self.finished = True
             watcher.cancel()
-            pinger.cancel()
+            self._ping_timer.cancel()
             if reusable:
                 self.upstream.release()
             else:
@@ -114,11 +122,14 @@ class SSEResponse:
                 self.upstream.close()
                 return
 
-    async def _ping(self, send: Send) -> None:
+    def _ping_due(self, send: Send) -> None:
         # Upstream keep-alive comments are not content: only our own writes count as activity.
-        seen = -1
-        while True:
-            await asyncio.sleep(self.ping_interval)
-            if self.writes == seen and not self.translator.done:
-                await send({"type": "http.response.body", "body": sse.PING, "more_body": True})
-            seen = self.writes
+        if self.finished or self.disconnected:
+            return
+        if self.writes == self._ping_seen:
+            self.writes += 1
+            self._ping_task = asyncio.ensure_future(
+                send({"type": "http.response.body", "body": sse.PING, "more_body": True})
+            )
+        self._ping_seen = self.writes
+        self._ping_timer = asyncio.get_running_loop().call_later(self.ping_interval, self._ping_due, send)

@@ -22,6 +22,9 @@ from __future__ import annotations
 
 import array
 import base64
+import contextlib
+import ctypes
+import gc
 import struct
 import sys
 import threading
@@ -121,6 +124,13 @@ _lock = threading.Lock()
 _loaded: dict[str, tiktoken.Encoding] = {}
 
 
+def _release_heap() -> None:
+    gc.collect()
+    # Not glibc: nothing to trim, and the freed memory is reused by later allocations anyway.
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
 def get_encoding(name: str) -> tiktoken.Encoding:
     """The tokenizer for ``name``, built on first use from the shipped file; never touches the network.
 
@@ -139,6 +149,10 @@ def get_encoding(name: str) -> tiktoken.Encoding:
             enc = tiktoken.Encoding(
                 spec.name, pat_str=spec.pattern, mergeable_ranks=load_ranks(name), special_tokens={}
             )
+            # The Rust core keeps its own copy of the vocabulary; the Python dict (about 25 MB for
+            # o200k) is only needed to build it, so it is released and the heap handed back.
+            enc._mergeable_ranks = {}
+            _release_heap()
             _loaded[name] = enc
     return enc
 

@@ -152,12 +152,20 @@ def apply_parameters(body: dict[str, Any], req: MessagesRequest, route: Route, d
             body["reasoning"] = {**body.get("reasoning", {}), **value}
         else:
             body[name] = value
+    kind = route.backend.kind
     cfg = route.config
     for source in ((cfg.defaults if cfg is not None else {}), default_params):
         for name, value in source.items():
-            body.setdefault(name, value)
+            if kind.takes(name):
+                body.setdefault(name, value)
+            else:
+                log.debug("default %s not sent: backend kind %s does not take it", name, kind.name)
     if cfg is not None:
-        body.update(cfg.force)
+        for name, value in cfg.force.items():
+            if kind.takes(name):
+                body[name] = value
+            else:
+                log.debug("forced %s not sent: backend kind %s does not take it", name, kind.name)
 
 
 # --- tool schemas ------------------------------------------------------------------------------
