@@ -226,7 +226,8 @@ def test_claude_code_fixture_within_3_percent_of_upstream_body(turn: str, model:
     from anthropic_gateway.routing import Backend, Route
     from anthropic_gateway.translate.request import to_openai_request
 
-    raw = json.dumps(json.loads(FIXTURE.read_bytes())[turn]).encode()
+    # Compact, as Claude Code (JSON.stringify) sends it: the schemas go upstream byte for byte.
+    raw = json.dumps(json.loads(FIXTURE.read_bytes())[turn], separators=(",", ":")).encode()
     request = decode_messages_request(raw)
     for kind in KINDS.values():
         route = Route(

@@ -8,7 +8,7 @@ images and PDFs in ``media.py``.
 Caching: the system prompt, the tool list and every message are counted once per tokenizer and kept
 in a bounded LRU keyed by BLAKE2b-128 of their canonical JSON (msgspec's encoding of the validated
 Struct, so key order and whitespace of the client's body do not matter; ``input_schema`` is hashed as
-the raw bytes the client sent, which is what goes upstream). A conversation re-sends its history on
+the raw bytes the client sent, and counted in compact form). A conversation re-sends its history on
 every turn, so a warm call tokenizes only the newest messages.
 """
 
@@ -159,14 +159,16 @@ def tool_definition_json(tool: Tool) -> bytes:
     """A custom tool as the model reads it: one JSON object of name, description and schema.
 
     Claude's tool prompt lists tools as such JSON objects; OpenAI's renders them more tersely, so
-    for GPT models this errs high. The schema is spliced in as the client's raw bytes, undecoded,
-    exactly as they go upstream.
+    for GPT models this errs high. The schema is counted in compact form: upstreams re-render
+    schemas into their prompt, so the client's own JSON whitespace is not something the model reads
+    (and the count must not depend on how a client formats its body).
     """
     parts = [b'{"name":', orjson.dumps(tool.name)]
     if tool.description:
         parts += [b',"description":', orjson.dumps(tool.description)]
-    schema = bytes(tool.input_schema)
-    parts += [b',"parameters":', schema if schema else b"{}", b"}"]
+    raw = bytes(tool.input_schema)
+    schema = msgspec.json.encode(msgspec.json.decode(raw)) if raw else b"{}"
+    parts += [b',"parameters":', schema, b"}"]
     return b"".join(parts)
 
 
