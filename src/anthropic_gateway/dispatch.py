@@ -13,9 +13,8 @@ import asyncio
 import logging
 import random
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import msgspec
 
 from anthropic_gateway.auth import upstream_key
@@ -27,6 +26,9 @@ from anthropic_gateway.translate.context import RequestContext
 from anthropic_gateway.translate.policy import prepare_request
 from anthropic_gateway.upstream import UpstreamClient
 from anthropic_gateway.upstream_errors import CallInfo, from_response
+
+if TYPE_CHECKING:
+    import aiohttp
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +94,7 @@ async def send(
                     return Answer(response, ctx, candidate, info, slot)
                 try:
                     raw = await response.read()
-                except aiohttp.ClientError:
+                except Exception:  # a body we cannot read still has a status to map
                     raw = b""
                 finally:
                     response.release()

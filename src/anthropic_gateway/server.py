@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -141,11 +142,13 @@ def create_app(settings: Settings) -> ASGIApp:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await gateway.upstream.start()
-        # Load the tokenizer off the event loop so readiness is not delayed by it (~0.25 s).
-        tokens.start_warm_up(settings.sonnet_model)
+        # Load the tokenizer (~0.25 s) in a thread once the server is up, so readiness is not delayed
+        # by it; a count before then loads it on demand.
+        warm_up = asyncio.get_running_loop().call_later(0.3, tokens.start_warm_up, settings.sonnet_model)
         try:
             yield
         finally:
+            warm_up.cancel()
             await gateway.upstream.close()
 
     app = Starlette(

@@ -11,13 +11,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import aiohttp
 from starlette.types import Receive, Scope, Send
 
 from anthropic_gateway import sse
 from anthropic_gateway.translate.stream import StreamTranslator
-from anthropic_gateway.upstream import connection_error
+from anthropic_gateway.upstream import connection_error, stream_errors
+
+if TYPE_CHECKING:
+    import aiohttp
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +35,7 @@ class SSEResponse:
         release_slot: Callable[[], None],
     ) -> None:
         self.release_slot = release_slot
+        self.errors = stream_errors()
         self.upstream = upstream
         self.translator = translator
         self.headers = [
@@ -84,7 +88,7 @@ class SSEResponse:
                 while not content.at_eof():
                     if not await content.readany():
                         break
-        except (aiohttp.ClientError, TimeoutError):
+        except self.errors:
             return False
         return True
 
@@ -102,7 +106,7 @@ class SSEResponse:
                     await send({"type": "http.response.body", "body": out, "more_body": True})
                 if translator.done:
                     break
-        except (TimeoutError, aiohttp.ClientError) as err:
+        except self.errors as err:
             if self.disconnected:
                 return b""
             log.warning("upstream stream failed (request %s): %r", self.request_id, err)
