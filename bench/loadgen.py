@@ -523,6 +523,7 @@ class Conn(asyncio.Protocol):
         self.ctype = b""
         self.done: asyncio.Future[None] | None = None
         self.closed = False
+        self.keep_alive = True
 
     def reset(self, fut: asyncio.Future[None]) -> None:
         self.parts = []
@@ -556,6 +557,11 @@ class Conn(asyncio.Protocol):
         self.parts.append(body)
         if not self.first_t and self.marker in body:
             self.first_t = time.perf_counter()
+
+    def on_headers_complete(self) -> None:
+        # Read here: llhttp resets its state once the message is complete, after which
+        # should_keep_alive() always answers False.
+        self.keep_alive = self.parser.should_keep_alive()
 
     def on_message_complete(self) -> None:
         if self.done is not None and not self.done.done():
@@ -640,7 +646,7 @@ async def worker(run: Run) -> None:
             except Exception as e:  # a validator crash is a malformed response too
                 run.error("validation", f"{type(e).__name__}: {e}; body {body[:300]!r}")
                 ok = False
-        if not conn.parser.should_keep_alive():
+        if not conn.keep_alive:
             assert conn.transport is not None
             conn.transport.close()
             conn = None

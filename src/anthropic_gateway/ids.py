@@ -1,24 +1,39 @@
-"""Identifiers the gateway mints: message ids, tool_use ids, request ids."""
+"""Identifiers the gateway mints: message ids, tool_use ids, request ids.
+
+They must be unique, not secret, so a per-process generator seeded from the OS replaces a system
+call per id (urandom showed up at ~4% of a non-streamed request's CPU).
+"""
 
 from __future__ import annotations
 
-import secrets
+import base64
+import os
+import random
 
-_BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_rng = random.Random(os.urandom(32))
+# base64url, with its two non-alphanumerics mapped so ids stay within [a-zA-Z0-9].
+_TO_BASE62 = bytes.maketrans(b"-_", b"xz")
 
 
-def _random62(n: int) -> str:
-    # One urandom call per id; indexing by byte % 62 has a negligible bias for non-cryptographic ids.
-    return "".join(_BASE62[b % 62] for b in secrets.token_bytes(n))
+def _random_id(prefix: str) -> str:
+    return prefix + base64.urlsafe_b64encode(_rng.randbytes(18)).translate(_TO_BASE62).decode()
 
 
 def message_id() -> str:
-    return "msg_" + _random62(24)
+    return _random_id("msg_")
 
 
 def tool_use_id() -> str:
-    return "toolu_" + _random62(24)
+    return _random_id("toolu_")
 
 
 def request_id() -> str:
-    return "req_" + _random62(24)
+    return _random_id("req_")
+
+
+def reseed_after_fork() -> None:
+    """Forked workers must not share the parent's sequence."""
+    _rng.seed(os.urandom(32))
+
+
+os.register_at_fork(after_in_child=reseed_after_fork)

@@ -68,6 +68,22 @@ async def read_body(request: Request, limit: int) -> bytes:
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit:
         raise RequestTooLargeError(f"Request body is {length} bytes; the limit is {limit} bytes")
+    if length is not None:
+        # The usual case: the server hands over the whole body in one message.
+        message = await request.receive()
+        body: bytes = message.get("body", b"")
+        if not message.get("more_body", False):
+            return body
+        parts = [body]
+        size = len(body)
+        while message.get("more_body", False):
+            message = await request.receive()
+            part = message.get("body", b"")
+            size += len(part)
+            if size > limit:
+                raise RequestTooLargeError(f"Request body exceeds the limit of {limit} bytes")
+            parts.append(part)
+        return b"".join(parts)
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():

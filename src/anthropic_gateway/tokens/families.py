@@ -24,6 +24,7 @@ model. ``cl100k_base`` is exact for GPT-4 / GPT-3.5 and the ada-002 / 3 embeddin
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -64,6 +65,7 @@ _CL100K_RE = re.compile(r"^(gpt-4(?![o.\d])|gpt-4-|gpt-3\.5|gpt-35|text-embeddin
 _O200K_RE = re.compile(r"^(gpt-4o|gpt-4\.\d|gpt-[5-9]|chatgpt-|o\d(\b|-)|gpt-oss|codex)")
 
 
+@functools.lru_cache(maxsize=1024)  # called per request with a handful of distinct model ids
 def family_for_model(model: str) -> Family:
     """``model`` is the upstream id (``anthropic/claude-sonnet-4.5``, ``openai/gpt-4o``, ``llama3``)."""
     lowered = model.lower()
