@@ -144,11 +144,13 @@ def create_app(settings: Settings) -> ASGIApp:
         await gateway.upstream.start()
         # Load the tokenizer (~0.25 s) in a thread once the server is up, so readiness is not delayed
         # by it; a count before then loads it on demand.
-        warm_up = asyncio.get_running_loop().call_later(0.3, tokens.start_warm_up, settings.sonnet_model)
+        loop = asyncio.get_running_loop()
+        warm_up = loop.call_later(0.3, tokens.start_warm_up, settings.sonnet_model) if settings.tokenizer_preload else None
         try:
             yield
         finally:
-            warm_up.cancel()
+            if warm_up is not None:
+                warm_up.cancel()
             await gateway.upstream.close()
 
     app = Starlette(

@@ -66,6 +66,7 @@ SAMPLES: dict[str, Sample] = {
     "read_timeout": Sample("42", "read_timeout = 42", lambda s: s.read_timeout, 42.0),
     "max_connections": Sample("7", "max_connections = 7", lambda s: s.max_connections, 7),
     "log_level": Sample("WARNING", 'log_level = "warning"', lambda s: s.log_level, "warning"),
+    "tokenizer_preload": Sample("false", "tokenizer_preload = false", lambda s: s.tokenizer_preload, False),
     "input_prices": Sample('{"a/b": 1.5}', '[input_prices]\n"a/b" = 1.5', lambda s: s.input_prices, {"a/b": 1.5}),
     "backends": Sample(json.dumps(BACKEND_JSON), BACKEND_TOML,
                        lambda s: {n: b.model_dump(exclude_defaults=True) for n, b in s.backends.items()},
