@@ -8,6 +8,7 @@ Only this module and server.py know about the web framework.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -20,10 +21,10 @@ from anthropic_gateway import __version__, dispatch, ids
 from anthropic_gateway.auth import Authenticator
 from anthropic_gateway.errors import APIError, InvalidRequestError, NotFoundError, RequestTooLargeError
 from anthropic_gateway.routing import Route, Router
-from anthropic_gateway.schemas import decode_count_tokens_request, decode_messages_request
+from anthropic_gateway.schemas import CountTokensRequest, decode_count_tokens_request, decode_messages_request
 from anthropic_gateway.settings import Settings
 from anthropic_gateway.streaming import SSEResponse
-from anthropic_gateway.tokens import count_request_tokens
+from anthropic_gateway.tokens import count_request_tokens, is_ready, warm_up
 from anthropic_gateway.translate.response import to_anthropic_message
 from anthropic_gateway.translate.stream import StreamTranslator
 from anthropic_gateway.upstream import UpstreamClient, connection_error
@@ -94,6 +95,13 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+async def _count(req: CountTokensRequest, model: str) -> int:
+    if not is_ready(model):
+        # The first count may have to build the tokenizer (~0.3 s): off the event loop.
+        await asyncio.to_thread(warm_up, model)
+    return count_request_tokens(req, model)
+
+
 async def root(request: Request) -> Response:
     body = {
         "name": "anthropic-gateway",
@@ -120,7 +128,7 @@ async def _messages(request: Request, *, force_stream: bool) -> Response:
     route = gw.router.resolve(req.model)
     # The estimate fills message_start (the real figure follows in message_delta), sizes the
     # context-window clamp, and numbers context-overflow errors whose upstream text has none.
-    estimate = count_request_tokens(req, route.upstream_model)
+    estimate = await _count(req, route.upstream_model)
     answer = await dispatch.send(
         req, route, stream=stream, estimate=estimate, passthrough_key=passthrough_key,
         router=gw.router, upstream=gw.upstream, settings=gw.settings,
@@ -150,7 +158,7 @@ async def count_tokens(request: Request) -> Response:
     gw.auth.check(request.headers)
     req = decode_count_tokens_request(await read_body(request, gw.settings.max_body_bytes))
     route = gw.router.resolve(req.model)
-    tokens = count_request_tokens(req, route.upstream_model)
+    tokens = await _count(req, route.upstream_model)
     headers = {}
     price = gw.settings.input_prices.get(route.upstream_model)
     if price is not None:

@@ -95,3 +95,9 @@ def test_unknown_price_sends_no_cost_header(gateway: Any) -> None:
     resp = post_raw(gateway.url, "/v1/messages/count_tokens", REQUEST)
     assert resp.status_code == 200
     assert "anthropic-gateway-estimated-input-cost-usd" not in resp.headers
+
+
+def test_without_preload_the_first_count_loads_the_tokenizer(spawn_gateway: SpawnGateway) -> None:
+    gw = spawn_gateway({**GATEWAY_ENV, "ANTHROPIC_GATEWAY_TOKENIZER_PRELOAD": "false"})
+    with gw.client() as c:
+        assert c.messages.count_tokens(**REQUEST).input_tokens == _expected(REQUEST)

@@ -19,11 +19,16 @@ import threading
 
 from anthropic_gateway.tokens.counter import clear_cache, count_request_tokens, count_text_tokens
 from anthropic_gateway.tokens.families import Family, family_for_model
-from anthropic_gateway.tokens.vocab import get_encoding
+from anthropic_gateway.tokens.vocab import get_encoding, is_loaded
 
 
 def warm_up(model: str) -> None:
     get_encoding(family_for_model(model).encoding)
+
+
+def is_ready(model: str) -> bool:
+    """Whether counting for `model` can start without loading a tokenizer first."""
+    return is_loaded(family_for_model(model).encoding)
 
 
 def start_warm_up(model: str) -> threading.Thread:
@@ -38,6 +43,7 @@ __all__ = [
     "count_request_tokens",
     "count_text_tokens",
     "family_for_model",
+    "is_ready",
     "start_warm_up",
     "warm_up",
 ]

@@ -131,6 +131,10 @@ def _release_heap() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
+def is_loaded(name: str) -> bool:
+    return name in _loaded
+
+
 def get_encoding(name: str) -> tiktoken.Encoding:
     """The tokenizer for ``name``, built on first use from the shipped file; never touches the network.
 
