@@ -263,7 +263,7 @@ class _Counter:
     def image(self, block: ImageBlock) -> int:
         source = block.source
         if isinstance(source, Base64ImageSource):
-            return media.base64_image_tokens(source.data)
+            return media.base64_image_tokens(source.base64)
         if isinstance(source, URLImageSource | FileSource):
             return media.IMAGE_FALLBACK_TOKENS
         assert_never(source)
@@ -272,7 +272,7 @@ class _Counter:
         total = self.text(block.title) + self.text(block.context)
         source = block.source
         if isinstance(source, Base64PDFSource):
-            return total + media.base64_pdf_tokens(source.data)
+            return total + media.base64_pdf_tokens(source.base64)
         if isinstance(source, PlainTextSource):
             return total + self.text(source.data)
         if isinstance(source, URLPDFSource | FileSource):

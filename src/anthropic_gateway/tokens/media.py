@@ -53,12 +53,16 @@ def image_tokens_for_size(width: int, height: int) -> int:
     return math.ceil(width * height / IMAGE_TOKENS_PER_PIXEL_DIVISOR)
 
 
-def base64_image_tokens(data: str) -> int:
+# Base64 text as a str or bytes-like (the schema layer hands over a view of the raw request bytes).
+Base64Text = str | bytes | memoryview
+
+
+def base64_image_tokens(data: Base64Text) -> int:
     size = image_size_from_base64(data)
     return IMAGE_FALLBACK_TOKENS if size is None else image_tokens_for_size(*size)
 
 
-def image_size_from_base64(data: str) -> tuple[int, int] | None:
+def image_size_from_base64(data: Base64Text) -> tuple[int, int] | None:
     for chars in (*_HEADER_PREFIXES, len(data)):
         head = _decode_prefix(data, chars)
         size = image_size(head)
@@ -69,10 +73,11 @@ def image_size_from_base64(data: str) -> tuple[int, int] | None:
     return None
 
 
-def _decode_prefix(data: str, chars: int) -> bytes:
-    chunk = data[:chars]
-    if "\n" in chunk or "\r" in chunk or " " in chunk:
-        chunk = "".join(chunk.split())
+def _decode_prefix(data: Base64Text, chars: int) -> bytes:
+    part = data[:chars]
+    chunk = part.encode("ascii", "replace") if isinstance(part, str) else bytes(part)
+    if b"\n" in chunk or b"\r" in chunk or b" " in chunk:
+        chunk = b"".join(chunk.split())
     chunk = chunk[: len(chunk) - len(chunk) % 4]
     try:
         return binascii.a2b_base64(chunk)
@@ -153,7 +158,7 @@ _STREAM_RE = re.compile(rb"stream\r?\n(.*?)endstream", re.S)
 _MAX_INFLATED = 64 * 1024 * 1024
 
 
-def base64_pdf_tokens(data: str) -> int:
+def base64_pdf_tokens(data: Base64Text) -> int:
     try:
         pdf = binascii.a2b_base64(data)
     except binascii.Error:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any, assert_never
 
+import msgspec
 import orjson
 
 from anthropic_gateway.errors import InvalidRequestError
@@ -248,8 +249,9 @@ class MessageConverter:
 
     def _image(self, block: ImageBlock, path: str) -> Part:
         src = block.source
+        url: str | msgspec.Raw
         if isinstance(src, Base64ImageSource):
-            url = f"data:{src.media_type};base64,{src.data}"
+            url = _data_url(src.media_type, src.data)
         elif isinstance(src, URLImageSource):
             url = src.url
         elif isinstance(src, FileSource):
@@ -265,7 +267,7 @@ class MessageConverter:
         src = block.source
         header = "\n".join(x for x in (block.title, block.context) if x)
         if isinstance(src, Base64PDFSource | URLPDFSource):
-            data = f"data:application/pdf;base64,{src.data}" if isinstance(src, Base64PDFSource) else src.url
+            data = _data_url("application/pdf", src.data) if isinstance(src, Base64PDFSource) else src.url
             part: Part = {"type": "file", "file": {"filename": block.title or "document.pdf", "file_data": data}}
             if block.cache_control is not None and self.kind_cache:
                 part["cache_control"] = block.cache_control
@@ -348,6 +350,11 @@ class _Reasoning:
                 message["reasoning"] = "".join(self.text)
         elif self.text:
             message[history_field] = "".join(self.text)
+
+
+def _data_url(media_type: str, data: msgspec.Raw) -> msgspec.Raw:
+    """`data:` URL as raw JSON, built with one copy of the base64 (see schemas._base64_raw)."""
+    return msgspec.Raw(b"".join((b'"data:', media_type.encode(), b";base64,", memoryview(data)[1:])))
 
 
 def _as_parts(content: str | list[Part]) -> list[Part]:
