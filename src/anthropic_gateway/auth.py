@@ -2,14 +2,15 @@
 
 Modes: no gateway keys configured → open (start-up refuses a non-loopback bind unless the network is
 declared trusted); gateway keys configured → the client must present one (x-api-key or Bearer),
-compared in constant time; passthrough → the client's key is the upstream key (for backends that have
-no key of their own configured).
+compared in constant time; passthrough → a client whose key is not one of the gateway's keys has that
+key used as the upstream key, for every backend: it can never spend a key the gateway holds.
 """
 
 from __future__ import annotations
 
 import hmac
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from anthropic_gateway.errors import APIError, AuthenticationError
 from anthropic_gateway.routing import Backend
@@ -28,39 +29,52 @@ def client_key(headers: Mapping[str, str]) -> str | None:
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class Client:
+    """Who is calling. `trusted` clients may spend the upstream keys the gateway holds; a passthrough
+    client (its key is not one of the gateway's) only ever spends its own `key`."""
+
+    trusted: bool
+    key: str | None = None
+
+
 class Authenticator:
     def __init__(self, settings: Settings) -> None:
         self.passthrough = settings.passthrough_auth
         self.keys = [k.encode() for k in settings.client_keys()]
         self.upstream_key = settings.upstream_key.get_secret_value() if settings.upstream_key else None
 
-    def check(self, headers: Mapping[str, str]) -> str | None:
-        """Authenticate the client; returns its key when it is to be passed through upstream."""
+    def _is_gateway_key(self, presented: str | None) -> bool:
+        given = (presented or "").encode()
+        # Compare against every key so the time taken does not say which one nearly matched.
+        ok = False
+        for key in self.keys:
+            ok |= hmac.compare_digest(given, key)
+        return ok
+
+    def check(self, headers: Mapping[str, str]) -> Client:
         presented = client_key(headers)
+        if self.keys and self._is_gateway_key(presented):
+            return Client(trusted=True)
         if self.passthrough:
             if not presented:
                 raise AuthenticationError(
                     "This gateway passes your key to the upstream: send it as x-api-key or Authorization: Bearer",
                     headers=NO_RETRY,
                 )
-            return presented
+            return Client(trusted=False, key=presented)
         if self.keys:
-            given = (presented or "").encode()
-            # Compare against every key so the time taken does not say which one nearly matched.
-            ok = False
-            for key in self.keys:
-                ok |= hmac.compare_digest(given, key)
-            if not ok:
-                raise AuthenticationError("Invalid API key for this gateway", headers=NO_RETRY)
-        return None
+            raise AuthenticationError("Invalid API key for this gateway", headers=NO_RETRY)
+        return Client(trusted=True)  # an open gateway (loopback, or a network declared trusted)
 
 
-def upstream_key(backend: Backend, passthrough_key: str | None) -> tuple[str, bool]:
+def upstream_key(backend: Backend, client: Client) -> tuple[str, bool]:
     """(the key for this backend, whether it is the client's own)."""
-    if backend.key is not None and not (passthrough_key and backend.name == "default"):
+    if not client.trusted:
+        assert client.key is not None
+        return client.key, True
+    if backend.key is not None:
         return backend.key.get_secret_value(), False
-    if passthrough_key:
-        return passthrough_key, True
     if backend.name == "default":
         hint = f"{UPSTREAM_KEY_VARS[0]} (or {UPSTREAM_KEY_VARS[1]})"
     else:

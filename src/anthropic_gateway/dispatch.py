@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from anthropic_gateway.auth import upstream_key
+from anthropic_gateway.auth import Client, upstream_key
 from anthropic_gateway.errors import GatewayError
 from anthropic_gateway.routing import Route, Router
 from anthropic_gateway.schemas import MessagesRequest
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+MAX_ERROR_BODY = 1 << 20  # an error body is read only this far: its message is all we need
 RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504, 524, 529})
 _encode = msgspec.json.Encoder().encode  # bodies hold msgspec.Raw tool schemas
 
@@ -45,6 +46,16 @@ class Answer:
     route: Route
     info: CallInfo
     release_slot: Any
+    key: str  # the key the call used: redacted from anything sent back
+
+
+async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    parts: list[bytes] = []
+    size = 0
+    while size < limit and (chunk := await response.content.readany()):
+        parts.append(chunk)
+        size += len(chunk)
+    return b"".join(parts)[:limit]
 
 
 def _retry_after(err: GatewayError) -> float | None:
@@ -61,7 +72,7 @@ async def send(
     *,
     stream: bool,
     estimate: int,
-    passthrough_key: str | None,
+    client: Client,
     router: Router,
     upstream: UpstreamClient,
     settings: Settings,
@@ -78,7 +89,7 @@ async def send(
             if n == 0:
                 raise
             continue  # a fallback that cannot serve this request is skipped
-        key, client_key_used = upstream_key(candidate.backend, passthrough_key)
+        key, client_key_used = upstream_key(candidate.backend, client)
         info = CallInfo(input_estimate=estimate, max_tokens=req.max_tokens, client_key_used=client_key_used,
                         context_window=candidate.config.context_window if candidate.config else None)  # fmt: skip
         payload = _encode(body)
@@ -91,9 +102,9 @@ async def send(
                 last = err
             else:
                 if 200 <= response.status < 300:
-                    return Answer(response, ctx, candidate, info, slot)
+                    return Answer(response, ctx, candidate, info, slot, key)
                 try:
-                    raw = await response.read()
+                    raw = await _read_capped(response, MAX_ERROR_BODY)
                 except Exception:  # a body we cannot read still has a status to map
                     raw = b""
                 finally:

@@ -98,12 +98,17 @@ class FastLane:
         await response(scope, receive, send)
 
 
-def _error_response(request: Request, err: GatewayError) -> Response:
-    rid = getattr(request.state, "request_id", None)
+def _redact(request: Request, err: GatewayError) -> None:
+    """No upstream key may reach a client or a log line, whatever an upstream echoed."""
     gw: routes.Gateway | None = getattr(request.app.state, "gateway", None)
-    if gw is not None:  # no upstream key may reach a client, whatever an upstream echoed
+    if gw is not None:
         for secret in gw.secrets():
             err.message = redact(err.message, secret)
+
+
+def _error_response(request: Request, err: GatewayError) -> Response:
+    rid = getattr(request.state, "request_id", None)
+    _redact(request, err)
     return Response(
         render_error(err, rid), status_code=err.http_status, headers=err.headers, media_type="application/json"
     )
@@ -111,6 +116,7 @@ def _error_response(request: Request, err: GatewayError) -> Response:
 
 async def _on_gateway_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, GatewayError)
+    _redact(request, exc)
     if exc.http_status >= 500:
         log.warning("request %s failed: %s %s", getattr(request.state, "request_id", "-"), exc.http_status, exc.message)
     return _error_response(request, exc)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from starlette.types import Receive, Scope, Send
 
 from anthropic_gateway import sse
+from anthropic_gateway.errors import APIError
 from anthropic_gateway.translate.stream import StreamTranslator
 from anthropic_gateway.upstream import connection_error, stream_errors
 
@@ -63,13 +64,19 @@ class SSEResponse:
             await send({"type": "http.response.body", "body": self.translator.start(), "more_body": True})
             tail = await self._pump(send)
             self.finished = True
+            self._ping_timer.cancel()
+            if self._ping_task is not None:
+                await asyncio.wait([self._ping_task])  # a ping in flight goes out before the end
             if not self.disconnected:
                 await send({"type": "http.response.body", "body": tail, "more_body": False})
+            self.release_slot()  # the client has its answer; draining must not hold the slot
             reusable = await self._drain()
         finally:
             self.finished = True
             watcher.cancel()
             self._ping_timer.cancel()
+            if self._ping_task is not None:
+                self._ping_task.cancel()
             if reusable:
                 self.upstream.release()
             else:
@@ -111,10 +118,17 @@ class SSEResponse:
                 return b""
             log.warning("upstream stream failed (request %s): %r", self.request_id, err)
             return translator.fail(connection_error(err))
+        except Exception:  # a translator bug must still end the stream with an error event
+            log.exception("stream translation failed (request %s)", self.request_id)
+            return translator.fail(APIError(f"Internal gateway error (request {self.request_id})"))
         if self.disconnected:
             log.info("client disconnected; upstream call closed (request %s)", self.request_id)
             return b""
-        return translator.finish()
+        try:
+            return translator.finish()
+        except Exception:
+            log.exception("stream translation failed (request %s)", self.request_id)
+            return translator.fail(APIError(f"Internal gateway error (request {self.request_id})"))
 
     async def _watch(self, receive: Receive) -> None:
         while True:
@@ -126,14 +140,20 @@ class SSEResponse:
                 self.upstream.close()
                 return
 
+    async def _send_ping(self, send: Send) -> None:
+        if self.finished or self.disconnected:
+            return
+        try:
+            await send({"type": "http.response.body", "body": sse.PING, "more_body": True})
+        except Exception:  # the client went away: the watcher ends the stream
+            log.debug("ping not sent (request %s)", self.request_id)
+
     def _ping_due(self, send: Send) -> None:
         # Upstream keep-alive comments are not content: only our own writes count as activity.
         if self.finished or self.disconnected:
             return
-        if self.writes == self._ping_seen:
+        if self.writes == self._ping_seen and (self._ping_task is None or self._ping_task.done()):
             self.writes += 1
-            self._ping_task = asyncio.ensure_future(
-                send({"type": "http.response.body", "body": sse.PING, "more_body": True})
-            )
+            self._ping_task = asyncio.ensure_future(self._send_ping(send))
         self._ping_seen = self.writes
         self._ping_timer = asyncio.get_running_loop().call_later(self.ping_interval, self._ping_due, send)

@@ -103,9 +103,9 @@ class UpstreamClient:
     async def post(self, backend: Backend, body: bytes, key: str, *, stream: bool) -> aiohttp.ClientResponse:
         """Send a chat-completions request; returns once the status and headers arrived.
         The caller owns the response and must release() or close() it."""
-        import aiohttp  # loaded by start(); from here on a dictionary lookup
-
         session = self._session or await self._open()
+        import aiohttp  # loaded by _open(), off the event loop; from here on a dictionary lookup
+
         target = self._targets.get((backend.name, stream))
         if target is None:
             target = self._targets[(backend.name, stream)] = _target(backend, stream)

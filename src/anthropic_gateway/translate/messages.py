@@ -76,6 +76,9 @@ class MessageConverter:
         self.merge = kind.merge_same_role
         self.system_in_place = route.backend.system_in_place
         self.claude = route.target_is_claude
+        # In-place system messages that arrive while tool calls await their results: they follow the
+        # tool messages, which must come directly after the assistant turn that made the calls.
+        self.held_system: list[OAIMessage] = []
 
     def tool_name(self, name: str) -> str:
         mapped = upstream_tool_name(name)
@@ -105,7 +108,7 @@ class MessageConverter:
         pending: list[str] = []  # tool_use ids of the last assistant turn still awaiting results
         for i, msg in enumerate(req.messages):
             if msg.role == "system":
-                self._system_message(_system_text(msg.content), system_parts, out)
+                self._system_message(_system_text(msg.content), system_parts, out, hold=bool(pending))
                 continue
             if msg.role == "assistant":
                 self._answer_pending(pending, out)
@@ -116,6 +119,7 @@ class MessageConverter:
                 assert_never(msg.role)
         if pending and req.messages[-1].role != "assistant":
             self._answer_pending(pending, out)
+        self._release_system(out)
         if system_parts:
             out.insert(0, {"role": "system", "content": self._system_content(system_parts)})
         return out
@@ -125,18 +129,25 @@ class MessageConverter:
             return parts
         return "\n\n".join(p["text"] for p in parts)
 
-    def _system_message(self, text: str, system_parts: list[Part], out: list[OAIMessage]) -> None:
+    def _system_message(self, text: str, system_parts: list[Part], out: list[OAIMessage], *, hold: bool) -> None:
         if not text.strip():
             return
-        if self.system_in_place:
-            out.append({"role": "system", "content": text})
-        else:
+        if not self.system_in_place:
             system_parts.append({"type": "text", "text": text})
+        elif hold:
+            self.held_system.append({"role": "system", "content": text})
+        else:
+            out.append({"role": "system", "content": text})
+
+    def _release_system(self, out: list[OAIMessage]) -> None:
+        out.extend(self.held_system)
+        self.held_system.clear()
 
     def _answer_pending(self, pending: list[str], out: list[OAIMessage]) -> None:
         for tid in pending:
             out.append({"role": "tool", "tool_call_id": tid, "content": MISSING_RESULT})
         pending.clear()
+        self._release_system(out)
 
     # -- assistant
 
@@ -199,7 +210,7 @@ class MessageConverter:
                     parts.append({"type": "text", "text": f"[result of tool call {block.tool_use_id}]\n{text}"})
                     parts.extend(extra)
             elif isinstance(block, MidConversationSystemBlock):
-                self._system_message(_system_text(block.content), system_parts, out)
+                self._system_message(_system_text(block.content), system_parts, out, hold=bool(pending))
             else:
                 parts.extend(self._user_parts(block, f"messages.{index}.content.{j}"))
         follow_up: list[Part] = []
@@ -216,6 +227,7 @@ class MessageConverter:
             if extra:
                 follow_up.append({"type": "text", "text": f"Attachments returned by tool call {result.tool_use_id}:"})
                 follow_up.extend(extra)
+        self._release_system(out)
         parts = follow_up + parts
         if parts:
             self._append_user(parts, out)

@@ -70,6 +70,7 @@ class StreamTranslator:
         # thinking block state
         self.claude_thinking = False
         self.signature: str | None = None
+        self.detail_index: Any = None  # reasoning_details `index` of the open Claude thinking block
         self.other_details: list[dict[str, Any]] = []
         self.deferred: list[dict[str, Any]] | None = None
         # end state
@@ -119,12 +120,11 @@ class StreamTranslator:
         if self.stop_sequence is None and self.finish_reason is None and not self.saw_done:
             self._fail(APIError("The upstream connection closed before the response was complete"))
             return self._take()
-        if self.deferred is not None:
+        while self.deferred is not None and self.error is None:
             self._resume()
-        if self.stops is not None and self.stop_sequence is None:
-            rest = self.stops.flush()
-            if rest:
-                self._emit_text(rest)
+        self._flush_stops()
+        if self.stop_sequence is not None:
+            self.tools = {}  # generation ended at the stop sequence, as in the non-streamed path
         self._flush_tools()
         self._close()
         if self.error is not None:
@@ -170,13 +170,19 @@ class StreamTranslator:
             self._fail(from_stream_error(chunk["error"]))
             return
         usage = chunk.get("usage")
-        if usage:
+        if usage and isinstance(usage, dict):
             self.usage = usage
         choices = chunk.get("choices")
         if not choices:
             return
-        choice = choices[0]
+        choice = choices[0] if isinstance(choices, list) else None
+        if not isinstance(choice, dict):
+            self._fail(APIError("The upstream sent a malformed stream chunk (choices)"))
+            return
         delta = choice.get("delta")
+        if delta and not isinstance(delta, dict):
+            self._fail(APIError("The upstream sent a malformed stream chunk (delta)"))
+            return
         if delta:
             if self.deferred is not None:
                 self._defer(delta)
@@ -193,7 +199,7 @@ class StreamTranslator:
 
     def _delta(self, delta: dict[str, Any]) -> None:
         content = delta.get("content")
-        if content and self.open == TEXT and self.stops is None and delta.keys() <= _TEXT_ONLY:
+        if content and self.open == TEXT and self.stops is None and not self.tools and delta.keys() <= _TEXT_ONLY:
             # The hot path: one more piece of the text block already open.
             self.out.append(sse.text_delta(self.index, content))
             return
@@ -238,17 +244,27 @@ class StreamTranslator:
             log.warning("thinking signature did not arrive; closing the thinking block without it")
             self.claude_thinking = False  # closes with the gateway's envelope instead
         for delta in queued:
-            if self.done:
+            # Not `done`: [DONE] may already have arrived, and what was held must still go out.
+            if self.error is not None or self.stop_sequence is not None:
                 return
-            # A signature-only detail arriving after its block closed carries nothing and opens nothing.
-            self._delta(delta)
+            # A replayed delta may open another unsigned Claude block; what follows then waits again.
+            # (A signature-only detail arriving after its block closed carries nothing, opens nothing.)
+            if self.deferred is not None:
+                self._defer(delta)
+            else:
+                self._delta(delta)
 
     # -- thinking
 
     def _open_thinking(self) -> None:
-        if self.open == THINKING:
+        # Tool calls buffered since this block opened mean the model moved on: reasoning that comes
+        # now is a new block after those calls.
+        if self.open == THINKING and not self.tools:
             return
+        self._flush_stops()
         self._flush_tools()
+        if self.error is not None:
+            return
         self._close()
         self.out.append(sse.thinking_start(self.index))
         self.open = THINKING
@@ -258,6 +274,8 @@ class StreamTranslator:
 
     def _reasoning_text(self, text: str) -> None:
         self._open_thinking()
+        if self.error is not None:
+            return
         self.out.append(sse.thinking_delta(self.index, text))
 
     def _reasoning_details(self, details: list[Any]) -> None:
@@ -270,23 +288,33 @@ class StreamTranslator:
                     continue
                 text = d.get("text")
                 if text:
-                    if self.open == THINKING and self.claude_thinking and self.signature is not None:
-                        self._close()  # a signed block is complete; this is the next one
+                    if self.open == THINKING and self.claude_thinking and (
+                        self.signature is not None or d.get("index") != self.detail_index
+                    ):
+                        self._close()  # a signed block is complete, or this is another one
                     self._open_thinking()
+                    if self.error is not None:
+                        return
                     self.claude_thinking = True
+                    self.detail_index = d.get("index")
                     self.out.append(sse.thinking_delta(self.index, text))
                 if d.get("signature") and self.open == THINKING:
                     self.signature = d["signature"]
                     self.claude_thinking = True
             else:
                 self._open_thinking()
+                if self.error is not None:
+                    return
                 self.other_details.append(d)
                 text = detail_text(d)
                 if text:
                     self.out.append(sse.thinking_delta(self.index, text))
 
     def _redacted(self, data: str) -> None:
+        self._flush_stops()
         self._flush_tools()
+        if self.error is not None:
+            return
         self._close()
         self.out.append(sse.block_start(self.index, {"type": "redacted_thinking", "data": data}))
         self.out.append(sse.block_stop(self.index))
@@ -299,12 +327,16 @@ class StreamTranslator:
             text, matched = self.stops.feed(text)
             if matched is not None:
                 self.stop_sequence = matched
+                self.tools = {}  # generation ended at the stop sequence: buffered calls never completed
         if text:
             self._emit_text(text)
 
     def _emit_text(self, text: str) -> None:
-        if self.open != TEXT:
+        if self.tools:  # text after tool calls is a new block after them, not more of the earlier one
             self._flush_tools()
+            if self.error is not None:
+                return
+        if self.open != TEXT:
             self._close()
             self.out.append(sse.text_start(self.index))
             self.open = TEXT
@@ -312,7 +344,15 @@ class StreamTranslator:
 
     # -- tool calls
 
+    def _flush_stops(self) -> None:
+        """Text held back for a possible stop sequence goes out before a block of another kind."""
+        if self.stops is not None and self.stop_sequence is None:
+            rest = self.stops.flush()
+            if rest:
+                self._emit_text(rest)
+
     def _tool_fragments(self, calls: list[Any]) -> None:
+        self._flush_stops()  # text held back for a stop sequence precedes the call
         for frag in calls:
             if not isinstance(frag, dict):
                 continue
