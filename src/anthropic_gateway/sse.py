@@ -42,6 +42,11 @@ class SSEDecoder:
                 self._block(block, out)
         return out
 
+    @property
+    def pending(self) -> int:
+        """Bytes of an event still waiting for its end."""
+        return len(self._tail)
+
     def _block(self, block: bytes, out: list[bytes]) -> None:
         data: list[bytes] = []
         for line in block.split(b"\n"):

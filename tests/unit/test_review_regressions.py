@@ -107,3 +107,18 @@ def test_kept_system_message_waits_for_the_tool_messages() -> None:
                             messages=messages, tools=tools)  # fmt: skip
     assert [m["role"] for m in body["messages"]] == ["user", "assistant", "tool", "system"]
     assert body["messages"][3]["content"] == "Mind the budget."
+
+
+def test_an_event_that_never_ends_is_bounded() -> None:
+    from anthropic_gateway.translate import stream as stream_module
+
+    t = stream_module.StreamTranslator(CTX, "msg_x")
+    t.start()
+    piece = b"data: " + b"x" * (1 << 20)
+    out = b""
+    for _ in range(20):
+        out += t.feed(piece)
+        if t.done:
+            break
+    assert t.error is not None and "larger than 16 MB" in t.error.message
+    assert out.startswith(b"event: error")

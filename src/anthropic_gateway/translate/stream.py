@@ -43,6 +43,8 @@ TEXT, THINKING = 1, 2
 _TEXT_ONLY = frozenset({"content", "role"})
 # How many upstream deltas may wait for a late Claude signature before the block is closed without it.
 MAX_DEFERRED = 512
+# An upstream that never ends an event must not grow the buffer without bound.
+MAX_EVENT_BYTES = 16 * 1024 * 1024
 
 
 class _ToolCall:
@@ -107,6 +109,8 @@ class StreamTranslator:
             if self.done:
                 break
             self._payload(payload)
+        if self.decoder.pending > MAX_EVENT_BYTES and self.error is None:
+            self._fail(APIError("The upstream sent a stream event larger than 16 MB"))
         return self._take()
 
     def finish(self) -> bytes:
