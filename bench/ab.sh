@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# A/B two builds of the gateway on this machine, alternating runs so that slow drifts of a shared VM
+# hit both alike (full-matrix runs minutes apart can differ by ±50% here).
+#
+#   bench/ab.sh REV_A REV_B [CONCURRENCY] [--stream] [ROUNDS]
+#   bench/ab.sh HEAD~1 HEAD 32 --stream 3
+#
+# Each round starts each build's gateway pinned to core 0 against one mock upstream (core 1), warms it
+# for 2 s, measures 5 s with bench/loadgen.py (core 1), and prints req/s and the gateway's CPU per
+# request from /proc. Loopback only; every run is bounded by loadgen's duration.
+set -euo pipefail
+A=${1:?revision A}; B=${2:?revision B}; C=${3:-32}; MODE=${4:-}; ROUNDS=${5:-2}
+[ "$MODE" = "--stream" ] || MODE=""
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+PY=${PYTHON:-$REPO/.venv/bin/python}
+WORK=$(mktemp -d)
+MOCK_PORT=18971; GW_PORT=18972
+cleanup() {
+  pkill -f "mock_upstream.py --port $MOCK_PORT" 2>/dev/null || true
+  pkill -f "serve --port $GW_PORT" 2>/dev/null || true
+  for rev in a b; do git -C "$REPO" worktree remove --force "$WORK/$rev" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+git -C "$REPO" worktree add -q "$WORK/a" "$A"
+git -C "$REPO" worktree add -q "$WORK/b" "$B"
+taskset -c 1 "$PY" "$REPO/bench/mock_upstream.py" --port $MOCK_PORT > "$WORK/mock.log" 2>&1 &
+sleep 1
+run() {  # $1 = worktree, $2 = label
+  PYTHONPATH="$1/src" ANTHROPIC_GATEWAY_UPSTREAM_KEY=bench-key taskset -c 0 "$PY" -m anthropic_gateway serve \
+    --port $GW_PORT --upstream-url "http://127.0.0.1:$MOCK_PORT/v1" > "$WORK/gw.log" 2>&1 &
+  local gw=$!
+  for _ in $(seq 50); do curl -sf "http://127.0.0.1:$GW_PORT/" > /dev/null 2>&1 && break; sleep 0.1; done
+  taskset -c 1 "$PY" "$REPO/bench/loadgen.py" --url "http://127.0.0.1:$GW_PORT" --target anthropic $MODE \
+    --concurrency "$C" --duration 2 --warmup 0 > /dev/null
+  local c0 c1; c0=$(awk '{print $14+$15}' "/proc/$gw/stat")
+  taskset -c 1 "$PY" "$REPO/bench/loadgen.py" --url "http://127.0.0.1:$GW_PORT" --target anthropic $MODE \
+    --concurrency "$C" --duration 5 --warmup 0 > "$WORK/run.json"
+  c1=$(awk '{print $14+$15}' "/proc/$gw/stat")
+  kill "$gw"; wait "$gw" 2>/dev/null || true
+  "$PY" - "$WORK/run.json" "$2" "$c0" "$c1" "$(getconf CLK_TCK)" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+ticks = (int(sys.argv[4]) - int(sys.argv[3])) / int(sys.argv[5])
+print(f"{sys.argv[2]:>8}  {d['rps']:8.1f} req/s  errors {d['errors']}  gateway CPU {1000 * ticks / max(d['total_started'], 1):.3f} ms/req")
+PY
+}
+echo "c=$C ${MODE:-non-streaming}, $ROUNDS rounds: A=$A B=$B"
+for _ in $(seq "$ROUNDS"); do run "$WORK/a" "A"; run "$WORK/b" "B"; done
