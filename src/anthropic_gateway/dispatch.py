@@ -24,7 +24,7 @@ from anthropic_gateway.schemas import MessagesRequest
 from anthropic_gateway.settings import Settings
 from anthropic_gateway.translate.context import RequestContext
 from anthropic_gateway.translate.policy import prepare_request
-from anthropic_gateway.upstream import UpstreamClient
+from anthropic_gateway.upstream import UpstreamClient, read_capped
 from anthropic_gateway.upstream_errors import CallInfo, from_response
 
 if TYPE_CHECKING:
@@ -47,15 +47,6 @@ class Answer:
     info: CallInfo
     release_slot: Any
     key: str  # the key the call used: redacted from anything sent back
-
-
-async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes:
-    parts: list[bytes] = []
-    size = 0
-    while size < limit and (chunk := await response.content.readany()):
-        parts.append(chunk)
-        size += len(chunk)
-    return b"".join(parts)[:limit]
 
 
 def _retry_after(err: GatewayError) -> float | None:
@@ -104,7 +95,7 @@ async def send(
                 if 200 <= response.status < 300:
                     return Answer(response, ctx, candidate, info, slot, key)
                 try:
-                    raw = await _read_capped(response, MAX_ERROR_BODY)
+                    raw, _ = await read_capped(response, MAX_ERROR_BODY)
                 except Exception:  # a body we cannot read still has a status to map
                     raw = b""
                 finally:

@@ -33,7 +33,7 @@ from anthropic_gateway.streaming import SSEResponse
 from anthropic_gateway.tokens import count_request_tokens, is_ready, warm_up
 from anthropic_gateway.translate.response import to_anthropic_message
 from anthropic_gateway.translate.stream import StreamTranslator
-from anthropic_gateway.upstream import UpstreamClient, connection_error
+from anthropic_gateway.upstream import UpstreamClient, connection_error, read_capped
 
 log = logging.getLogger(__name__)
 
@@ -172,14 +172,9 @@ async def _read_completion(request: Request, answer: dispatch.Answer) -> bytes:
 
     watcher = asyncio.create_task(watch())
     try:
-        parts: list[bytes] = []
-        size = 0
-        while chunk := await upstream.content.readany():
-            size += len(chunk)
-            if size > MAX_COMPLETION_BYTES:
-                raise APIError("The upstream answer exceeds 64 MB", status=502)
-            parts.append(chunk)
-        raw = b"".join(parts)
+        raw, complete = await read_capped(upstream, MAX_COMPLETION_BYTES)
+        if not complete:
+            raise APIError("The upstream answer exceeds 64 MB", status=502)
     except GatewayError:
         upstream.close()
         raise

@@ -143,6 +143,18 @@ def _noop() -> None:
     return None
 
 
+async def read_capped(response: aiohttp.ClientResponse, limit: int) -> tuple[bytes, bool]:
+    """The body, read to its end or to `limit` bytes: (data, whether it was complete)."""
+    parts: list[bytes] = []
+    size = 0
+    while chunk := await response.content.readany():
+        parts.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            return b"".join(parts)[:limit], False
+    return b"".join(parts), True
+
+
 def stream_errors() -> tuple[type[BaseException], ...]:
     """What reading an upstream body may raise besides our own errors."""
     import aiohttp
