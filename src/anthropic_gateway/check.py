@@ -58,9 +58,12 @@ async def probe(backend: Backend, timeout: float = 10.0) -> str:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session, \
                 session.get(backend.base_url + "/models", headers=headers) as resp:  # fmt: skip
             if resp.status == 200:
-                data = await resp.json(content_type=None)
-                count = len(data.get("data", [])) if isinstance(data, dict) else 0
-                return f"ok ({count} models)"
+                try:
+                    data = await resp.json(content_type=None)
+                except ValueError:
+                    return "answers, but not with JSON (is this an OpenAI-compatible /v1 URL?)"
+                listed = data.get("data") if isinstance(data, dict) else None
+                return f"ok ({len(listed)} models)" if isinstance(listed, list) else "ok (no model list)"
             return f"HTTP {resp.status}"
     except (aiohttp.ClientError, TimeoutError) as err:
         return f"unreachable ({type(err).__name__})"

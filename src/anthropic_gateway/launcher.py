@@ -141,7 +141,9 @@ Probe = Literal["gateway", "other", "nothing"]
 def probe(url: str, timeout: float = 2.0) -> Probe:
     """Whether an anthropic-gateway answers ``GET /`` at `url`, something else does, or nothing."""
     try:
-        with urllib.request.urlopen(url + "/", timeout=timeout) as resp:
+        # Never through an http_proxy from the environment: the gateway is on this machine.
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with opener.open(url + "/", timeout=timeout) as resp:
             body = resp.read(65536)
             status = resp.status
     except urllib.error.HTTPError:
@@ -298,7 +300,9 @@ def run_claude(args: list[str], environ: Mapping[str, str] | None = None) -> int
     except (SettingsError, LauncherError) as err:
         _say(str(err))
         return err.exit_code if isinstance(err, LauncherError) else 2
-    child_env = env.apply({k: v for k, v in environ.items() if k not in _GATEWAY_SECRETS})
+    # Backends' own keys (their key_env variables) stay out of Claude Code's environment too.
+    secrets = {*_GATEWAY_SECRETS, *(b.key_env for b in settings.backends.values() if b.key_env)}
+    child_env = env.apply({k: v for k, v in environ.items() if k not in secrets})
     try:
         proc = subprocess.Popen([claude, *args], env=child_env)
         with _signals_to(proc):

@@ -154,7 +154,12 @@ async def _messages(request: Request, *, force_stream: bool) -> Response:
         completion = orjson.loads(raw)
     except orjson.JSONDecodeError:
         raise APIError("The upstream returned a body that is not JSON", status=502) from None
-    return JSONResponse(to_anthropic_message(completion, answer.ctx, ids.message_id(), answer.info))
+    try:
+        message = to_anthropic_message(completion, answer.ctx, ids.message_id(), answer.info)
+    except (AttributeError, TypeError, KeyError, ValueError):  # fields of the wrong JSON type
+        log.warning("malformed upstream completion (request %s)", request.state.request_id, exc_info=True)
+        raise APIError("The upstream returned a malformed completion", status=502) from None
+    return JSONResponse(message)
 
 
 MAX_COMPLETION_BYTES = 64 * 1024 * 1024

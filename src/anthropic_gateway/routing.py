@@ -91,7 +91,8 @@ class Router:
         route = self._cache.get(model)
         if route is None:
             route = self._resolve(model)
-            if len(self._cache) < 4096:  # bounded: clients choose these strings
+            # Bounded in count and size: clients choose these strings.
+            if len(self._cache) < 4096 and len(model) <= 256:
                 self._cache[model] = route
         return route
 

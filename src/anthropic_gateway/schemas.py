@@ -493,7 +493,7 @@ def _drop_unknown_blocks(obj: Any) -> bool:
                 dropped = True
                 continue
             if isinstance(block, dict) and btype == "tool_result" and isinstance(block.get("content"), list):
-                inner = [b for b in block["content"] if not (isinstance(b, dict) and b.get("type") not in KNOWN_BLOCK_TYPES)]
+                inner = [b for b in block["content"] if not _unknown_block(b)]
                 if len(inner) != len(block["content"]):
                     dropped = True
                     block["content"] = inner
@@ -502,7 +502,22 @@ def _drop_unknown_blocks(obj: Any) -> bool:
     return dropped
 
 
+def _unknown_block(block: Any) -> bool:
+    kind = block.get("type") if isinstance(block, dict) else None
+    return isinstance(kind, str) and kind not in KNOWN_BLOCK_TYPES
+
+
+_TOO_DEEP = "Request body is nested too deeply"
+
+
 def _decode(body: bytes, decoder: msgspec.json.Decoder[Any], schema: type[Any]) -> Any:
+    try:
+        return _decode_or_raise(body, decoder, schema)
+    except RecursionError:
+        raise InvalidRequestError(_TOO_DEEP) from None
+
+
+def _decode_or_raise(body: bytes, decoder: msgspec.json.Decoder[Any], schema: type[Any]) -> Any:
     try:
         return decoder.decode(body)
     except msgspec.DecodeError as err:

@@ -9,6 +9,7 @@ upstream key is also read from ``OPENROUTER_API_KEY``. Tests pass ``environ={...
 from __future__ import annotations
 
 import contextvars
+import fnmatch
 import ipaddress
 import os
 import re
@@ -150,11 +151,19 @@ class Settings(BaseSettings):
                     f"or use one of {sorted(names)}"
                 )
             for fb in model.fallbacks:
-                if fb == alias or (fb not in self.models and "/" not in fb):
+                if fb == alias or not self._routable(fb):
                     raise ValueError(
                         f"models.{alias}.fallbacks: '{fb}' is not another configured model alias or a provider/model id"
                     )
         return self
+
+    def _routable(self, name: str) -> bool:
+        """Whether the router would serve `name` (the same rules as routing.Router, without it)."""
+        lowered = name.lower()
+        return (
+            name in self.models or "/" in name or lowered.startswith("claude") or self.passthrough_models
+            or any(fnmatch.fnmatchcase(lowered, a.lower()) for a in self.models if any(c in a for c in "*?["))
+        )  # fmt: skip
 
     def backend_key(self, name: str) -> SecretStr | None:
         if name == "default":
@@ -191,7 +200,7 @@ class Settings(BaseSettings):
         environ, toml_path = _SOURCES.get()
         sources: list[PydanticBaseSettingsSource] = [init_settings]
         if environ is None:
-            sources += [env_settings, DotEnvSettingsSource(settings_cls, env_file=".env")]
+            sources += [env_settings, _GatewayDotEnv(settings_cls, env_file=".env")]
         else:
             sources.append(_MappingEnvSource(settings_cls, environ))
         if toml_path is not None:
@@ -213,6 +222,27 @@ class _MappingEnvSource(EnvSettingsSource):
 
     def _load_env_vars(self) -> Mapping[str, str | None]:
         return {k.lower(): v for k, v in self._environ.items()}
+
+
+def _ours(name: str) -> bool:
+    upper = name.upper()
+    return upper.startswith(ENV_PREFIX) or upper in UPSTREAM_KEY_VARS
+
+
+class _GatewayDotEnv(DotEnvSettingsSource):
+    """`.env` is shared with other tools: only the gateway's own variables are settings here (the
+    rest, e.g. a backend's key_env, is read as a key by load_settings)."""
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return {k: v for k, v in super()._load_env_vars().items() if _ours(k)}
+
+
+def _dotenv_values() -> dict[str, str]:
+    path = Path(".env")
+    if not path.is_file():
+        return {}
+    values = DotEnvSettingsSource(Settings, env_file=path)._load_env_vars()
+    return {k: v for k, v in values.items() if v is not None}
 
 
 class SettingsError(Exception):
@@ -241,9 +271,13 @@ def load_settings(
         ) from None
     finally:
         _SOURCES.reset(token)
-    env = os.environ if environ is None else environ
+    if environ is None:  # a backend's key may live in .env, under the name key_env gives
+        dotenv = {k.upper(): v for k, v in _dotenv_values().items()}
+        env: Mapping[str, str] = {**dotenv, **os.environ}
+    else:
+        env = environ
     for name, backend in settings.backends.items():
-        value = env.get(backend.key_env) if backend.key_env else None
+        value = (env.get(backend.key_env) or env.get(backend.key_env.upper())) if backend.key_env else None
         settings._backend_keys[name] = SecretStr(value) if value else None
     return settings
 
@@ -262,7 +296,7 @@ def _describe(err: ValidationError) -> str:
                 "name that variable with key_env")  # fmt: skip
     if len(first["loc"]) > 1 and first["loc"][0] in ("backends", "models", "default_params"):
         path = ".".join(str(p) for p in first["loc"])
-        shown = "" if first["type"] == "extra_forbidden" else f", got {first.get('input')!r}"
+        shown = "" if first["type"] == "extra_forbidden" else _shown(first["loc"], first.get("input"))
         return f"invalid setting {path}: {first['msg'].removeprefix('Value error, ')}{shown}; fix it in the config file"
     name = str(first["loc"][0])
     if first["type"] == "extra_forbidden":
@@ -270,4 +304,12 @@ def _describe(err: ValidationError) -> str:
     field = Settings.model_fields.get(name)
     env = UPSTREAM_KEY_VARS[1] if name == "upstream_key" else ENV_PREFIX + name.upper()
     hint = f" ({field.description})" if field is not None and field.description else ""
-    return f"invalid setting {env} / '{name}': {first['msg'].removeprefix('Value error, ')}, got {first.get('input')!r}; fix it{hint}"
+    return f"invalid setting {env} / '{name}': {first['msg'].removeprefix('Value error, ')}{_shown(first['loc'], first.get('input'))}; fix it{hint}"
+
+
+def _shown(loc: tuple[int | str, ...], value: Any) -> str:
+    """The offending value for an error line, unless it may hold a secret (keys, headers, tables)."""
+    if any(str(p) in ("api_keys", "upstream_key", "headers") for p in loc) or isinstance(value, dict | list):
+        return f", got a {type(value).__name__}"
+    return f", got {value!r}"
+

@@ -111,6 +111,7 @@ _OUTPUT_RES = [
 
 
 def _first_int(patterns: list[re.Pattern[str]], text: str) -> int | None:
+    text = re.sub(r"\d{13,}", "", text[:4096])  # bounded work on text an upstream may echo from the client
     for pattern in patterns:
         m = pattern.search(text)
         if m:
@@ -119,7 +120,7 @@ def _first_int(patterns: list[re.Pattern[str]], text: str) -> int | None:
 
 
 def is_context_overflow(message: str, error_type: str) -> bool:
-    return error_type == "context_length_exceeded" or bool(_CONTEXT_HINTS.search(message))
+    return error_type == "context_length_exceeded" or bool(_CONTEXT_HINTS.search(message[:4096]))
 
 
 def _int_field(err: dict[str, Any], *names: str) -> int | None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
 from typing import TYPE_CHECKING, assert_never
 
@@ -126,6 +126,43 @@ def _digest(obj: object) -> tuple[int, int]:
     return len(data), hash(data)
 
 
+_PIECE = 32_768
+
+
+def _pieces(text: str) -> Iterator[str]:
+    start = 0
+    while start < len(text):
+        end = min(start + _PIECE, len(text))
+        if end < len(text):
+            # Cut just after the last space or newline of the piece's tail, if it has one.
+            cut = max(text.rfind(" ", end - 256, end), text.rfind("\n", end - 256, end))
+            if cut > start:
+                end = cut + 1
+        yield text[start:end]
+        start = end
+
+
+def _encode_len(enc: tiktoken.Encoding, text: str) -> int:
+    try:
+        return len(enc.encode_ordinary(text))
+    except BaseException as err:  # pyo3 panics are BaseExceptions; an estimate beats a failed request
+        if isinstance(err, KeyboardInterrupt | SystemExit | GeneratorExit):
+            raise
+        return len(text) // 4 + 1
+
+
+def _json_text(value: object) -> str:
+    """JSON of a client-supplied value for counting; values orjson refuses (integers over 64 bits,
+    nesting over 255 levels) go through msgspec, then str()."""
+    try:
+        return orjson.dumps(value).decode()
+    except (TypeError, orjson.JSONEncodeError):
+        try:
+            return msgspec.json.encode(value).decode()
+        except (TypeError, ValueError, RecursionError):
+            return str(value)[:1_000_000]
+
+
 def clear_cache() -> None:
     _cache.clear()
 
@@ -182,7 +219,7 @@ def _output_format_tokens(req: CountTokensRequest, counter: _Counter) -> int:
     if fmt is None:
         return 0
     # Structured output reaches the model as its JSON schema, like a tool definition.
-    return TOOL_DEF_OVERHEAD + counter.text(orjson.dumps(fmt.schema).decode())
+    return TOOL_DEF_OVERHEAD + counter.text(_json_text(fmt.schema))
 
 
 class _Counter:
@@ -190,7 +227,17 @@ class _Counter:
         self._enc = enc
 
     def text(self, text: str | None) -> int:
-        return len(self._enc.encode_ordinary(text)) if text else 0
+        if not text:
+            return 0
+        if len(text) <= _PIECE:
+            return _encode_len(self._enc, text)
+        # Long texts are counted in pieces cut at whitespace: tiktoken's core overflows its stack on
+        # very long runs (a million spaces panicked it), and the split changes a count by a token or
+        # two at most.
+        total = 0
+        for piece in _pieces(text):
+            total += _encode_len(self._enc, piece)
+        return total
 
     def _message_overhead(self, role: str) -> int:
         return MESSAGE_OVERHEAD + self.text(role)
@@ -247,7 +294,7 @@ class _Counter:
         if isinstance(block, ToolReferenceBlock):
             return self.text(block.tool_name)
         if isinstance(block, ToolUseBlock | ServerToolUseBlock | MCPToolUseBlock):
-            return TOOL_CALL_OVERHEAD + self.text(block.name) + self.text(orjson.dumps(block.input).decode())
+            return TOOL_CALL_OVERHEAD + self.text(block.name) + self.text(_json_text(block.input))
         if isinstance(block, ToolResultBlock):
             return self.tool_result(block)
         if isinstance(block, ThinkingBlock):
@@ -256,7 +303,7 @@ class _Counter:
             # Encrypted: its plain size is unknown. Estimate a token per 4 bytes of decoded payload.
             return len(block.data) * 3 // 16
         if isinstance(block, _SERVER_RESULTS):
-            return self.text(block.tool_use_id) + self.text(orjson.dumps(block.content).decode())
+            return self.text(block.tool_use_id) + self.text(_json_text(block.content))
         if isinstance(block, ContainerUploadBlock):
             return TOOL_CALL_OVERHEAD + self.text(block.file_id)
         if isinstance(block, MidConversationSystemBlock):

@@ -113,6 +113,9 @@ def client_tool_id(upstream_id: Any, seen: set[str]) -> str:
 # --- tool arguments ----------------------------------------------------------------------------
 
 
+MAX_REPAIR_CHARS = 65536
+
+
 def parse_tool_arguments(raw: str) -> dict[str, Any] | None:
     """Arguments string → input object; repaired when malformed; None when beyond repair."""
     if not raw.strip():
@@ -120,6 +123,8 @@ def parse_tool_arguments(raw: str) -> dict[str, Any] | None:
     try:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError:
+        if len(raw) > MAX_REPAIR_CHARS:
+            return None  # repair cost grows faster than the input (400 KB took ~6 s)
         from json_repair import repair_json  # lazy: only weak models need it
 
         try:

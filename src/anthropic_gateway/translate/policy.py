@@ -23,6 +23,7 @@ from anthropic_gateway.schemas import (
     DocumentBlock,
     ImageBlock,
     MessagesRequest,
+    ThinkingDisabled,
     ThinkingEnabled,
     ToolResultBlock,
     ToolUseBlock,
@@ -145,17 +146,20 @@ def apply_parameters(body: dict[str, Any], req: MessagesRequest, route: Route, d
         if isinstance(value, msgspec.Struct):
             value = msgspec.to_builtins(value)
         if name == "transforms":
-            # The legacy field, sent in its current form.
-            enabled = "middle-out" in value
-            body["plugins"] = [{"id": "context-compression"} if enabled else {"id": "context-compression", "enabled": False}]
+            body["plugins"] = _plugins(value)  # the legacy field, sent in its current form
         elif name == "reasoning":
             body["reasoning"] = {**body.get("reasoning", {}), **value}
         else:
             body[name] = value
     kind = route.backend.kind
     cfg = route.config
+    thinking_off = req.thinking is None or isinstance(req.thinking, ThinkingDisabled)
     for source in ((cfg.defaults if cfg is not None else {}), default_params):
         for name, value in source.items():
+            if name == "transforms":  # the legacy field, sent in its current form as for clients
+                name, value = "plugins", _plugins(value)
+            if name in ("reasoning", "reasoning_effort") and thinking_off:
+                continue  # a default never turns on reasoning the client did not ask for
             if kind.takes(name):
                 body.setdefault(name, value)
             else:
@@ -166,6 +170,12 @@ def apply_parameters(body: dict[str, Any], req: MessagesRequest, route: Route, d
                 body[name] = value
             else:
                 log.debug("forced %s not sent: backend kind %s does not take it", name, kind.name)
+
+
+def _plugins(transforms: list[str]) -> list[dict[str, Any]]:
+    if "middle-out" in transforms:
+        return [{"id": "context-compression"}]
+    return [{"id": "context-compression", "enabled": False}]
 
 
 # --- tool schemas ------------------------------------------------------------------------------
@@ -196,10 +206,14 @@ def gemini_schema(schema: Any) -> Any:
     key = hashlib.blake2b(raw, digest_size=16).digest()
     cached = _schema_cache.get(key)
     if cached is None:
-        cached = _gemini(msgspec.json.decode(raw))
-        _schema_cache[key] = cached
-        if len(_schema_cache) > 1024:
-            _schema_cache.popitem(last=False)
+        try:
+            cached = _gemini(msgspec.json.decode(raw))
+        except RecursionError:
+            raise InvalidRequestError("tools: an input_schema is nested too deeply") from None
+        if len(raw) <= 65536:  # the cache keeps decoded copies: only ordinary-sized schemas
+            _schema_cache[key] = cached
+            if len(_schema_cache) > 1024:
+                _schema_cache.popitem(last=False)
     return cached
 
 
@@ -216,7 +230,7 @@ def _gemini(node: Any) -> Any:
             continue
         if key == "format" and value not in _GEMINI_FORMATS:
             continue
-        if key == "enum" and not all(isinstance(v, str) for v in value):
+        if key == "enum" and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
             continue
         if key == "type" and isinstance(value, list):
             kinds = [t for t in value if t != "null"]
