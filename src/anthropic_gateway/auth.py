@@ -42,7 +42,6 @@ class Authenticator:
     def __init__(self, settings: Settings) -> None:
         self.passthrough = settings.passthrough_auth
         self.keys = [k.encode() for k in settings.client_keys()]
-        self.upstream_key = settings.upstream_key.get_secret_value() if settings.upstream_key else None
 
     def _is_gateway_key(self, presented: str | None) -> bool:
         given = (presented or "").encode()

@@ -244,16 +244,6 @@ class MidConversationSystemBlock(Struct, tag="mid_conv_system", kw_only=True):
     cache_control: CacheControl | None = None
 
 
-ServerToolResultBlock = (
-    WebSearchToolResultBlock
-    | WebFetchToolResultBlock
-    | CodeExecutionToolResultBlock
-    | BashCodeExecutionToolResultBlock
-    | TextEditorCodeExecutionToolResultBlock
-    | ToolSearchToolResultBlock
-    | MCPToolResultBlock
-)
-
 ContentBlock = (
     TextBlock
     | ImageBlock

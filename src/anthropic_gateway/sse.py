@@ -19,11 +19,10 @@ class SSEDecoder:
     one slice instead of a line-by-line walk.
     """
 
-    __slots__ = ("_tail", "comments")
+    __slots__ = ("_tail",)
 
     def __init__(self) -> None:
         self._tail = b""
-        self.comments = 0
 
     def feed(self, chunk: bytes) -> list[bytes]:
         if self._tail:
@@ -50,11 +49,10 @@ class SSEDecoder:
     def _block(self, block: bytes, out: list[bytes]) -> None:
         data: list[bytes] = []
         for line in block.split(b"\n"):
+            # Other fields and `:` comments (upstream keep-alives) carry nothing to translate.
             if line.startswith(b"data:"):
                 value = line[5:]
                 data.append(value[1:] if value.startswith(b" ") else value)
-            elif line.startswith(b":"):
-                self.comments += 1
         if data:
             out.append(data[0] if len(data) == 1 else b"\n".join(data))
 

@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from anthropic_gateway import sse
-from anthropic_gateway.errors import APIError, GatewayError
+from anthropic_gateway.errors import APIError, GatewayError, sse_error_frame
 from anthropic_gateway.translate.common import (
     anthropic_usage,
     client_tool_id,
@@ -157,7 +157,7 @@ class StreamTranslator:
         self.error = err
         if self.secret:
             err.message = redact(err.message, self.secret)
-        self.out.append(sse_error(err))
+        self.out.append(sse_error_frame(err))
 
     def _payload(self, payload: bytes) -> None:
         if payload == b"[DONE]":
@@ -439,6 +439,3 @@ class StreamTranslator:
             {"type": "message_delta", "delta": {"stop_reason": reason, "stop_sequence": matched}, "usage": usage},
         )
 
-
-def sse_error(err: GatewayError) -> bytes:
-    return sse.frame(b"error", {"type": "error", "error": {"type": err.error_type, "message": err.message}})
