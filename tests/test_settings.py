@@ -32,6 +32,8 @@ def test_tier_and_url_variables() -> None:
     assert (s.opus_model, s.sonnet_model, s.haiku_model) == ("x/opus", "x/sonnet", "x/haiku")
     assert s.upstream_url == "http://127.0.0.1:9/v1"
     assert s.resolved_backend_kind() == "openai-compatible"
+    openai = load_settings(environ={"ANTHROPIC_GATEWAY_UPSTREAM_URL": "https://api.openai.com/v1"})
+    assert openai.resolved_backend_kind() == "openai"  # the same rule as for named backends
 
 
 def test_precedence_cli_over_env_over_toml(tmp_path: Path) -> None:

@@ -49,6 +49,13 @@ class BackendKind:
         return self.openrouter_extensions and param in OPENROUTER_ONLY_PARAMS
 
 
+def kind_for_url(url: str) -> str:
+    """The kind `auto` stands for: the one place an upstream's URL chooses its quirks."""
+    if "openrouter.ai" in url:
+        return "openrouter"
+    return "openai" if "api.openai.com" in url else "openai-compatible"
+
+
 _OPENAI_PARAMS = frozenset({"frequency_penalty", "presence_penalty", "seed", "user", "logit_bias", "response_format"})
 _ALL_PARAMS = _OPENAI_PARAMS | {"provider", "models", "transforms", "min_p", "top_a", "repetition_penalty", "reasoning"}
 # Parameters every backend kind takes (from configured defaults / force); the rest are per kind.

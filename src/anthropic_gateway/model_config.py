@@ -24,6 +24,7 @@ import msgspec
 from msgspec import Meta
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from anthropic_gateway.backends import kind_for_url
 from anthropic_gateway.schemas import Penalty, ProviderPreferences, ResponseFormat, UnitInterval
 
 Capability = Literal["tools", "vision", "reasoning", "pdf"]
@@ -103,11 +104,7 @@ class BackendConfig(_Strict):
         return v.rstrip("/")
 
     def resolved_kind(self) -> str:
-        if self.kind != "auto":
-            return self.kind
-        if "openrouter.ai" in self.url:
-            return "openrouter"
-        return "openai" if "api.openai.com" in self.url else "openai-compatible"
+        return self.kind if self.kind != "auto" else kind_for_url(self.url)
 
 
 class ModelConfig(_Strict):

@@ -39,6 +39,7 @@ from pydantic_settings import (
     SettingsError as PydanticSettingsError,
 )
 
+from anthropic_gateway.backends import kind_for_url
 from anthropic_gateway.model_config import BackendConfig, ModelConfig, validate_parameters
 
 ENV_PREFIX = "ANTHROPIC_GATEWAY_"
@@ -66,7 +67,7 @@ class Settings(BaseSettings):
         description="Upstream API key (OPENROUTER_API_KEY or ANTHROPIC_GATEWAY_UPSTREAM_KEY).",
     )
     backend_kind: Literal["auto", "openrouter", "openai", "openai-compatible"] = Field(
-        "auto", description="Upstream quirks table; auto picks openrouter for openrouter.ai URLs."
+        "auto", description="Upstream quirks table; auto picks openrouter for openrouter.ai, openai for api.openai.com URLs."
     )
     opus_model: str = Field("anthropic/claude-opus-4.5", description="Upstream model for claude-*opus* names.")
     sonnet_model: str = Field("anthropic/claude-sonnet-4.5", description="Upstream model for claude-*sonnet* names.")
@@ -176,9 +177,7 @@ class Settings(BaseSettings):
         return [k.strip() for k in self.api_keys.get_secret_value().split(",") if k.strip()]
 
     def resolved_backend_kind(self) -> str:
-        if self.backend_kind != "auto":
-            return self.backend_kind
-        return "openrouter" if "openrouter.ai" in self.upstream_url else "openai-compatible"
+        return self.backend_kind if self.backend_kind != "auto" else kind_for_url(self.upstream_url)
 
     def is_loopback_bind(self) -> bool:
         if self.host == "localhost":
