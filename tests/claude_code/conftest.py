@@ -6,26 +6,29 @@ The gateways are the session's ``gateway`` (backend kind openai-compatible) and
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from claude_code.harness import VERSION, Script, Workspace, find_claude
+from claude_code.harness import VERSIONS, Script, Workspace, find_claude, version_of
 from fake_upstream import FakeUpstream, Reply
 
 
+@pytest.fixture(scope="session", params=VERSIONS)
+def claude_version(request: pytest.FixtureRequest) -> str:
+    """The CLI version this run of the suite is for; every real-CLI test runs once per version."""
+    version: str = request.param
+    return version
+
+
 @pytest.fixture(scope="session")
-def claude_bin() -> Path:
-    path, reason = find_claude()
+def claude_bin(claude_version: str) -> Path:
+    path, reason = find_claude(claude_version)
     if path is None:
         pytest.skip(reason)
-    try:
-        out = subprocess.run([str(path), "--version"], capture_output=True, text=True, timeout=30).stdout
-    except OSError as err:
-        pytest.fail(f"cannot run the Claude Code CLI at {path}: {err}")
-    assert out.startswith(VERSION), f"{path} is Claude Code {out.strip()!r}, the tests pin {VERSION}"
+    found = version_of(path)
+    assert found == claude_version, f"{path} is Claude Code {found!r}, the tests want {claude_version}"
     return path
 
 

@@ -1,8 +1,12 @@
 """Running the real Claude Code CLI headless against a gateway, and scripting the fake upstream.
 
-Where the CLI comes from: ``CLAUDE_CODE_BIN`` (set by .ci/run after its pinned ``npm install``), else
-the cached install ``.cache/claude-code/node_modules/.bin/claude``. ``CLAUDE_CODE_UNAVAILABLE`` (set by
-.ci/run when the npm registry cannot be reached) is the reason the tests skip.
+The suite runs once per supported CLI version (``VERSIONS``: the oldest supported and the latest
+pinned). Where each comes from, first match wins: ``CLAUDE_CODE_BIN_<version>`` (dots as underscores,
+set by .ci/run after its pinned ``npm install``), ``CLAUDE_CODE_BIN`` when it is that version, the
+cached install ``.cache/claude-code-<version>/node_modules/.bin/claude``, then the older
+``.cache/claude-code`` install when it is that version. A version not found is skipped, with how to
+install it; ``CLAUDE_CODE_UNAVAILABLE`` (set by .ci/run when the npm registry cannot be reached) is the
+reason every version skips.
 
 The upstream script answers by conversation state, not by arrival order: the main-loop request with
 N assistant messages gets ``turns[N]`` whether it is streamed or not (``Reply.auto``), so a
@@ -30,10 +34,10 @@ from fake_upstream import (
     usage_chunk,
 )
 
-VERSION = "2.1.197"
+OLDEST, LATEST = "2.1.197", "2.1.332"
+VERSIONS = (OLDEST, LATEST)  # the supported range, as the README states it
 REPO = Path(__file__).resolve().parents[2]
-CACHED_BIN = REPO / ".cache" / "claude-code" / "node_modules" / ".bin" / "claude"
-INSTALL = f"npm install --prefix .cache/claude-code @anthropic-ai/claude-code@{VERSION}"
+LEGACY_BIN = REPO / ".cache" / "claude-code" / "node_modules" / ".bin" / "claude"
 RUN_TIMEOUT = 30.0  # one CLI run takes ~1 s here; a hang fails the test instead of the suite
 
 # Headless, as root, no traffic beyond the gateway (see /work/shared/reference/claude-code.md).
@@ -48,17 +52,40 @@ BASE_ENV = {
 PERMISSIONS = ("--permission-mode", "acceptEdits", "--allowedTools", "Write,Bash")
 
 
-def find_claude() -> tuple[Path | None, str]:
-    """(the CLI, "") or (None, why it is unavailable)."""
-    explicit = os.environ.get("CLAUDE_CODE_BIN")
+def cache_dir(version: str) -> str:
+    return f".cache/claude-code-{version}"
+
+
+def install_command(version: str) -> str:
+    return f"npm install --prefix {cache_dir(version)} @anthropic-ai/claude-code@{version}"
+
+
+def version_of(path: Path) -> str | None:
+    """The version ``claude --version`` reports ("2.1.332"), or None when it cannot run."""
+    try:
+        out = subprocess.run([str(path), "--version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.split(" ", 1)[0].strip() or None
+
+
+def find_claude(version: str) -> tuple[Path | None, str]:
+    """(the CLI of that version, "") or (None, why it is unavailable)."""
+    explicit = os.environ.get("CLAUDE_CODE_BIN_" + version.replace(".", "_"))
     if explicit:
         return Path(explicit), ""
     reason = os.environ.get("CLAUDE_CODE_UNAVAILABLE")
     if reason:
         return None, f"Claude Code CLI unavailable: {reason}"
-    if CACHED_BIN.exists():
-        return CACHED_BIN, ""
-    return None, f"Claude Code CLI not installed: run `bash .ci/run`, or `{INSTALL}`, or set CLAUDE_CODE_BIN"
+    generic = os.environ.get("CLAUDE_CODE_BIN")
+    cached = REPO / cache_dir(version) / "node_modules" / ".bin" / "claude"
+    for candidate in (Path(generic) if generic else None, cached, LEGACY_BIN):
+        if candidate is not None and candidate.exists() and version_of(candidate) == version:
+            return candidate, ""
+    return None, (
+        f"Claude Code {version} not installed: run `bash .ci/run`, or `{install_command(version)}`, "
+        f"or set CLAUDE_CODE_BIN_{version.replace('.', '_')}"
+    )
 
 
 @dataclass

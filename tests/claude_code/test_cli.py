@@ -124,11 +124,15 @@ def test_two_parallel_tool_calls_in_one_turn(
 
 
 THOUGHT = "The user wants hello.txt; I will write it."
+# The effort Claude Code asks for in -p runs: 2.1.197 sends none (adaptive thinking, read as high);
+# 2.1.332 sends output_config.effort "medium" and thinking.display "omitted".
+EFFORT = {"2.1.197": "high", "2.1.332": "medium"}
 
 
 @pytest.mark.parametrize("gateway_name", ["gateway", "openrouter_gateway"])
 def test_thinking_is_replayed_on_the_next_turn(
     claude_bin: Path,
+    claude_version: str,
     gateway_name: str,
     request: pytest.FixtureRequest,
     upstream: FakeUpstream,
@@ -151,11 +155,14 @@ def test_thinking_is_replayed_on_the_next_turn(
     assert requests_per_turn(upstream.requests) == [1, 1]
     first, second = bodies(upstream)
     assistant = next(m for m in second["messages"] if m["role"] == "assistant")
+    effort = EFFORT[claude_version]
     if gateway_name == "gateway":  # openai-compatible: effort in, reasoning_content back
-        assert first["reasoning_effort"] == "high"
+        assert first["reasoning_effort"] == effort
         assert assistant["reasoning_content"] == THOUGHT
     else:  # openrouter: the reasoning object in, the streamed reasoning_details back, in order
-        assert first["reasoning"] == {"effort": "high"}
+        # 2.1.332's display "omitted" asks for no reasoning text: a non-Claude target gets exclude.
+        expected = {"effort": effort, **({"exclude": True} if claude_version == "2.1.332" else {})}
+        assert first["reasoning"] == expected
         replayed = assistant["reasoning_details"]
         assert {d["type"] for d in replayed} == {"reasoning.text"}
         assert "".join(d["text"] for d in replayed) == THOUGHT
