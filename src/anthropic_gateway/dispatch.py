@@ -25,7 +25,7 @@ from anthropic_gateway.settings import Settings
 from anthropic_gateway.translate.context import RequestContext
 from anthropic_gateway.translate.policy import prepare_request
 from anthropic_gateway.upstream import UpstreamClient, read_capped
-from anthropic_gateway.upstream_errors import CallInfo, from_response
+from anthropic_gateway.upstream_errors import CallInfo, from_response, redact
 
 if TYPE_CHECKING:
     import aiohttp
@@ -58,6 +58,29 @@ def _retry_after(err: GatewayError) -> float | None:
 
 
 async def send(
+    req: MessagesRequest,
+    route: Route,
+    *,
+    stream: bool,
+    estimate: int,
+    client: Client,
+    router: Router,
+    upstream: UpstreamClient,
+    settings: Settings,
+) -> Answer:
+    """The first 2xx answer among the route and its fallbacks, or the error to send back. Whatever
+    an upstream echoed, the client's own key (passthrough) never reaches a response or a log line;
+    the keys the gateway holds are redacted where errors are rendered."""
+    try:
+        return await _send(req, route, stream=stream, estimate=estimate, client=client,
+                           router=router, upstream=upstream, settings=settings)  # fmt: skip
+    except GatewayError as err:
+        if client.key:
+            err.message = redact(err.message, client.key)
+        raise
+
+
+async def _send(
     req: MessagesRequest,
     route: Route,
     *,

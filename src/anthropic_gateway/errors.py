@@ -90,8 +90,27 @@ class OverloadedError(GatewayError):
     error_type = "overloaded_error"
 
 
+# Messages quote client input (a model name, a path, a field value) and upstream text: a client that
+# sends 10 MB must not get 10 MB back. shown() cuts one echoed value; the cap bounds the whole message.
+SHOWN_CHARS = 200
+MAX_MESSAGE_CHARS = 4000
+
+
+def shown(value: str, limit: int = SHOWN_CHARS) -> str:
+    """A client-supplied value as an error message quotes it: at most `limit` characters."""
+    if len(value) <= limit:
+        return value
+    return f"{value[:limit]}... ({len(value)} characters)"
+
+
+def _bounded(message: str) -> str:
+    if len(message) <= MAX_MESSAGE_CHARS:
+        return message
+    return f"{message[:MAX_MESSAGE_CHARS]}... (message cut at {MAX_MESSAGE_CHARS} of {len(message)} characters)"
+
+
 def error_body(error_type: str, message: str, request_id: str | None = None) -> dict[str, object]:
-    body: dict[str, object] = {"type": "error", "error": {"type": error_type, "message": message}}
+    body: dict[str, object] = {"type": "error", "error": {"type": error_type, "message": _bounded(message)}}
     if request_id is not None:
         body["request_id"] = request_id
     return body

@@ -25,6 +25,7 @@ from anthropic_gateway.errors import (
     InvalidRequestError,
     NotFoundError,
     RequestTooLargeError,
+    shown,
 )
 from anthropic_gateway.routing import Route, Router
 from anthropic_gateway.schemas import CountTokensRequest, decode_count_tokens_request, decode_messages_request
@@ -264,5 +265,5 @@ async def get_model(request: Request) -> Response:
     try:
         route = gw.router.resolve(model_id)
     except NotFoundError:
-        raise NotFoundError(f"model: '{model_id}' not found; this gateway serves {gw.router.describe_aliases()}") from None
+        raise NotFoundError(f"model: '{shown(model_id)}' not found; this gateway serves {gw.router.describe_aliases()}") from None
     return JSONResponse(_model_info(model_id, route))

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pydantic import SecretStr
 
 from anthropic_gateway.backends import KINDS, BackendKind
-from anthropic_gateway.errors import NotFoundError
+from anthropic_gateway.errors import NotFoundError, shown
 from anthropic_gateway.model_config import ALL_CAPABILITIES, BackendConfig, ModelConfig
 from anthropic_gateway.settings import Settings
 
@@ -110,7 +110,7 @@ class Router:
         if self.passthrough:
             return Route(model, model, self.default)
         raise NotFoundError(
-            f"model: unknown model '{model}'. This gateway serves {self.describe_aliases()}; "
+            f"model: unknown model '{shown(model)}'. This gateway serves {self.describe_aliases()}; "
             "configure an alias in [models] or set ANTHROPIC_GATEWAY_PASSTHROUGH_MODELS=true"
         )
 

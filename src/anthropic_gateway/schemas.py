@@ -21,7 +21,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta, Struct
 
-from anthropic_gateway.errors import InvalidRequestError
+from anthropic_gateway.errors import InvalidRequestError, shown
 
 log = logging.getLogger(__name__)
 
@@ -299,6 +299,16 @@ class Tool(Struct, kw_only=True):
     cache_control: CacheControl | None = None
     strict: bool | None = None
 
+    def __post_init__(self) -> None:
+        # msgspec checks UTF-8 only in what it decodes; raw JSON is copied as sent, so a stray byte
+        # would reach the counter and the upstream. ASCII (the usual schema) needs no decode.
+        raw = bytes(self.input_schema)
+        if not raw.isascii():
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise ValueError(f"input_schema: invalid UTF-8 byte at offset {err.start}") from None
+
 
 class ToolChoiceAuto(Struct, tag="auto", kw_only=True):
     disable_parallel_tool_use: bool | None = None
@@ -455,12 +465,12 @@ def _dotted(path: str) -> str:
 def validation_message(err: msgspec.ValidationError) -> str:
     m = _PATH_RE.match(str(err))
     assert m is not None  # the pattern matches any string
-    msg, path = m.group("msg"), _dotted(m.group("path") or "")
+    msg, path = shown(m.group("msg"), 300), shown(_dotted(m.group("path") or ""), 300)  # msgspec quotes values
     missing = _MISSING_RE.match(msg)
     if missing:
         field = missing.group("field")
         return f"{path}.{field}: Field required" if path else f"{field}: Field required"
-    if msg.startswith(("data: ", "budget_tokens: ")):  # raised by our own __post_init__ checks
+    if msg.startswith(("data: ", "budget_tokens: ", "input_schema: ")):  # raised by our own __post_init__ checks
         field, _, rest = msg.partition(": ")
         return f"{path}.{field}: {rest}" if path else msg
     return f"{path}: {msg}" if path else msg
@@ -471,7 +481,8 @@ def _drop_unknown_blocks(obj: Any) -> bool:
     if not isinstance(obj, dict):
         return False
     dropped = False
-    for msg in obj.get("messages") or ():
+    messages = obj.get("messages")
+    for msg in messages if isinstance(messages, list) else ():
         content = msg.get("content") if isinstance(msg, dict) else None
         if not isinstance(content, list):
             continue

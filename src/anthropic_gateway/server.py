@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from anthropic_gateway import ids, routes, tokens
 from anthropic_gateway.auth import Authenticator
-from anthropic_gateway.errors import APIError, GatewayError, NotFoundError, error_body, render_error
+from anthropic_gateway.errors import APIError, GatewayError, NotFoundError, error_body, render_error, shown
 from anthropic_gateway.openapi import SPEC
 from anthropic_gateway.routing import Router
 from anthropic_gateway.settings import Settings
@@ -125,7 +125,7 @@ async def _on_gateway_error(request: Request, exc: Exception) -> Response:
 async def _on_http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 404:
-        return _error_response(request, NotFoundError(f"Not found: {request.method} {request.url.path}"))
+        return _error_response(request, NotFoundError(f"Not found: {shown(request.method)} {shown(request.url.path)}"))
     if exc.status_code == 405:
         return _error_response(request, NotFoundError(f"{request.method} is not supported on {request.url.path}"))
     return _error_response(request, APIError(str(exc.detail), status=exc.status_code))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,8 @@ from anthropic_gateway.settings import Settings
 
 if TYPE_CHECKING:
     import aiohttp
+
+log = logging.getLogger(__name__)
 
 USER_AGENT = f"anthropic-gateway/{__version__}"
 LOAD_DELAY = 0.3
@@ -47,7 +50,15 @@ class UpstreamClient:
         return self._loading
 
     async def _open(self) -> aiohttp.ClientSession:
-        aiohttp = await self._load()
+        loading = self._load()
+        try:
+            aiohttp = await loading
+        except Exception as err:  # e.g. out of file descriptors: the next request tries again
+            if self._loading is loading:
+                self._loading = None
+            log.warning("loading the upstream client failed: %r", err)
+            raise APIError(f"The gateway could not load its upstream client ({type(err).__name__}); retry",
+                           status=503) from None  # fmt: skip
         if self._session is not None:
             return self._session
         connector = aiohttp.TCPConnector(

@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from anthropic_gateway.errors import InvalidRequestError
+from anthropic_gateway.errors import InvalidRequestError, shown
 from anthropic_gateway.routing import Route
 from anthropic_gateway.schemas import (
     EXTRA_PARAMETERS,
@@ -92,7 +92,7 @@ def check_capabilities(req: MessagesRequest, route: Route) -> None:
     if missing:
         what = " and ".join(_CAPABILITY_WORDS[c] for c in missing)
         raise InvalidRequestError(
-            f"model: '{req.model}' ({route.upstream_model}) does not support {what}, which this request uses; "
+            f"model: '{shown(req.model)}' ({route.upstream_model}) does not support {what}, which this request uses; "
             "choose another model or remove that content"
         )
 

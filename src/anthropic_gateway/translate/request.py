@@ -14,7 +14,7 @@ from typing import Any, assert_never
 
 import msgspec
 
-from anthropic_gateway.errors import InvalidRequestError
+from anthropic_gateway.errors import InvalidRequestError, shown
 from anthropic_gateway.routing import Route
 from anthropic_gateway.schemas import (
     MessagesRequest,
@@ -115,7 +115,7 @@ def _tool(tool: Tool, index: int, conv: MessageConverter) -> dict[str, Any]:
         synthesized = client_tool_schema(tool.type)
         if synthesized is None:
             raise InvalidRequestError(
-                f"tools.{index}: '{tool.type}' is an Anthropic server tool, which runs on Anthropic's "
+                f"tools.{index}: '{shown(tool.type)}' is an Anthropic server tool, which runs on Anthropic's "
                 "servers; this gateway cannot run it on an OpenAI-compatible model. Remove the tool or "
                 "define it as a custom tool with an input_schema"
             )
