@@ -812,8 +812,8 @@ def main() -> int:
         gw_url = f"http://127.0.0.1:{gw_port}"
         if args.no_gateway:
             data["gateway"]["reason"] = "--no-gateway"
-        elif not (REPO / "src/anthropic_gateway/server.py").exists():
-            data["gateway"]["reason"] = "src/anthropic_gateway/server.py does not exist yet"
+        elif not (REPO / "src/anthropic_gateway/__main__.py").exists():
+            data["gateway"]["reason"] = "src/anthropic_gateway/__main__.py does not exist yet"
         else:
             gw_log = RESULTS / "gateway.log"
             gw_log.write_bytes(b"")

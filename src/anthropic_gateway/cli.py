@@ -67,7 +67,7 @@ def serve(args: argparse.Namespace) -> int:
 
     import uvicorn  # deferred: `--help` and config errors stay instant
 
-    from anthropic_gateway.server import create_app
+    from anthropic_gateway.http import create_app
 
     config = uvicorn.Config(
         create_app(settings),

@@ -19,6 +19,7 @@ import msgspec
 
 from anthropic_gateway.auth import Client, upstream_key
 from anthropic_gateway.errors import GatewayError
+from anthropic_gateway.ops.record import RequestRecord
 from anthropic_gateway.routing import Route, Router
 from anthropic_gateway.schemas import MessagesRequest
 from anthropic_gateway.settings import Settings
@@ -67,13 +68,15 @@ async def send(
     router: Router,
     upstream: UpstreamClient,
     settings: Settings,
+    record: RequestRecord | None = None,
 ) -> Answer:
     """The first 2xx answer among the route and its fallbacks, or the error to send back. Whatever
     an upstream echoed, the client's own key (passthrough) never reaches a response or a log line;
     the keys the gateway holds are redacted where errors are rendered."""
     try:
         return await _send(req, route, stream=stream, estimate=estimate, client=client,
-                           router=router, upstream=upstream, settings=settings)  # fmt: skip
+                           router=router, upstream=upstream, settings=settings,
+                           record=record or RequestRecord("-", "POST", "-"))  # fmt: skip
     except GatewayError as err:
         if client.key:
             err.message = redact(err.message, client.key)
@@ -90,6 +93,7 @@ async def _send(
     router: Router,
     upstream: UpstreamClient,
     settings: Settings,
+    record: RequestRecord,
 ) -> Answer:
     candidates = [route, *(router.resolve(name) for name in route.fallbacks)]
     waited = 0.0
@@ -103,11 +107,16 @@ async def _send(
             if n == 0:
                 raise
             continue  # a fallback that cannot serve this request is skipped
+        if n:
+            record.fallbacks.append(candidate.alias or candidate.upstream_model)
+        record.backend, record.upstream_model = candidate.backend.name, candidate.upstream_model
         key, client_key_used = upstream_key(candidate.backend, client)
         info = CallInfo(input_estimate=estimate, max_tokens=req.max_tokens, client_key_used=client_key_used,
                         context_window=candidate.config.context_window if candidate.config else None)  # fmt: skip
         payload = _encode(body)
         for attempt in range(settings.retries + 1):
+            if attempt:
+                record.retries += 1
             slot = await upstream.acquire(candidate.backend)
             try:
                 response = await upstream.post(candidate.backend, payload, key, stream=stream)
@@ -115,6 +124,7 @@ async def _send(
                 slot()
                 last = err
             else:
+                record.upstream_status = response.status
                 if 200 <= response.status < 300:
                     return Answer(response, ctx, candidate, info, slot, key)
                 try:

@@ -54,6 +54,10 @@ def test_a_non_streaming_client_that_disconnects_closes_the_upstream_call(
     spawn_gateway: SpawnGateway, upstream: FakeUpstream
 ) -> None:
     gw = spawn_gateway(GATEWAY_ENV)
+    # A first call loads the upstream client and the tokenizer, so the next reaches the upstream at once.
+    upstream.expect(Reply.auto([text_chunk("warm"), finish_chunk("stop")]))
+    assert post_raw(gw.url, "/v1/messages", {"model": "a/b", **HELLO}).status_code == 200
+    upstream.reset()
     upstream.expect(Reply.stream([text_chunk("slow")], done=False, hold=True, hold_timeout=20))
 
     def client() -> None:

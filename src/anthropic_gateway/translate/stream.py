@@ -86,6 +86,7 @@ class StreamTranslator:
         self.error: GatewayError | None = None
         self.stops = StopScanner(ctx.stop_sequences) if ctx.stop_sequences else None
         self.out: list[bytes] = []
+        self.stop_reason_sent: str | None = None  # the stop_reason of message_delta, once sent
 
     @property
     def done(self) -> bool:
@@ -136,6 +137,10 @@ class StreamTranslator:
         self.out.append(self._message_delta())
         self.out.append(sse.MESSAGE_STOP)
         return self._take()
+
+    def final_usage(self) -> dict[str, Any]:
+        """The answer's Anthropic usage (the upstream's figures once its usage chunk arrived)."""
+        return anthropic_usage(self.usage, self.input_estimate)
 
     def fail(self, err: GatewayError) -> bytes:
         """An error from outside the stream (timeout, connection lost): one error event, nothing after."""
@@ -434,6 +439,7 @@ class StreamTranslator:
                 elif self.native_reason == "stop_sequence" and len(seqs) == 1:
                     reason, matched = "stop_sequence", seqs[0]
         usage = anthropic_usage(self.usage, self.input_estimate)
+        self.stop_reason_sent = reason
         return sse.frame(
             b"message_delta",
             {"type": "message_delta", "delta": {"stop_reason": reason, "stop_sequence": matched}, "usage": usage},

@@ -1,0 +1,48 @@
+"""The ASGI application: the front door over Starlette, and the lifetime of what the handlers use."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+
+from anthropic_gateway import tokens
+from anthropic_gateway.errors import GatewayError
+from anthropic_gateway.http import errors
+from anthropic_gateway.http.front import FrontDoor
+from anthropic_gateway.http.gateway import Gateway
+from anthropic_gateway.http.table import starlette_routes
+from anthropic_gateway.settings import Settings
+
+
+def create_app(settings: Settings, gateway: Gateway | None = None) -> FrontDoor:
+    gw = gateway or Gateway.build(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await gw.upstream.start()
+        # Load the tokenizer (~0.25 s) in a thread once the server is up, so readiness is not delayed
+        # by it; a count before then loads it on demand.
+        loop = asyncio.get_running_loop()
+        warm_up = loop.call_later(0.3, tokens.start_warm_up, settings.sonnet_model) if settings.tokenizer_preload else None
+        try:
+            yield
+        finally:
+            if warm_up is not None:
+                warm_up.cancel()
+            await gw.upstream.close()
+
+    app = Starlette(
+        routes=starlette_routes(),
+        exception_handlers={
+            GatewayError: errors.on_gateway_error,
+            HTTPException: errors.on_http_error,
+            Exception: errors.on_unexpected,
+        },
+        lifespan=lifespan,
+    )
+    app.state.gateway = gw
+    return FrontDoor(app, gw)

@@ -1,0 +1,58 @@
+"""Reading a request body under a size limit, and the JSON response type."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from anthropic_gateway.errors import RequestTooLargeError
+
+
+class ClientDisconnected(Exception):
+    """The client went away before its request was read or answered: nobody to answer."""
+
+
+class JSONResponse(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return content if isinstance(content, bytes) else orjson.dumps(content)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refusing one over `limit` before reading it all. A client that disconnects while
+    sending it raises ClientDisconnected (an ordinary event, not an error)."""
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise RequestTooLargeError(f"Request body is {length} bytes; the limit is {limit} bytes")
+    receive = request.receive
+    message = await receive()
+    if message["type"] == "http.disconnect":
+        raise ClientDisconnected
+    body: bytes = message.get("body", b"")
+    if not message.get("more_body", False):
+        _watch(request)
+        return body  # the usual case: the server hands over the whole body in one message
+    parts = [body]
+    size = len(body)
+    while message.get("more_body", False):
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnected
+        part = message.get("body", b"")
+        size += len(part)
+        if size > limit:
+            raise RequestTooLargeError(f"Request body exceeds the limit of {limit} bytes")
+        parts.append(part)
+    _watch(request)
+    return b"".join(parts)
+
+
+def _watch(request: Request) -> None:
+    """From here on the request is read: its exchange watches for the client going away."""
+    exchange = request.scope.get("state", {}).get("exchange")
+    if exchange is not None:
+        exchange.watch()

@@ -1,0 +1,167 @@
+"""The front door: every HTTP request passes here, once.
+
+It gives the request an id (the client's ``x-request-id`` when valid, else a new one) and a
+:class:`RequestRecord`, sends the POSTs of the Messages routes straight to their handler (the fast
+lane: no framework middleware around each SSE write) and everything else through Starlette, renders
+errors with one function, puts ``request-id`` on every response, and emits the record once, after the
+last byte. One watcher per request, started once the body is read, notices the client going away and
+cancels the request's task, which cancels the upstream call in whatever phase it is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Message, Receive, Scope, Send
+
+from anthropic_gateway import ids
+from anthropic_gateway.errors import APIError, GatewayError, error_body
+from anthropic_gateway.http.body import ClientDisconnected
+from anthropic_gateway.http.errors import error_response
+from anthropic_gateway.http.gateway import Gateway
+from anthropic_gateway.http.table import fast_lane
+from anthropic_gateway.ops.record import RequestRecord
+
+log = logging.getLogger("anthropic_gateway")
+
+_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
+DISCONNECTED = 499  # the record's status for a request whose client left before the answer (nginx's)
+
+
+def _request_id(scope: Scope) -> str:
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            return value.decode() if _REQUEST_ID.match(value) else ids.request_id()
+    return ids.request_id()
+
+
+class Exchange:
+    """One request's disconnect watcher. ``watch()`` starts it (once the body is read: until then
+    the handler itself is reading ``receive``); ``responded`` is set once the answer is complete, so
+    the server's end-of-response disconnect message is not taken for the client leaving."""
+
+    __slots__ = ("disconnected", "receive", "record", "responded", "task", "watcher")
+
+    def __init__(self, receive: Receive, record: RequestRecord) -> None:
+        self.receive = receive
+        self.record = record
+        self.task: asyncio.Task[None] | None = None
+        self.watcher: asyncio.Task[None] | None = None
+        self.disconnected = False
+        self.responded = False
+
+    def watch(self) -> None:
+        if self.watcher is None:
+            self.task = asyncio.current_task()  # type: ignore[assignment]
+            self.watcher = asyncio.create_task(self._watch())
+
+    async def _watch(self) -> None:
+        while (await self.receive())["type"] != "http.disconnect":
+            pass
+        if self.responded or self.task is None:
+            return
+        self.disconnected = True
+        self.task.cancel()
+
+    def stop(self) -> None:
+        if self.watcher is not None:
+            self.watcher.cancel()
+
+
+class FrontDoor:
+    def __init__(self, app: Starlette, gateway: Gateway) -> None:
+        self.app = app
+        self.gateway = gateway
+        self.fast = fast_lane()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":  # lifespan (and websockets, which Starlette refuses)
+            await self.app(scope, receive, send)
+            return
+        rid = _request_id(scope)
+        record = RequestRecord(rid, scope["method"], scope["path"])
+        state = scope.setdefault("state", {})
+        state["request_id"] = rid
+        state["record"] = record
+        handler = self.fast.get(scope["path"]) if scope["method"] == "POST" else None
+        try:
+            if handler is not None:
+                record.route = scope["path"]
+                await self._fast(handler, scope, receive, send, record)
+            else:
+                await self._slow(scope, receive, send, record)
+        finally:
+            self.gateway.recorder.emit(record)
+
+    async def _fast(self, handler: object, scope: Scope, receive: Receive, send: Send, record: RequestRecord) -> None:
+        scope["app"] = self.app
+        exchange = Exchange(receive, record)
+        scope["state"]["exchange"] = exchange
+        request = Request(scope, receive)
+        try:
+            response: Response
+            try:
+                response = await handler(request)  # type: ignore[operator]
+            except GatewayError as err:
+                response = error_response(request, err)
+            except ClientDisconnected:
+                self._left(record)
+                return
+            except Exception:
+                log.exception("unhandled error (request %s)", record.request_id)
+                response = error_response(request, APIError(f"Internal gateway error (request {record.request_id})"))
+            if isinstance(response, Response):
+                response.raw_headers.append((b"request-id", record.request_id.encode()))
+                if not record.status:
+                    record.status = response.status_code
+                exchange.responded = True  # nothing upstream is left to cancel
+            await response(scope, receive, send)
+        except asyncio.CancelledError:
+            if not exchange.disconnected:
+                raise
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            self._left(record)
+        finally:
+            exchange.stop()
+
+    def _left(self, record: RequestRecord) -> None:
+        record.client_disconnected = True
+        if not record.status:
+            record.status = DISCONNECTED
+        log.info("client disconnected; request abandoned (request %s)", record.request_id)
+
+    async def _slow(self, scope: Scope, receive: Receive, send: Send, record: RequestRecord) -> None:
+        header = (b"request-id", record.request_id.encode())
+        started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                record.status = record.status or message["status"]
+                message["headers"] = [*message.get("headers", ()), header]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except ClientDisconnected:
+            self._left(record)
+        except Exception:
+            log.exception("unhandled error (request %s)", record.request_id)
+            if not started:
+                message = f"Internal gateway error (request {record.request_id})"
+                record.set_error(500, "api_error", message)
+                body = orjson.dumps(error_body("api_error", message, record.request_id))
+                await send({"type": "http.response.start", "status": 500,
+                            "headers": [(b"content-type", b"application/json"), header]})  # fmt: skip
+                await send({"type": "http.response.body", "body": body})
+
+

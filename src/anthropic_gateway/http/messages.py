@@ -1,0 +1,52 @@
+"""The Messages handlers: read and validate the request, call the service, answer in JSON or SSE."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from anthropic_gateway.http.body import JSONResponse, read_body
+from anthropic_gateway.http.gateway import gateway_of, record_of
+from anthropic_gateway.http.sse_response import SSEResponse
+from anthropic_gateway.schemas import decode_count_tokens_request, decode_messages_request
+from anthropic_gateway.service import Completed
+
+COST_HEADER = "anthropic-gateway-estimated-input-cost-usd"
+
+
+async def messages(request: Request) -> Response:
+    return await _messages(request, force_stream=False)
+
+
+async def messages_stream(request: Request) -> Response:
+    return await _messages(request, force_stream=True)
+
+
+async def _messages(request: Request, *, force_stream: bool) -> Response:
+    gw = gateway_of(request)
+    record = record_of(request)
+    client = gw.auth.check(request.headers)
+    body = await read_body(request, gw.settings.max_body_bytes)
+    req = decode_messages_request(body)
+    answer = await gw.service.answer(
+        req, client=client, record=record, stream=force_stream or bool(req.stream), size=len(body)
+    )
+    if isinstance(answer, Completed):
+        return JSONResponse(answer.message)
+    return SSEResponse(answer, gw.settings.ping_interval, record.request_id)  # type: ignore[return-value]
+
+
+async def count_tokens(request: Request) -> Response:
+    gw = gateway_of(request)
+    record = record_of(request)
+    gw.auth.check(request.headers)
+    body = await read_body(request, gw.settings.max_body_bytes)
+    req = decode_count_tokens_request(body)
+    route = gw.service.resolve(req.model, record)
+    tokens = await gw.service.count(req, route.upstream_model, len(body))
+    record.input_tokens = tokens
+    headers = {}
+    price = gw.settings.input_prices.get(route.upstream_model)
+    if price is not None:
+        headers[COST_HEADER] = f"{tokens * price / 1_000_000:.6f}"
+    return JSONResponse({"input_tokens": tokens}, headers=headers)

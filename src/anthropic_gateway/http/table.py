@@ -1,0 +1,84 @@
+"""The route table: the one list from which the fast lane, the Starlette routes, /openapi.json and
+the endpoint list of ``GET /`` are all derived."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from anthropic_gateway import __version__
+from anthropic_gateway.http import messages, models
+from anthropic_gateway.http.body import JSONResponse
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    methods: tuple[str, ...]
+    path: str  # Starlette's path, with converters ("/v1/models/{model_id:path}")
+    handler: Handler
+    summary: str
+    fast: bool = False  # POST on the fast lane: straight to the handler, no framework middleware
+    body: bool = False  # takes a JSON request body
+    responses: dict[str, Any] = field(default_factory=dict)  # OpenAPI responses besides the errors
+    listed: bool = True  # shown in GET /'s endpoint list
+
+    @property
+    def public_path(self) -> str:
+        """The path as documented: converters removed ("/v1/models/{model_id}")."""
+        return "/".join(p.split(":")[0] + "}" if p.startswith("{") and ":" in p else p for p in self.path.split("/"))
+
+
+async def root(request: Request) -> Response:
+    return JSONResponse({"name": "anthropic-gateway", "version": __version__, "endpoints": endpoint_list()})
+
+
+async def openapi(request: Request) -> Response:
+    from anthropic_gateway.openapi import build_spec
+
+    return JSONResponse(build_spec(ENDPOINTS))
+
+
+_MESSAGE = {
+    "description": "A Message object, or an SSE stream of Anthropic events when stream is true",
+    "content": {"application/json": {"schema": {"type": "object"}}, "text/event-stream": {"schema": {"type": "string"}}},
+}
+_COUNT = {"description": "token count", "content": {"application/json": {"schema": {
+    "type": "object", "properties": {"input_tokens": {"type": "integer"}}, "required": ["input_tokens"]}}}}  # fmt: skip
+_OK = {"description": "ok"}
+
+ENDPOINTS: list[Endpoint] = [
+    Endpoint(("GET", "HEAD"), "/", root, "Name, version and endpoints; 200 once requests can be served "
+             "(HEAD: the liveness probe Claude Code pre-warms with)", responses={"200": _OK}),
+    Endpoint(("GET",), "/openapi.json", openapi, "This document", responses={"200": _OK}),
+    Endpoint(("POST",), "/v1/messages", messages.messages,
+             "Create a message (Anthropic Messages API); any query string (?beta=true) is accepted",
+             fast=True, body=True, responses={"200": _MESSAGE}),
+    Endpoint(("POST",), "/v1/messages/stream", messages.messages_stream, "Create a message, always streamed",
+             fast=True, body=True, responses={"200": _MESSAGE}),
+    Endpoint(("POST",), "/v1/messages/count_tokens", messages.count_tokens, "Count input tokens locally",
+             fast=True, body=True, responses={"200": _COUNT}),
+    Endpoint(("GET",), "/v1/models", models.list_models,
+             "Configured model aliases in Anthropic's shape (limit, after_id, before_id)",
+             responses={"200": {"description": "a page of models"}}),
+    Endpoint(("GET",), "/v1/models/{model_id:path}", models.get_model, "One model alias",
+             responses={"200": {"description": "a model"}}),
+]  # fmt: skip
+
+
+def endpoint_list() -> list[str]:
+    return [f"{m} {e.public_path}" for e in ENDPOINTS if e.listed for m in e.methods if m != "HEAD"]
+
+
+def fast_lane() -> dict[str, Handler]:
+    return {e.path: e.handler for e in ENDPOINTS if e.fast}
+
+
+def starlette_routes() -> list[Route]:
+    return [Route(e.path, e.handler, methods=list(e.methods)) for e in ENDPOINTS]

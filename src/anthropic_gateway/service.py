@@ -1,0 +1,242 @@
+"""The one function that answers a validated Messages request, with no HTTP in it.
+
+    MessagesService.answer(request, caller, record, stream=…)
+        route (model → backend) → token estimate → dispatch (translate, send, retries, fallbacks)
+        → a Completed message, or an AnswerStream of Anthropic SSE bytes
+
+The HTTP handlers call it, and so do the batch workers and the response cache; it is built once at
+start-up with what it needs. The non-streamed answer is read here, in the same layer as the streamed
+one. Cancelling the calling task (a client that went away) cancels the upstream call in any phase:
+connect, waiting for headers, back-off between retries, reading the body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from anthropic_gateway import dispatch, ids
+from anthropic_gateway.auth import Client
+from anthropic_gateway.errors import APIError, GatewayError
+from anthropic_gateway.ops.record import RequestRecord
+from anthropic_gateway.routing import Route, Router
+from anthropic_gateway.schemas import CountTokensRequest, MessagesRequest
+from anthropic_gateway.settings import Settings
+from anthropic_gateway.tokens import count_request_tokens, is_ready, warm_up
+from anthropic_gateway.translate.response import to_anthropic_message
+from anthropic_gateway.translate.stream import StreamTranslator
+from anthropic_gateway.upstream import UpstreamClient, connection_error, read_capped, stream_errors
+
+log = logging.getLogger(__name__)
+
+MAX_COMPLETION_BYTES = 64 * 1024 * 1024
+# Counting is ~0.2 ms for Claude Code's 78 KB body, but grows with the text (a 2.6 MB prompt takes
+# ~0.3 s): past this size it runs in a thread so other streams and their pings keep flowing.
+COUNT_IN_THREAD_BYTES = 256 * 1024
+
+Write = Callable[[bytes], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class Completed:
+    """A whole answer: the Anthropic Message."""
+
+    message: dict[str, Any]
+
+
+class AnswerStream:
+    """A streamed answer: Anthropic SSE bytes from one upstream stream, through a StreamTranslator.
+
+    ``start()`` gives message_start; ``pump(write)`` writes one chunk per upstream read and returns
+    the tail (the closing events, or an error event); ``close()`` gives the connection back to the
+    pool when the upstream finished cleanly and closes it otherwise. Usage lands in the record.
+    """
+
+    def __init__(self, answer: dispatch.Answer, translator: StreamTranslator, record: RequestRecord) -> None:
+        self.answer = answer
+        self.translator = translator
+        self.record = record
+        self.writes = 0  # chunks written: the SSE response's ping timer watches it
+        self._errors = stream_errors()
+        self._upstream_from = record.upstream_seconds  # time already spent before the stream
+        self._dispatched_at = time.perf_counter()
+        self._closed = False
+
+    def start(self) -> bytes:
+        return self.translator.start()
+
+    async def pump(self, write: Write) -> bytes:
+        translator = self.translator
+        content = self.answer.response.content
+        record = self.record
+        rid = record.request_id
+        try:
+            while True:
+                chunk = await content.readany()
+                if not chunk:
+                    break
+                out = translator.feed(chunk)
+                if out:
+                    if self.writes == 0:
+                        record.first_token_at = time.perf_counter()
+                    self.writes += 1
+                    await write(out)
+                if translator.done:
+                    break
+        except self._errors as err:
+            log.warning("upstream stream failed (request %s): %r", rid, err)
+            return self._end(translator.fail(connection_error(err)))
+        except Exception:  # a translator bug must still end the stream with an error event
+            log.exception("stream translation failed (request %s)", rid)
+            return self._end(translator.fail(APIError(f"Internal gateway error (request {rid})")))
+        try:
+            return self._end(translator.finish())
+        except Exception:
+            log.exception("stream translation failed (request %s)", rid)
+            return self._end(translator.fail(APIError(f"Internal gateway error (request {rid})")))
+
+    def _end(self, tail: bytes) -> bytes:
+        t, record = self.translator, self.record
+        record.upstream_seconds = self._upstream_from + (time.perf_counter() - self._dispatched_at)
+        usage = t.final_usage()
+        record.set_usage(usage)
+        record.stop_reason = t.stop_reason_sent
+        if t.error is not None:
+            record.error_type = t.error.error_type
+            record.error_message = t.error.message
+        return tail
+
+    async def close(self) -> None:
+        """Release the upstream: after [DONE] its body is read to the end (≤ 2 s) so the connection
+        can be reused; anything else (errors, early stops, cancellation) closes it."""
+        if self._closed:
+            return
+        self._closed = True
+        self.answer.release_slot()
+        t, upstream = self.translator, self.answer.response
+        reusable = t.saw_done and t.error is None and t.stop_sequence is None
+        if reusable:
+            try:
+                async with asyncio.timeout(2.0):
+                    while not upstream.content.at_eof():
+                        if not await upstream.content.readany():
+                            break
+            except self._errors:
+                reusable = False
+            except BaseException:
+                upstream.close()
+                raise
+        if reusable:
+            upstream.release()
+        else:
+            upstream.close()  # abandons the connection: the upstream sees the cancel
+
+    def abort(self) -> None:
+        """Close at once (the client went away): no drain."""
+        if not self._closed:
+            self._closed = True
+            self.answer.release_slot()
+            self.answer.response.close()
+
+
+class MessagesService:
+    def __init__(self, settings: Settings, router: Router, upstream: UpstreamClient) -> None:
+        self.settings = settings
+        self.router = router
+        self.upstream = upstream
+
+    async def count(self, req: CountTokensRequest, model: str, size: int) -> int:
+        if not is_ready(model):
+            # The first count may have to build the tokenizer (~0.3 s): off the event loop.
+            await asyncio.to_thread(warm_up, model)
+        if size > COUNT_IN_THREAD_BYTES:
+            return await asyncio.to_thread(count_request_tokens, req, model)
+        return count_request_tokens(req, model)
+
+    def resolve(self, model: str, record: RequestRecord) -> Route:
+        route = self.router.resolve(model)
+        record.model = model
+        note_route(record, route)
+        return route
+
+    async def answer(
+        self, req: MessagesRequest, *, client: Client, record: RequestRecord, stream: bool, size: int
+    ) -> Completed | AnswerStream:
+        """Answer one validated request. ``size`` is the request body's size in bytes (it decides
+        whether the token estimate runs in a thread)."""
+        record.stream = stream
+        route = self.resolve(req.model, record)
+        # The estimate fills message_start (the real figure follows in message_delta), sizes the
+        # context-window clamp, and numbers context-overflow errors whose upstream text has none.
+        estimate = await self.count(req, route.upstream_model, size)
+        started = time.perf_counter()
+        try:
+            answer = await dispatch.send(
+                req, route, stream=stream, estimate=estimate, client=client,
+                router=self.router, upstream=self.upstream, settings=self.settings, record=record,
+            )  # fmt: skip
+        finally:
+            record.upstream_seconds += time.perf_counter() - started
+        if stream:
+            translator = StreamTranslator(answer.ctx, ids.message_id(), estimate, secret=answer.key)
+            return AnswerStream(answer, translator, record)
+        started = time.perf_counter()
+        try:
+            raw = await _read_completion(answer)
+        finally:
+            record.upstream_seconds += time.perf_counter() - started
+        return Completed(_to_message(raw, answer, record))
+
+
+def note_route(record: RequestRecord, route: Route) -> None:
+    record.alias = route.alias
+    record.backend = route.backend.name
+    record.upstream_model = route.upstream_model
+
+
+async def _read_completion(answer: dispatch.Answer) -> bytes:
+    upstream = answer.response
+    try:
+        raw, complete = await read_capped(upstream, MAX_COMPLETION_BYTES)
+        if not complete:
+            raise APIError("The upstream answer exceeds 64 MB", status=502)
+    except GatewayError:
+        upstream.close()
+        raise
+    except Exception as err:
+        upstream.close()
+        raise connection_error(err) from None
+    except BaseException:  # cancelled: the client went away; closing stops the upstream's work
+        upstream.close()
+        raise
+    finally:
+        answer.release_slot()
+    upstream.release()
+    return raw
+
+
+def _to_message(raw: bytes, answer: dispatch.Answer, record: RequestRecord) -> dict[str, Any]:
+    try:
+        completion = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise APIError("The upstream returned a body that is not JSON", status=502) from None
+    try:
+        message = to_anthropic_message(completion, answer.ctx, ids.message_id(), answer.info)
+    except (AttributeError, TypeError, KeyError, ValueError):  # fields of the wrong JSON type
+        log.warning("malformed upstream completion (request %s)", record.request_id, exc_info=True)
+        raise APIError("The upstream returned a malformed completion", status=502) from None
+    record.set_usage(message["usage"])
+    record.stop_reason = message.get("stop_reason")
+    if isinstance(completion, dict):
+        model = completion.get("model")
+        record.response_model = model if isinstance(model, str) else None
+        usage = completion.get("usage")
+        if isinstance(usage, dict) and isinstance(usage.get("cost"), int | float):
+            record.upstream_cost_usd = float(usage["cost"])
+    return message
