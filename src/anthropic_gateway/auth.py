@@ -12,11 +12,11 @@ import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from anthropic_gateway.errors import APIError, AuthenticationError
+from anthropic_gateway.errors import AuthenticationError
+from anthropic_gateway.keys import missing_key_error
 from anthropic_gateway.routing import Backend
-from anthropic_gateway.settings import UPSTREAM_KEY_VARS, Settings
-
-NO_RETRY = {"x-should-retry": "false"}
+from anthropic_gateway.settings import Settings
+from anthropic_gateway.upstream_errors import NO_RETRY
 
 
 def client_key(headers: Mapping[str, str]) -> str | None:
@@ -67,16 +67,13 @@ class Authenticator:
         return Client(trusted=True)  # an open gateway (loopback, or a network declared trusted)
 
 
-def upstream_key(backend: Backend, client: Client) -> tuple[str, bool]:
-    """(the key for this backend, whether it is the client's own)."""
+def upstream_key(backend: Backend, client: Client) -> tuple[str | None, bool]:
+    """(the key for this backend or None for a backend that takes none, whether it is the client's own)."""
     if not client.trusted:
         assert client.key is not None
         return client.key, True
     if backend.key is not None:
         return backend.key.get_secret_value(), False
-    if backend.name == "default":
-        hint = f"{UPSTREAM_KEY_VARS[0]} (or {UPSTREAM_KEY_VARS[1]})"
-    else:
-        hint = f"the variable named by backends.{backend.name}.key_env ({backend.key_env})"
-    raise APIError(f"The gateway has no upstream API key for backend '{backend.name}': set {hint} and restart it",
-                   headers=NO_RETRY)  # fmt: skip
+    if backend.kind.requires_key:
+        raise missing_key_error(backend)
+    return None, False

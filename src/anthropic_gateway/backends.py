@@ -36,6 +36,9 @@ class BackendKind:
     openrouter_extensions: bool
     # Client-supplied extra parameters this kind accepts; others are dropped (debug log).
     extra_params: frozenset[str]
+    # Whether calls need an API key: hosted APIs do; local servers (Ollama, vLLM, llama.cpp) take none,
+    # and a backend without a key sends no Authorization header.
+    requires_key: bool = True
     # Models that take a reasoning setting (regex on the upstream id); None: all. OpenAI rejects
     # reasoning_effort for non-reasoning models such as gpt-4o, and Claude Code always asks for thinking.
     reasoning_models: str | None = None
@@ -54,6 +57,17 @@ def kind_for_url(url: str) -> str:
     if "openrouter.ai" in url:
         return "openrouter"
     return "openai" if "api.openai.com" in url else "openai-compatible"
+
+
+CHAT_PATH = "/chat/completions"
+
+
+def strip_chat_path(url: str) -> tuple[str, str | None]:
+    """(the base URL, the path cut from it): a URL given with its /chat/completions loses it."""
+    base = url.rstrip("/")
+    if base.lower().endswith(CHAT_PATH):
+        return base[: -len(CHAT_PATH)].rstrip("/"), CHAT_PATH
+    return url, None
 
 
 _OPENAI_PARAMS = frozenset({"frequency_penalty", "presence_penalty", "seed", "user", "logit_bias", "response_format"})
@@ -108,5 +122,6 @@ KINDS: dict[str, BackendKind] = {
         openrouter_extensions=False,
         # vLLM and llama.cpp servers take these sampling extensions; unknown ones are ignored there.
         extra_params=_OPENAI_PARAMS | {"min_p", "repetition_penalty"},
+        requires_key=False,
     ),
 }

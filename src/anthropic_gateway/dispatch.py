@@ -47,7 +47,7 @@ class Answer:
     route: Route
     info: CallInfo
     release_slot: Any
-    key: str  # the key the call used: redacted from anything sent back
+    key: str | None  # the key the call used (None: the backend takes none), redacted from anything sent back
 
 
 def _retry_after(err: GatewayError) -> float | None:
@@ -98,6 +98,7 @@ async def _send(
     candidates = [route, *(router.resolve(name) for name in route.fallbacks)]
     waited = 0.0
     last: GatewayError | None = None
+    no_key: GatewayError | None = None  # a candidate without its key: the fallbacks are tried first
     for n, candidate in enumerate(candidates):
         try:
             body, ctx = prepare_request(
@@ -110,7 +111,11 @@ async def _send(
         if n:
             record.fallbacks.append(candidate.alias or candidate.upstream_model)
         record.backend, record.upstream_model = candidate.backend.name, candidate.upstream_model
-        key, client_key_used = upstream_key(candidate.backend, client)
+        try:
+            key, client_key_used = upstream_key(candidate.backend, client)
+        except GatewayError as err:
+            no_key = no_key or err
+            continue
         info = CallInfo(input_estimate=estimate, max_tokens=req.max_tokens, client_key_used=client_key_used,
                         context_window=candidate.config.context_window if candidate.config else None)  # fmt: skip
         payload = _encode(body)
@@ -146,5 +151,4 @@ async def _send(
                 break  # the next candidate (if any) is tried at once; else the client retries itself
             await asyncio.sleep(delay)
             waited += delay
-    assert last is not None
-    raise last
+    raise last or no_key or AssertionError("no candidate was tried")

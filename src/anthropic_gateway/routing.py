@@ -31,7 +31,7 @@ class Backend:
     key: SecretStr | None
     kind: BackendKind
     system_in_place: bool
-    key_env: str = "OPENROUTER_API_KEY"
+    key_env: str | None = "OPENROUTER_API_KEY"
     headers: tuple[tuple[str, str], ...] = ()
     connect_timeout: float | None = None
     first_byte_timeout: float | None = None
@@ -149,7 +149,7 @@ def _backend(name: str, cfg: BackendConfig, settings: Settings) -> Backend:
         key=settings.backend_key(name),
         kind=kind,
         system_in_place=system_mode == "keep",
-        key_env=cfg.key_env or f"(key_env of backend {name})",
+        key_env=cfg.key_env,
         headers=tuple(cfg.headers.items()),
         connect_timeout=cfg.connect_timeout,
         first_byte_timeout=cfg.first_byte_timeout or settings.first_byte_timeout,

@@ -111,7 +111,7 @@ class UpstreamClient:
             )
         return timeout
 
-    async def post(self, backend: Backend, body: bytes, key: str, *, stream: bool) -> aiohttp.ClientResponse:
+    async def post(self, backend: Backend, body: bytes, key: str | None, *, stream: bool) -> aiohttp.ClientResponse:
         """Send a chat-completions request; returns once the status and headers arrived.
         The caller owns the response and must release() or close() it."""
         session = self._session or await self._open()
@@ -121,7 +121,7 @@ class UpstreamClient:
         if target is None:
             target = self._targets[(backend.name, stream)] = _target(backend, stream)
         url, static = target
-        headers = {"Authorization": "Bearer " + key, **static}
+        headers = {"Authorization": "Bearer " + key, **static} if key is not None else static
         timeout = self._timeout(backend)
         extra: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
         try:
