@@ -1,11 +1,18 @@
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 EXAMPLE = Path(__file__).parents[1] / "examples" / "gateway.toml"
-ENV = {"PATH": "/usr/bin:/bin", "OPENAI_API_KEY": "sk-openai-test-value"}
+ENV = {"PATH": "/usr/bin:/bin", "OPENAI_API_KEY": "sk-openai-test-value", "OPENROUTER_API_KEY": "sk-or-test-value"}
 
 
 def _run(*args: str, env: dict[str, str] = ENV) -> subprocess.CompletedProcess[str]:
@@ -15,16 +22,17 @@ def _run(*args: str, env: dict[str, str] = ENV) -> subprocess.CompletedProcess[s
 
 def test_check_prints_every_alias_route_and_no_key() -> None:
     proc = _run("--config", str(EXAMPLE))
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 0, proc.stdout
     assert proc.stderr == ""
     out = proc.stdout
+    assert out.endswith("  <provider/model ids> -> default, passed through unchanged\nok\n")
     assert "  gpt -> openai:gpt-4o max_output_tokens=16384 context_window=128000 fallbacks=openai/gpt-4o" in out
     assert "  claude-*haiku* -> local:qwen2.5-coder:7b" in out and "capabilities=tools fallbacks=cheap-cloud" in out
     assert "  claude-*opus* -> default:anthropic/claude-opus-4.5" in out
     assert "claude-*haiku* -> default" not in out  # the pattern alias shadows the haiku tier
     assert "openai: openai https://api.openai.com/v1 [key set]" in out
-    assert "local: openai-compatible http://127.0.0.1:11434/v1 [NO KEY (LOCAL_LLM_KEY)]" in out
-    assert "sk-openai-test-value" not in out
+    assert "local: openai-compatible http://127.0.0.1:11434/v1 [no key needed]" in out
+    assert "sk-openai-test-value" not in out and "sk-or-test-value" not in out
 
 
 def test_check_with_a_bad_config_names_the_key(tmp_path: Path) -> None:
@@ -40,5 +48,74 @@ def test_check_online_reports_an_unreachable_backend(tmp_path: Path) -> None:
     cfg = tmp_path / "gw.toml"
     cfg.write_text('upstream_url = "http://127.0.0.1:9/v1"\n')
     proc = _run("--config", str(cfg), "--online")
-    assert proc.returncode == 1
-    assert "online:\n  default: unreachable (ClientConnectorError)" in proc.stdout
+    assert proc.returncode == 1 and proc.stderr == ""
+    assert proc.stdout.endswith(
+        "online:\n  default: unreachable (ClientConnectorError)\n"
+        "problems:\n  backend 'default': unreachable (ClientConnectorError)\n"
+    )
+
+
+def test_check_without_the_keys_its_routes_need_exits_1_naming_the_variables() -> None:
+    proc = _run("--config", str(EXAMPLE), env={"PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 1 and proc.stderr == ""
+    assert "  default (default): openrouter https://openrouter.ai/api/v1 [NO KEY: set OPENROUTER_API_KEY" in proc.stdout
+    assert proc.stdout.endswith(
+        "problems:\n"
+        "  backend 'default' has no upstream key: set OPENROUTER_API_KEY (or ANTHROPIC_GATEWAY_UPSTREAM_KEY)\n"
+        "  backend 'openai' has no upstream key: set OPENAI_API_KEY (named by backends.openai.key_env)\n"
+    )  # openrouter-attributed is named by no alias: not a problem
+
+
+@pytest.fixture
+def models_server() -> Iterator[str]:
+    """A /v1/models endpoint listing two models."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = json.dumps({"data": [{"id": "vendor/real"}, {"id": "vendor/other"}]}).encode()
+            self.send_response(200 if self.path == "/v1/models" else 404)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    server.shutdown()
+    server.server_close()
+
+
+def test_check_online_looks_up_every_alias_model_in_the_backend_list(tmp_path: Path, models_server: str) -> None:
+    cfg = tmp_path / "gw.toml"
+    tiers = 'opus_model = "vendor/real"\nsonnet_model = "vendor/real"\nhaiku_model = "vendor/other"\n'
+    cfg.write_text(f'upstream_url = "{models_server}"\n{tiers}[models.good]\nmodel = "vendor/real"\n')
+    proc = _run("--config", str(cfg), "--online")
+    assert (proc.returncode, proc.stderr) == (0, "")
+    assert proc.stdout.endswith("online:\n  default: ok (2 models)\nok\n")
+
+    cfg.write_text(f'upstream_url = "{models_server}"\n{tiers}[models.typo]\nmodel = "vendor/reel"\n'
+                   '[models."claude-*"]\nbackend = "default"\n')  # fmt: skip
+    proc = _run("--config", str(cfg), "--online")
+    assert (proc.returncode, proc.stderr) == (1, "")
+    assert proc.stdout.endswith(
+        "online:\n  default: ok (2 models)\n"
+        "problems:\n  typo: backend 'default' does not list model 'vendor/reel' (closest: vendor/real)\n"
+    )  # the pattern passes the requested name on: nothing to look up
+
+
+def test_check_online_reports_default_tiers_missing_upstream(tmp_path: Path, models_server: str) -> None:
+    cfg = tmp_path / "gw.toml"
+    cfg.write_text(f'upstream_url = "{models_server}"\n')
+    proc = _run("--config", str(cfg), "--online")
+    assert (proc.returncode, proc.stderr) == (1, "")
+    assert proc.stdout.endswith(
+        "problems:\n"
+        "  claude-*opus*: backend 'default' does not list model 'anthropic/claude-opus-4.5'\n"
+        "  claude-*sonnet*: backend 'default' does not list model 'anthropic/claude-sonnet-4.5'\n"
+        "  claude-*haiku*: backend 'default' does not list model 'anthropic/claude-haiku-4.5'\n"
+    )

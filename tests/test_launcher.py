@@ -168,7 +168,7 @@ def test_base_url_reaches_a_wildcard_bind_on_loopback(host: str, url: str) -> No
 
 
 def test_claude_starts_a_gateway_passes_args_env_and_exit_code_then_stops_it(launcher: Launcher) -> None:
-    args = ["-p", "two words", "--model", "opus", "-h", "--", "--help"]
+    args = ["-p", "two words", "--model", "opus", "--", "--help"]  # --help after -- is an argument
     env = launcher.env(
         OPENROUTER_API_KEY=UPSTREAM_SECRET,
         ANTHROPIC_API_KEY="sk-ant-real-anthropic-key",
@@ -238,7 +238,7 @@ def test_claude_not_installed_says_how_to_install(launcher: Launcher) -> None:
 
 
 def test_claude_killed_by_a_signal_exits_128_plus_n_and_stops_the_gateway(launcher: Launcher) -> None:
-    proc = launcher.run("claude", env=launcher.env(FAKE_CLAUDE_SIGNAL="TERM"))
+    proc = launcher.run("claude", env=launcher.env(FAKE_CLAUDE_SIGNAL="TERM", OPENROUTER_API_KEY=UPSTREAM_SECRET))
     assert proc.returncode == 128 + 15
     assert proc.stdout == "fake claude stdout\n"
     assert not launcher.answers()
@@ -294,7 +294,6 @@ def test_env_prints_the_export_lines_and_never_the_upstream_key(launcher: Launch
     )
     proc = launcher.run("env", env=env)
     assert proc.returncode == 0
-    assert proc.stderr == ""
     assert proc.stdout == (
         "unset ANTHROPIC_API_KEY\n"
         f"export ANTHROPIC_BASE_URL=http://127.0.0.1:{launcher.port}\n"
@@ -302,7 +301,23 @@ def test_env_prints_the_export_lines_and_never_the_upstream_key(launcher: Launch
         "export ANTHROPIC_DEFAULT_OPUS_MODEL=claude-opus-4-8\n"
         "export CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1\n"
     )
+    assert proc.stderr == (
+        f"anthropic-gateway: warning: no gateway answers at http://127.0.0.1:{launcher.port} yet, so claude "
+        "would wait for it: start one first with `anthropic-gateway serve` (or run `anthropic-gateway claude`, "
+        "which starts one)\n"
+    )
     assert not launcher.answers()  # `env` starts nothing
+
+
+def test_env_is_silent_when_the_gateway_answers(launcher: Launcher, tmp_path: Path) -> None:
+    gw = start_gateway(tmp_path / "running.log", upstream_url="http://127.0.0.1:9/v1", env={}, cwd=tmp_path)
+    try:
+        launcher.port = gw.port
+        proc = launcher.run("env")
+        assert (proc.returncode, proc.stderr) == (0, "")
+        assert f"export ANTHROPIC_BASE_URL={gw.url}\n" in proc.stdout
+    finally:
+        stop_gateway(gw)
 
 
 def test_env_with_passthrough_auth_and_no_client_key_exits_2(launcher: Launcher) -> None:
@@ -322,3 +337,40 @@ def test_help_lists_claude_and_env(launcher: Launcher) -> None:
     # argparse pads the command column to the longest command name, so match across the padding.
     assert re.search(r"\n    claude +run Claude Code through the gateway", proc.stdout)
     assert re.search(r"\n    env +print the export lines", proc.stdout)
+
+
+# --- no upstream key, informational arguments -------------------------------------------------
+
+
+def test_claude_without_the_upstream_key_refuses_to_start_naming_the_variable(launcher: Launcher) -> None:
+    proc = launcher.run("claude", "-p", "hi")
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    assert proc.stderr == (
+        "anthropic-gateway: not starting Claude Code, its requests would fail: claude-opus-4-8, claude-sonnet-5, "
+        "claude-haiku-4-5 go to backend 'default', which has no upstream key: set OPENROUTER_API_KEY "
+        "(or ANTHROPIC_GATEWAY_UPSTREAM_KEY)\n"
+    )
+    assert not launcher.record_path.exists()
+    assert not launcher.answers()
+
+
+def test_claude_on_a_local_server_needs_no_key(launcher: Launcher) -> None:
+    env = launcher.env(ANTHROPIC_GATEWAY_UPSTREAM_URL="http://127.0.0.1:9/v1")  # openai-compatible
+    proc = launcher.run("claude", "--model", "openai/gpt-4o", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "fake claude stdout\n"
+    assert launcher.record["probe"] == [200, "anthropic-gateway"]
+
+
+@pytest.mark.parametrize("args", [["--version"], ["-v"], ["--help"], ["mcp", "-h"]])
+def test_claude_version_and_help_go_straight_to_claude_without_a_gateway(launcher: Launcher, args: list[str]) -> None:
+    env = launcher.env(OPENROUTER_API_KEY=UPSTREAM_SECRET, ANTHROPIC_GATEWAY_LOG_LEVEL="loud")  # never loaded
+    proc = launcher.run("claude", *args, env=env)
+    assert proc.returncode == 0
+    assert proc.stdout == "fake claude stdout\n"
+    assert proc.stderr == "fake claude stderr\n"  # no "started the gateway" line
+    record = launcher.record
+    assert record["argv"] == args
+    assert "ANTHROPIC_BASE_URL" not in record["env"] and "OPENROUTER_API_KEY" not in record["env"]
+    assert not launcher.answers()

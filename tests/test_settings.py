@@ -82,3 +82,112 @@ def test_help_lists_serve() -> None:
         [sys.executable, "-m", "anthropic_gateway", "--help"], capture_output=True, text=True, timeout=30
     )
     assert proc.returncode == 0 and "serve" in proc.stdout and proc.stderr == ""
+
+
+# --- one rule for unknown names (environment, .env, TOML) ------------------------------------------
+
+
+def _serve_in(cwd: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "anthropic_gateway", "serve", "--port", "0", *args],
+                          capture_output=True, text=True, timeout=30, cwd=cwd,
+                          env={"PATH": "/usr/bin:/bin", **env})  # fmt: skip
+
+
+def test_an_unknown_name_in_the_environment_stops_start_up_with_the_closest_name(tmp_path: Path) -> None:
+    proc = _serve_in(tmp_path, {"ANTHROPIC_GATEWAY_SONET_MODEL": "x/y"})
+    assert (proc.returncode, proc.stdout) == (2, "")
+    assert proc.stderr == (
+        "anthropic-gateway: unknown setting ANTHROPIC_GATEWAY_SONET_MODEL in the environment: did you mean "
+        "ANTHROPIC_GATEWAY_SONNET_MODEL? (rename or remove it; every setting is in README.md, Configuration)\n"
+    )
+
+
+def test_an_unknown_name_in_dotenv_names_the_file_not_the_config_file(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("OTHER_TOOL_SETTING=1\nANTHROPIC_GATEWAY_PROT=9000\n")
+    proc = _serve_in(tmp_path, {})
+    assert (proc.returncode, proc.stdout) == (2, "")
+    assert proc.stderr == (
+        f"anthropic-gateway: unknown setting ANTHROPIC_GATEWAY_PROT in {tmp_path / '.env'}: did you mean "
+        "ANTHROPIC_GATEWAY_PORT? (rename or remove it; every setting is in README.md, Configuration)\n"
+    )
+
+
+def test_an_unknown_toml_key_names_the_file_and_the_closest_key(tmp_path: Path) -> None:
+    cfg = tmp_path / "gw.toml"
+    cfg.write_text("prot = 1\n[backends.local]\nurl = 'http://127.0.0.1:1/v1'\n")
+    with pytest.raises(SettingsError) as err:
+        load_settings(environ={}, config_path=cfg)
+    assert str(err.value) == (
+        f"unknown setting 'prot' in the config file {cfg}: did you mean 'port'? "
+        "(rename or remove it; see README.md, Configuration)"
+    )
+    cfg.write_text("[backends.local]\nurl = 'http://127.0.0.1:1/v1'\nknid = 'openai'\n")
+    with pytest.raises(SettingsError, match=r"^unknown setting 'backends.local.knid' in the config file .*"
+                                            r"did you mean 'kind'\?"):  # fmt: skip
+        load_settings(environ={}, config_path=cfg)
+
+
+def test_a_nested_environment_typo_names_the_variable() -> None:
+    with pytest.raises(SettingsError) as err:
+        load_settings(environ={"ANTHROPIC_GATEWAY_BACKENDS__LOCAL__URL": "http://127.0.0.1:1/v1",
+                               "ANTHROPIC_GATEWAY_BACKENDS__LOCAL__KEY_EVN": "X"})  # fmt: skip
+    assert str(err.value) == (
+        "unknown setting 'backends.local.key_evn' in the environment (ANTHROPIC_GATEWAY_BACKENDS__LOCAL__KEY_EVN): "
+        "did you mean 'key_env'? (rename or remove it; see README.md, Configuration)"
+    )
+
+
+def test_valid_names_come_from_the_model_and_key_env_variables_are_not_settings() -> None:
+    from anthropic_gateway.setting_names import env_names
+    from anthropic_gateway.settings import Settings
+
+    assert env_names(Settings) >= {"ANTHROPIC_GATEWAY_" + name.upper() for name in Settings.model_fields}
+    s = load_settings(environ={
+        "ANTHROPIC_GATEWAY_BACKENDS": '{"local": {"url": "http://127.0.0.1:1/v1", "key_env": "ANTHROPIC_GATEWAY_LOCAL_KEY"}}',
+        "ANTHROPIC_GATEWAY_LOCAL_KEY": "sk-local",
+        "ANTHROPIC_GATEWAY_MODELS__FAST__MODEL": "vendor/fast",
+        "ANTHROPIC_GATEWAY_UPSTREAM_KEY": "sk-up",
+    })  # fmt: skip
+    key = s.backend_key("local")
+    assert key is not None and key.get_secret_value() == "sk-local"
+    assert s.models["fast"].model == "vendor/fast"
+
+
+# --- wording -------------------------------------------------------------------------------------
+
+
+def test_an_invalid_value_names_the_variable_its_source_and_what_it_sets(tmp_path: Path) -> None:
+    proc = _serve_in(tmp_path, {"ANTHROPIC_GATEWAY_LOG_LEVEL": "loud"})
+    assert (proc.returncode, proc.stdout) == (2, "")
+    assert proc.stderr == (
+        "anthropic-gateway: invalid setting ANTHROPIC_GATEWAY_LOG_LEVEL in the environment "
+        "(ANTHROPIC_GATEWAY_LOG_LEVEL): Input should be 'debug', 'info', 'warning' or 'error', got 'loud' "
+        "(log_level: How much the gateway logs: debug, info, warning or error)\n"
+    )
+    cfg = tmp_path / "gw.toml"
+    cfg.write_text("ping_interval = -1\n")
+    with pytest.raises(SettingsError) as err:
+        load_settings(environ={}, config_path=cfg)
+    assert str(err.value) == (
+        f"invalid setting ANTHROPIC_GATEWAY_PING_INTERVAL in the config file {cfg}: Input should be greater than 0, "
+        "got -1 (ping_interval: Seconds of upstream silence before an SSE ping)"
+    )
+
+
+# --- an upstream URL given with its /chat/completions ----------------------------------------------
+
+
+def test_a_chat_completions_url_is_cut_to_its_base_with_a_warning() -> None:
+    s = load_settings(environ={
+        "ANTHROPIC_GATEWAY_UPSTREAM_URL": "http://127.0.0.1:9/v1/chat/completions",
+        "ANTHROPIC_GATEWAY_BACKENDS": '{"local": {"url": "http://127.0.0.1:8/api/v1/chat/completions/"}}',
+    })  # fmt: skip
+    assert s.upstream_url == "http://127.0.0.1:9/v1"
+    assert s.backends["local"].url == "http://127.0.0.1:8/api/v1"
+    assert s.warnings() == [
+        "upstream_url ends with /chat/completions: using http://127.0.0.1:9/v1 (the gateway appends "
+        "/chat/completions itself; set the URL without it)",
+        "backends.local.url ends with /chat/completions: using http://127.0.0.1:8/api/v1 (the gateway appends "
+        "/chat/completions itself; set the URL without it)",
+    ]
+    assert load_settings(environ={}).warnings() == []

@@ -3,22 +3,45 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
+import socket
 import sys
 from pathlib import Path
 
 from anthropic_gateway import __version__
 from anthropic_gateway.settings import Settings, SettingsError, load_settings
 
+SERVE_EPILOG = """\
+upstream key:
+  OPENROUTER_API_KEY (or ANTHROPIC_GATEWAY_UPSTREAM_KEY) holds the default
+  upstream's key; a [backends.NAME] table names the variable holding its own
+  key with key_env. Local servers (Ollama, vLLM, LM Studio, llama.cpp) need
+  no key. Keys never go in the config file.
+
+environment:
+  Every setting is an environment variable ANTHROPIC_GATEWAY_<NAME> (also
+  read from ./.env) and a key <name> of the --config file. Flags win over the
+  environment, which wins over the file. For example ANTHROPIC_GATEWAY_PORT,
+  ANTHROPIC_GATEWAY_UPSTREAM_URL, ANTHROPIC_GATEWAY_SONNET_MODEL,
+  ANTHROPIC_GATEWAY_API_KEYS (keys clients must send). An unknown
+  ANTHROPIC_GATEWAY_* name stops start-up. All settings: README.md,
+  "Configuration", or docs/cli.md.
+"""
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="anthropic-gateway",
         description="Serve the Anthropic Messages API from OpenRouter or any OpenAI-compatible backend.",
+        epilog="Start with: OPENROUTER_API_KEY=sk-or-... anthropic-gateway serve (then `anthropic-gateway claude`).",
     )
     parser.add_argument("--version", action="version", version=f"anthropic-gateway {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="run the gateway")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    serve = sub.add_parser(
+        "serve", help="run the gateway", description="Run the gateway in the foreground (Ctrl-C stops it).",
+        epilog=SERVE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default 8082)")
     serve.add_argument("--config", type=Path, help="TOML configuration file")
@@ -31,10 +54,21 @@ def _parser() -> argparse.ArgumentParser:
         help="run Claude Code through the gateway, starting one if none is running (all arguments go to claude)",
     )  # fmt: skip
     claude.add_argument("args", nargs=argparse.REMAINDER)
-    sub.add_parser("env", help="print the export lines that point Claude Code at the gateway")
-    check = sub.add_parser("check", help="validate the configuration and print where each model alias goes")
+    sub.add_parser(
+        "env", help="print the export lines that point Claude Code at the gateway",
+        description='Print the export lines that point Claude Code at the gateway: eval "$(anthropic-gateway env)". '
+        "Warns on stderr when no gateway answers at that address.",
+    )  # fmt: skip
+    check = sub.add_parser(
+        "check", help="validate the configuration and print where each model alias goes",
+        description="Validate the configuration, print where each model alias goes and report missing keys; "
+        "exits 1 on any problem, 2 on an invalid configuration.",
+    )  # fmt: skip
     check.add_argument("--config", type=Path, help="TOML configuration file")
-    check.add_argument("--online", action="store_true", help="also probe each backend's /models endpoint")
+    check.add_argument(
+        "--online", action="store_true",
+        help="also probe each backend's /models endpoint and look up every alias's upstream model there",
+    )  # fmt: skip
     return parser
 
 
@@ -45,6 +79,38 @@ def check_startup(settings: Settings) -> None:
             f"refusing to serve an open gateway on {settings.host}: set ANTHROPIC_GATEWAY_API_KEYS, "
             "or ANTHROPIC_GATEWAY_PASSTHROUGH_AUTH=true, or ANTHROPIC_GATEWAY_TRUSTED_NETWORK=true"
         )
+
+
+def startup_warnings(settings: Settings) -> list[str]:
+    """What start-up reports but serves anyway: rewritten settings, backends without their key."""
+    from anthropic_gateway import keys
+    from anthropic_gateway.routing import Router
+
+    return [*settings.warnings(), *keys.startup_warnings(settings, Router(settings))]
+
+
+def port_problem(host: str, port: int) -> str | None:
+    """One line saying why `host`:`port` cannot be listened on, or None. Checked before the server
+    starts, so the user sees this instead of a raw errno after "startup complete"."""
+    if port == 0:
+        return None
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError as err:
+        return f"cannot listen on {host}:{port} ({err.strerror or err}): check --host (ANTHROPIC_GATEWAY_HOST)"
+    for family, kind, proto, _, address in infos:
+        with socket.socket(family, kind, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                sock.bind(address)
+            except OSError as err:
+                if err.errno == errno.EADDRINUSE:
+                    return (f"port {port} is already in use on {host} (another gateway?): stop what holds it, "
+                            "or pick another port with --port N (ANTHROPIC_GATEWAY_PORT)")  # fmt: skip
+                return f"cannot listen on {host}:{port} ({err.strerror}): change --host or --port"
+    return None
 
 
 def _configure_logging(level: str) -> None:
@@ -60,10 +126,14 @@ def serve(args: argparse.Namespace) -> int:
     except SettingsError as err:
         print(f"anthropic-gateway: {err}", file=sys.stderr)
         return 2
+    busy = port_problem(settings.host, settings.port)
+    if busy is not None:
+        print(f"anthropic-gateway: {busy}", file=sys.stderr)
+        return 1
     _configure_logging(settings.log_level)
     log = logging.getLogger("anthropic_gateway")
-    if settings.upstream_key is None and not settings.passthrough_auth:
-        log.warning("no upstream key: set OPENROUTER_API_KEY (requests fail until then)")
+    for warning in startup_warnings(settings):
+        log.warning("%s", warning)
 
     import uvicorn  # deferred: `--help` and config errors stay instant
 
@@ -100,7 +170,11 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:  # no arguments: the help, not an argparse error
+        parser.print_help()
+        return 2
     if args.command == "serve":
         return serve(args)
     if args.command == "check":

@@ -46,6 +46,8 @@ TIER_ALIASES: dict[str, str] = {
     "sonnet": "claude-sonnet-5",
     "haiku": "claude-haiku-4-5",
 }
+# Arguments that make Claude Code print something and exit without calling the API: no gateway needed.
+INFO_ARGS = frozenset({"-h", "--help", "-v", "--version"})
 # Gateway secrets Claude Code has no use for: kept out of its environment (and so out of its tools').
 _GATEWAY_SECRETS = (*UPSTREAM_KEY_VARS, "ANTHROPIC_GATEWAY_API_KEYS")
 
@@ -219,7 +221,33 @@ class BackgroundGateway:
                 self.proc.wait(STOP_TIMEOUT)
 
 
-def ensure_gateway(settings: Settings, environ: Mapping[str, str]) -> BackgroundGateway | None:
+def models_used(args: list[str]) -> list[str]:
+    """The model names Claude Code will send: its three tiers, or the `--model` given and the haiku
+    tier (its small/fast model)."""
+    chosen = next((a.split("=", 1)[1] for a in args if a.startswith("--model=")), None)
+    if chosen is None and "--model" in args[:-1]:
+        chosen = args[args.index("--model") + 1]
+    if chosen is None or chosen in TIER_ALIASES:
+        return [TIER_ALIASES[chosen]] if chosen else list(TIER_ALIASES.values())
+    return [chosen, TIER_ALIASES["haiku"]]
+
+
+def check_keys(settings: Settings, models: list[str]) -> None:
+    """Refuse to start Claude Code on a gateway whose routes for `models` have no upstream key: its
+    first prompt would end in "API Error: 500"."""
+    if settings.passthrough_auth:
+        return
+    from anthropic_gateway import keys
+    from anthropic_gateway.routing import Router
+
+    lines = keys.unserved_lines(keys.unserved(Router(settings), models))
+    if lines:
+        raise LauncherError("not starting Claude Code, its requests would fail: " + "; ".join(lines), exit_code=2)
+
+
+def ensure_gateway(
+    settings: Settings, environ: Mapping[str, str], models: list[str] | None = None
+) -> BackgroundGateway | None:
     """The gateway this launcher started, or None when one was already running."""
     url = base_url(settings)
     found = probe(url)
@@ -230,6 +258,7 @@ def ensure_gateway(settings: Settings, environ: Mapping[str, str]) -> Background
         raise LauncherError(
             f"{url} answers but is not anthropic-gateway: set ANTHROPIC_GATEWAY_PORT to a free port"
         )
+    check_keys(settings, models or list(TIER_ALIASES.values()))  # a running gateway has its own keys
     gw = BackgroundGateway.start(settings, url, environ)
     try:
         gw.wait_ready()
@@ -293,10 +322,12 @@ def run_claude(args: list[str], environ: Mapping[str, str] | None = None) -> int
     if claude is None:
         _say(f"the `claude` command (Claude Code) was not found on PATH; install it with:\n  {INSTALL_HINT}")
         return 127
+    if _informational(args):  # `claude --version`, `claude --help`: Claude Code answers alone
+        return _run([claude, *args], {k: v for k, v in environ.items() if k not in _GATEWAY_SECRETS})
     try:
         settings, explicit = _load(given)
         env = claude_env(settings, explicit, environ)
-        gateway = ensure_gateway(settings, environ)
+        gateway = ensure_gateway(settings, environ, models_used(args))
     except (SettingsError, LauncherError) as err:
         _say(str(err))
         return err.exit_code if isinstance(err, LauncherError) else 2
@@ -304,13 +335,25 @@ def run_claude(args: list[str], environ: Mapping[str, str] | None = None) -> int
     secrets = {*_GATEWAY_SECRETS, *(b.key_env for b in settings.backends.values() if b.key_env)}
     child_env = env.apply({k: v for k, v in environ.items() if k not in secrets})
     try:
-        proc = subprocess.Popen([claude, *args], env=child_env)
-        with _signals_to(proc):
-            returncode = proc.wait()
+        return _run([claude, *args], child_env)
     finally:
         if gateway is not None:
             gateway.stop()
-    return _exit_code(returncode)
+
+
+def _informational(args: list[str]) -> bool:
+    for arg in args:
+        if arg == "--":
+            return False
+        if arg in INFO_ARGS:
+            return True
+    return False
+
+
+def _run(cmd: list[str], env: dict[str, str]) -> int:
+    proc = subprocess.Popen(cmd, env=env)
+    with _signals_to(proc):
+        return _exit_code(proc.wait())
 
 
 def print_env(environ: Mapping[str, str] | None = None) -> int:
@@ -323,5 +366,12 @@ def print_env(environ: Mapping[str, str] | None = None) -> int:
     except (SettingsError, LauncherError) as err:
         _say(str(err))
         return err.exit_code if isinstance(err, LauncherError) else 2
-    print("\n".join(env.shell_lines()))
+    print("\n".join(env.shell_lines()), flush=True)
+    url = env.set["ANTHROPIC_BASE_URL"]
+    found = probe(url, timeout=1.0)
+    if found == "nothing":
+        _say(f"warning: no gateway answers at {url} yet, so claude would wait for it: start one first with "
+             "`anthropic-gateway serve` (or run `anthropic-gateway claude`, which starts one)")  # fmt: skip
+    elif found == "other":
+        _say(f"warning: {url} answers but is not anthropic-gateway: set ANTHROPIC_GATEWAY_PORT to the gateway's port")
     return 0

@@ -15,11 +15,13 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import (
     AliasChoices,
+    BaseModel,
     Field,
     PrivateAttr,
     SecretStr,
@@ -39,10 +41,11 @@ from pydantic_settings import (
     SettingsError as PydanticSettingsError,
 )
 
-from anthropic_gateway.backends import kind_for_url
+from anthropic_gateway import setting_names
+from anthropic_gateway.backends import kind_for_url, strip_chat_path
 from anthropic_gateway.model_config import BackendConfig, ModelConfig, validate_parameters
+from anthropic_gateway.setting_names import ENV_PREFIX
 
-ENV_PREFIX = "ANTHROPIC_GATEWAY_"
 UPSTREAM_KEY_VARS = ("OPENROUTER_API_KEY", "ANTHROPIC_GATEWAY_UPSTREAM_KEY")
 
 
@@ -90,7 +93,9 @@ class Settings(BaseSettings):
     connect_timeout: float = Field(10.0, gt=0, description="Upstream connect timeout, seconds.")
     read_timeout: float = Field(600.0, gt=0, description="Longest upstream silence (first byte or between chunks), seconds.")
     max_connections: int = Field(512, ge=1, description="Size of the pooled upstream connection pool.")
-    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="How much the gateway logs: debug, info, warning or error."
+    )
     tokenizer_preload: bool = Field(
         True,
         description="Load the tokenizer just after start-up, so the first count is fast (costs ~45 MB RSS); "
@@ -139,6 +144,28 @@ class Settings(BaseSettings):
     first_byte_timeout: float | None = Field(None, gt=0, description="Seconds until the upstream's response headers.")
 
     _backend_keys: dict[str, SecretStr | None] = PrivateAttr(default_factory=dict)
+    _warnings: list[str] = PrivateAttr(default_factory=list)
+
+    @model_validator(mode="after")
+    def _strip_chat_paths(self) -> Settings:
+        """A URL copied with its /chat/completions (claude-code-router's form) would 404 on every
+        request once the gateway appends that path: cut it, and say so at start-up."""
+        url, cut = strip_chat_path(self.upstream_url)
+        if cut:
+            self.upstream_url = url
+            self._warnings.append(f"upstream_url ends with {cut}: using {url} (the gateway appends {cut} "
+                                  "itself; set the URL without it)")  # fmt: skip
+        for name, backend in self.backends.items():
+            url, cut = strip_chat_path(backend.url)
+            if cut:
+                self.backends[name] = backend.model_copy(update={"url": url})
+                self._warnings.append(f"backends.{name}.url ends with {cut}: using {url} (the gateway appends "
+                                      f"{cut} itself; set the URL without it)")  # fmt: skip
+        return self
+
+    def warnings(self) -> list[str]:
+        """Settings start-up rewrote (it logs each of these lines as a warning)."""
+        return list(self._warnings)
 
     @model_validator(mode="after")
     def _cross_references(self) -> Settings:
@@ -223,17 +250,18 @@ class _MappingEnvSource(EnvSettingsSource):
         return {k.lower(): v for k, v in self._environ.items()}
 
 
-def _ours(name: str) -> bool:
-    upper = name.upper()
-    return upper.startswith(ENV_PREFIX) or upper in UPSTREAM_KEY_VARS
+def _valid_env_names() -> set[str]:
+    return setting_names.env_names(Settings)
 
 
 class _GatewayDotEnv(DotEnvSettingsSource):
-    """`.env` is shared with other tools: only the gateway's own variables are settings here (the
-    rest, e.g. a backend's key_env, is read as a key by load_settings)."""
+    """`.env` is shared with other tools: only the gateway's own settings are read from it here (a
+    backend's key_env is read as a key by load_settings; an unknown ANTHROPIC_GATEWAY_* name is
+    reported by load_settings, naming .env, instead of as an extra field of "the config file")."""
 
     def _load_env_vars(self) -> Mapping[str, str | None]:
-        return {k: v for k, v in super()._load_env_vars().items() if _ours(k)}
+        valid = _valid_env_names()
+        return {k: v for k, v in super()._load_env_vars().items() if setting_names.is_valid_env_name(k, valid)}
 
 
 def _dotenv_values() -> dict[str, str]:
@@ -248,6 +276,31 @@ class SettingsError(Exception):
     """Start-up configuration error; its message is one line naming the setting and the fix."""
 
 
+@dataclass(frozen=True)
+class _Origins:
+    """Where each setting could have come from, to name the source in an error line."""
+
+    environ: Mapping[str, str]  # upper-cased names
+    dotenv: Mapping[str, str]
+    dotenv_path: str
+    config_path: Path | None
+    flags: frozenset[str]
+
+    def of(self, loc: tuple[int | str, ...]) -> str:
+        top = str(loc[0])
+        nested = ENV_PREFIX + "__".join(str(p) for p in loc).upper()
+        whole = UPSTREAM_KEY_VARS if top == "upstream_key" else (ENV_PREFIX + top.upper(),)
+        if top in self.flags:
+            return f"the --{top.replace('_', '-')} flag"
+        for values, name in ((self.environ, "the environment"), (self.dotenv, self.dotenv_path)):
+            if nested in values:
+                return f"{name} ({nested})"
+            found = next((w for w in whole if w in values), None)
+            if found is not None:
+                return f"{name} ({found})"
+        return f"the config file {self.config_path}" if self.config_path is not None else "the defaults"
+
+
 def load_settings(
     environ: Mapping[str, str] | None = None,
     config_path: Path | None = None,
@@ -255,11 +308,15 @@ def load_settings(
 ) -> Settings:
     if config_path is not None and not config_path.is_file():
         raise SettingsError(f"config file {config_path} not found: pass an existing TOML file to --config")
+    dotenv = {k.upper(): v for k, v in _dotenv_values().items()} if environ is None else {}
+    given = {k.upper(): v for k, v in (os.environ if environ is None else environ).items()}
+    flags = {k: v for k, v in overrides.items() if v is not None}
+    origins = _Origins(given, dotenv, str(Path(".env").resolve()), config_path, frozenset(flags))
     token = _SOURCES.set((environ, config_path))
     try:
-        settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+        settings = Settings(**flags)
     except ValidationError as err:
-        raise SettingsError(_describe(err)) from None
+        raise SettingsError(_describe(err, origins)) from None
     except tomllib.TOMLDecodeError as err:
         raise SettingsError(f"config file {config_path} is not valid TOML ({err}); fix its syntax") from None
     except PydanticSettingsError as err:  # a table in the environment that is not valid JSON
@@ -270,40 +327,47 @@ def load_settings(
         ) from None
     finally:
         _SOURCES.reset(token)
-    if environ is None:  # a backend's key may live in .env, under the name key_env gives
-        dotenv = {k.upper(): v for k, v in _dotenv_values().items()}
-        env: Mapping[str, str] = {**dotenv, **os.environ}
-    else:
-        env = environ
+    key_envs = {b.key_env.upper() for b in settings.backends.values() if b.key_env}
+    unknown = setting_names.first_unknown(
+        [("the environment", given), (origins.dotenv_path, dotenv)], _valid_env_names(), exempt=key_envs
+    )
+    if unknown is not None:
+        raise SettingsError(unknown)
+    env = {**dotenv, **given}  # a backend's key may live in .env too
     for name, backend in settings.backends.items():
-        value = (env.get(backend.key_env) or env.get(backend.key_env.upper())) if backend.key_env else None
+        value = env.get(backend.key_env.upper()) if backend.key_env else None
         settings._backend_keys[name] = SecretStr(value) if value else None
     return settings
 
 
 _SECRET_NAMES = ("key", "token", "secret", "password")
+_TABLE_MODELS: dict[str, type[BaseModel]] = {"backends": BackendConfig, "models": ModelConfig}
 
 
-def _describe(err: ValidationError) -> str:
+def _describe(err: ValidationError, origins: _Origins) -> str:
     first = err.errors()[0]
-    if not first["loc"]:  # a cross-reference check: its message names the key already
-        return f"invalid configuration: {first['msg'].removeprefix('Value error, ')}"
-    last = str(first["loc"][-1])
-    if first["type"] == "extra_forbidden" and any(s in last.lower() for s in _SECRET_NAMES):
-        path = ".".join(str(p) for p in first["loc"])
-        return (f"{path}: keys never go in the config file; put the key in an environment variable and "
-                "name that variable with key_env")  # fmt: skip
-    if len(first["loc"]) > 1 and first["loc"][0] in ("backends", "models", "default_params"):
-        path = ".".join(str(p) for p in first["loc"])
-        shown = "" if first["type"] == "extra_forbidden" else _shown(first["loc"], first.get("input"))
-        return f"invalid setting {path}: {first['msg'].removeprefix('Value error, ')}{shown}; fix it in the config file"
-    name = str(first["loc"][0])
+    loc, msg = first["loc"], first["msg"].removeprefix("Value error, ")
+    if not loc:  # a cross-reference check: its message names the key already
+        return f"invalid configuration: {msg}"
+    path = ".".join(str(p) for p in loc)
+    last = str(loc[-1])
     if first["type"] == "extra_forbidden":
-        return f"unknown setting '{name}' in the config file: remove it or check the spelling (see README)"
+        table = _TABLE_MODELS.get(str(loc[0])) if len(loc) == 3 else None
+        fields = table.model_fields if table is not None else Settings.model_fields if len(loc) == 1 else {}
+        near = setting_names.closest(last, list(fields))
+        if near is None and any(s in last.lower() for s in _SECRET_NAMES):
+            return (f"{path}: keys never go in the config file; put the key in an environment variable and "
+                    "name that variable with key_env")  # fmt: skip
+        hint = f"did you mean '{near}'?" if near else "no setting has a similar name"
+        return f"unknown setting '{path}' in {origins.of(loc)}: {hint} (rename or remove it; see README.md, Configuration)"
+    shown = _shown(loc, first.get("input"))
+    if len(loc) > 1 and loc[0] in ("backends", "models", "default_params"):
+        return f"invalid setting {path} in {origins.of(loc)}: {msg}{shown}"
+    name = str(loc[0])
     field = Settings.model_fields.get(name)
     env = UPSTREAM_KEY_VARS[1] if name == "upstream_key" else ENV_PREFIX + name.upper()
-    hint = f" ({field.description})" if field is not None and field.description else ""
-    return f"invalid setting {env} / '{name}': {first['msg'].removeprefix('Value error, ')}{_shown(first['loc'], first.get('input'))}; fix it{hint}"
+    what = f" ({name}: {field.description.rstrip('.')})" if field is not None and field.description else ""
+    return f"invalid setting {env} in {origins.of(loc)}: {msg}{shown}{what}"
 
 
 def _shown(loc: tuple[int | str, ...], value: Any) -> str:
