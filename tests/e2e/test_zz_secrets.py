@@ -15,7 +15,9 @@ from conftest import GATEWAY_ENV, UPSTREAM_KEY, GatewayProcess, SpawnGateway
 from e2e import MODEL, USER_HELLO, error_of, parse_sse, post_raw, stream_raw
 from fake_upstream import FakeUpstream, Reply, error_body, error_chunk, finish_chunk, text_chunk
 
-NO_KEY_ENV = {k: v for k, v in GATEWAY_ENV.items() if k != "ANTHROPIC_GATEWAY_UPSTREAM_KEY"}
+# A hosted kind needs a key (a loopback URL alone is a local server, which needs none: tests/test_keys.py).
+NO_KEY_ENV = {**{k: v for k, v in GATEWAY_ENV.items() if k != "ANTHROPIC_GATEWAY_UPSTREAM_KEY"},
+              "ANTHROPIC_GATEWAY_BACKEND_KIND": "openrouter"}  # fmt: skip
 GOOD = {"model": MODEL, "max_tokens": 10, "messages": [{"role": "user", "content": "Hi"}]}
 
 
