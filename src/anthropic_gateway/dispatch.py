@@ -95,6 +95,7 @@ async def _send(
     settings: Settings,
     record: RequestRecord,
 ) -> Answer:
+    router.output_limits.check(req.max_tokens, req.model)
     candidates = [route, *(router.resolve(name) for name in route.fallbacks)]
     waited = 0.0
     last: GatewayError | None = None

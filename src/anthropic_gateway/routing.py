@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from pydantic import SecretStr
@@ -18,6 +19,7 @@ from pydantic import SecretStr
 from anthropic_gateway.backends import KINDS, BackendKind
 from anthropic_gateway.errors import NotFoundError, shown
 from anthropic_gateway.model_config import ALL_CAPABILITIES, BackendConfig, ModelConfig
+from anthropic_gateway.output_limits import OutputLimits
 from anthropic_gateway.settings import Settings
 
 TIERS = ("opus", "sonnet", "haiku")
@@ -47,6 +49,7 @@ class Route:
     backend: Backend
     config: ModelConfig | None = None
     alias: str | None = None
+    max_output_tokens: int | None = None  # the target's own output limit, when known (output_limits)
 
     @property
     def target_is_claude(self) -> bool:
@@ -85,12 +88,22 @@ class Router:
         self.exact = {a: m for a, m in settings.models.items() if not _is_glob(a)}
         self.patterns = [(a, m) for a, m in settings.models.items() if _is_glob(a)]
         self.passthrough = settings.passthrough_models
+        self.output_limits = OutputLimits(m.max_output_tokens for m in settings.models.values())
         self._cache: dict[str, Route] = {}
+
+    def feed_output_limits(self, limits: Mapping[str, int]) -> None:
+        """Upstream model id → its output limit (from a model catalogue): clamps and the max_tokens
+        ceiling use them from the next request on."""
+        self.output_limits.feed(limits)
+        self._cache.clear()
 
     def resolve(self, model: str) -> Route:
         route = self._cache.get(model)
         if route is None:
             route = self._resolve(model)
+            limit = self.output_limits.of(route.upstream_model, route.config.max_output_tokens if route.config else None)
+            if limit is not None:
+                route = dataclasses.replace(route, max_output_tokens=limit)
             # Bounded in count and size: clients choose these strings.
             if len(self._cache) < 4096 and len(model) <= 256:
                 self._cache[model] = route

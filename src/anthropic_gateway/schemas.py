@@ -294,8 +294,9 @@ class Tool(Struct, kw_only=True):
     type: str | None = None
     description: str | None = None
     # Kept as raw JSON: it is forwarded unchanged (and counted), so decoding 60 KB of Claude Code's
-    # schemas into dicts on every request would be wasted work. Empty when absent.
-    input_schema: msgspec.Raw = msgspec.Raw()
+    # schemas into dicts on every request would be wasted work. Empty when absent (a factory, not a
+    # default value: the JSON schema of /openapi.json cannot encode a Raw default).
+    input_schema: msgspec.Raw = msgspec.field(default_factory=msgspec.Raw)
     cache_control: CacheControl | None = None
     strict: bool | None = None
 

@@ -4,6 +4,7 @@ a client's own key echoed back, unbounded echoes, unsupported methods. Real proc
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import httpx2
@@ -11,7 +12,7 @@ import pytest
 
 from conftest import GATEWAY_ENV, GatewayProcess, SpawnGateway
 from e2e import MODEL, post_raw
-from fake_upstream import FakeUpstream, Reply, error_body
+from fake_upstream import FakeUpstream, Reply, error_body, finish_chunk, text_chunk
 
 GOOD: dict[str, Any] = {"model": MODEL, "max_tokens": 10, "messages": [{"role": "user", "content": "Hi"}]}
 PATHS = ["/v1/messages", "/v1/messages/count_tokens"]
@@ -115,3 +116,67 @@ def test_a_huge_upstream_error_message_is_cut(client: Any, gateway: GatewayProce
 def test_a_long_unknown_path_is_not_echoed_whole(gateway: GatewayProcess) -> None:
     resp = httpx2.get(gateway.url + "/x" * 10_000, headers={"x-api-key": "k"}, timeout=30)
     assert len(assert_envelope(resp, 404, "not_found_error")) < 500
+
+
+# --- 8. max_tokens is bounded ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("max_tokens", [128_001, 10**100])
+def test_max_tokens_above_every_known_output_limit_is_anthropics_400(
+    gateway: GatewayProcess, upstream: FakeUpstream, max_tokens: int
+) -> None:
+    for streaming in (False, True):
+        resp = post_raw(gateway.url, "/v1/messages", {**GOOD, "max_tokens": max_tokens, "stream": streaming})
+        message = assert_envelope(resp, 400, "invalid_request_error")
+        assert message.startswith(f"max_tokens: {str(max_tokens)[:40]}") and message.endswith(
+            " > 128000, which is the maximum allowed number of output tokens for claude-sonnet-5"), message
+    assert upstream.requests == []
+
+
+def test_max_tokens_is_clamped_to_the_targets_configured_limit(
+    spawn_gateway: SpawnGateway, upstream: FakeUpstream
+) -> None:
+    models = {"small": {"model": "vendor/small", "max_output_tokens": 8192},
+              "wide": {"model": "vendor/wide", "max_output_tokens": 200_000}}  # fmt: skip
+    gw = spawn_gateway({**GATEWAY_ENV, "ANTHROPIC_GATEWAY_MODELS": json.dumps(models)})
+    upstream.always(Reply.auto([text_chunk("ok"), finish_chunk("stop")]))
+    for model, asked, sent in [("small", 128_000, 8192), ("wide", 150_000, 150_000), ("claude-haiku-4", 64_000, 64_000)]:
+        resp = post_raw(gw.url, "/v1/messages", {**GOOD, "model": model, "max_tokens": asked})
+        assert resp.status_code == 200, resp.text
+        assert upstream.last_body["max_tokens"] == sent
+    # A configured limit above Claude's raises the ceiling; nothing passes the largest one.
+    resp = post_raw(gw.url, "/v1/messages", {**GOOD, "model": "wide", "max_tokens": 200_001})
+    assert assert_envelope(resp, 400, "invalid_request_error").startswith("max_tokens: 200001 > 200000, ")
+
+
+# --- 11. the OpenAPI document can drive a fuzzer; unsupported methods are 405 ----------------------
+
+
+def test_openapi_declares_request_schemas_and_the_path_parameter(gateway: GatewayProcess) -> None:
+    doc = httpx2.get(gateway.url + "/openapi.json", timeout=10).json()
+    schemas = doc["components"]["schemas"]
+    body = doc["paths"]["/v1/messages"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert body == {"$ref": "#/components/schemas/MessagesRequest"}
+    request = schemas["MessagesRequest"]
+    assert set(request["required"]) == {"model", "messages", "max_tokens"}
+    assert request["properties"]["max_tokens"] == {"type": "integer", "minimum": 1}
+    assert request["properties"]["messages"]["items"] == {"$ref": "#/components/schemas/Message"}
+    count = doc["paths"]["/v1/messages/count_tokens"]["post"]["requestBody"]["content"]["application/json"]
+    assert set(schemas["CountTokensRequest"]["required"]) == {"model", "messages"} and count["schema"]["$ref"]
+    assert "/v1/models/{model_id:path}" not in doc["paths"]
+    model = doc["paths"]["/v1/models/{model_id}"]["get"]
+    assert model["parameters"] == [{"name": "model_id", "in": "path", "required": True, "schema": {"type": "string"}}]
+    refs = {m.group(1) for m in re.finditer(r'"#/components/schemas/(\w+)"', json.dumps(doc))}
+    assert refs <= set(schemas), refs - set(schemas)
+
+
+@pytest.mark.parametrize(("method", "path", "allow"), [
+    ("GET", "/v1/messages", "POST"), ("PUT", "/v1/messages/count_tokens", "POST"),
+    ("DELETE", "/v1/models", "GET, HEAD"), ("POST", "/v1/models/claude-x", "GET, HEAD"),
+    ("POST", "/openapi.json", "GET, HEAD"), ("PATCH", "/", "GET, HEAD"),
+])  # fmt: skip
+def test_an_unsupported_method_is_405_with_allow(gateway: GatewayProcess, method: str, path: str, allow: str) -> None:
+    resp = httpx2.request(method, gateway.url + path, content=b"{}", timeout=10)
+    message = assert_envelope(resp, 405, "invalid_request_error")
+    assert resp.headers["allow"] == allow
+    assert message == f"{method} is not supported on {path}; use {allow}"

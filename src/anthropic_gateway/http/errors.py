@@ -8,7 +8,14 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from anthropic_gateway.errors import APIError, GatewayError, NotFoundError, render_error, shown
+from anthropic_gateway.errors import (
+    APIError,
+    GatewayError,
+    InvalidRequestError,
+    NotFoundError,
+    render_error,
+    shown,
+)
 from anthropic_gateway.upstream_errors import redact
 
 log = logging.getLogger("anthropic_gateway")
@@ -46,7 +53,10 @@ async def on_http_error(request: Request, exc: Exception) -> Response:
     if exc.status_code == 404:
         return error_response(request, NotFoundError(f"Not found: {shown(request.method)} {shown(request.url.path)}"))
     if exc.status_code == 405:
-        return error_response(request, NotFoundError(f"{request.method} is not supported on {request.url.path}"))
+        allow = ", ".join(sorted((exc.headers or {}).get("Allow", "").split(", ")))
+        err = InvalidRequestError(f"{shown(request.method)} is not supported on {shown(request.url.path)}; use {allow}",
+                                  status=405, headers={"Allow": allow})  # fmt: skip
+        return error_response(request, err)
     return error_response(request, APIError(str(exc.detail), status=exc.status_code))
 
 

@@ -110,13 +110,12 @@ def clamp(req: MessagesRequest, route: Route, input_estimate: int) -> MessagesRe
         log.debug("model %s has no reasoning capability: thinking dropped", route.upstream_model)
         thinking = None
     max_tokens = req.max_tokens
-    if cfg is not None:
-        if cfg.max_output_tokens is not None and max_tokens > cfg.max_output_tokens:
-            max_tokens = cfg.max_output_tokens
-        if cfg.context_window is not None and max_tokens > cfg.context_window - input_estimate:
-            max_tokens = max(cfg.context_window - input_estimate, 1)
-        if max_tokens != req.max_tokens:
-            log.info("max_tokens clamped from %d to %d for %s", req.max_tokens, max_tokens, route.upstream_model)
+    if route.max_output_tokens is not None and max_tokens > route.max_output_tokens:
+        max_tokens = route.max_output_tokens
+    if cfg is not None and cfg.context_window is not None and max_tokens > cfg.context_window - input_estimate:
+        max_tokens = max(cfg.context_window - input_estimate, 1)
+    if max_tokens != req.max_tokens:
+        log.info("max_tokens clamped from %d to %d for %s", req.max_tokens, max_tokens, route.upstream_model)
     if isinstance(thinking, ThinkingEnabled) and thinking.budget_tokens >= max_tokens:
         budget = max_tokens - 1
         if budget >= MIN_THINKING_BUDGET:
