@@ -39,6 +39,13 @@ class BackendKind:
     # Whether calls need an API key: hosted APIs do; local servers (Ollama, vLLM, llama.cpp) take none,
     # and a backend without a key sends no Authorization header.
     requires_key: bool = True
+    # Whether the backend says which stop string ended the answer (vLLM: `stop_reason`, SGLang:
+    # `matched_stop`). If not, no `stop` is sent upstream: the gateway matches the client's sequences
+    # itself, ends the answer there and closes the upstream call.
+    reports_matched_stop: bool = False
+    # Whether tool-call argument fragments are forwarded as they arrive (as Anthropic streams them), or
+    # buffered per call so malformed JSON can be repaired first (backends whose tool JSON breaks).
+    stream_tool_input: bool = True
     # Models that take a reasoning setting (regex on the upstream id); None: all. OpenAI rejects
     # reasoning_effort for non-reasoning models such as gpt-4o, and Claude Code always asks for thinking.
     reasoning_models: str | None = None
@@ -123,5 +130,8 @@ KINDS: dict[str, BackendKind] = {
         # vLLM and llama.cpp servers take these sampling extensions; unknown ones are ignored there.
         extra_params=_OPENAI_PARAMS | {"min_p", "repetition_penalty"},
         requires_key=False,
+        # Local servers' tool-call parsers (llama.cpp, Ollama, vLLM templates) are known to emit broken
+        # JSON: their calls are validated and repaired before the client sees them.
+        stream_tool_input=False,
     ),
 }

@@ -94,6 +94,12 @@ class BackendConfig(_Strict):
     total_timeout: float | None = Field(None, gt=0)
     max_concurrency: int | None = Field(None, ge=1, description="Concurrent upstream calls at most.")
     tool_id_max_len: int | None = Field(None, ge=1, description="Override the kind's tool-call id limit.")
+    reports_matched_stop: bool | None = Field(
+        None, description="Override the kind: the backend names the stop string that matched (vLLM, SGLang)."
+    )
+    stream_tool_input: bool | None = Field(
+        None, description="Override the kind: stream tool-call arguments as they arrive (false: buffer and repair)."
+    )
     system_messages: Literal["hoist", "keep"] | None = None
 
     @field_validator("url")

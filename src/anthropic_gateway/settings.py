@@ -72,6 +72,12 @@ class Settings(BaseSettings):
     backend_kind: Literal["auto", "openrouter", "openai", "openai-compatible"] = Field(
         "auto", description="Upstream quirks table; auto picks openrouter for openrouter.ai, openai for api.openai.com URLs."
     )
+    reports_matched_stop: bool | None = Field(
+        None, description="Default backend: it names the stop string that matched (vLLM, SGLang); unset: per kind."
+    )
+    stream_tool_input: bool | None = Field(
+        None, description="Default backend: stream tool-call arguments as they arrive (false: buffer and repair)."
+    )
     opus_model: str = Field("anthropic/claude-opus-4.5", description="Upstream model for claude-*opus* names.")
     sonnet_model: str = Field("anthropic/claude-sonnet-4.5", description="Upstream model for claude-*sonnet* names.")
     haiku_model: str = Field("anthropic/claude-haiku-4.5", description="Upstream model for claude-*haiku* names.")

@@ -79,6 +79,10 @@ _THINKING_DELTA = (
     b'event: content_block_delta\ndata: {"type":"content_block_delta","index":%d,'
     b'"delta":{"type":"thinking_delta","thinking":%b}}\n\n'
 )
+_JSON_DELTA = (
+    b'event: content_block_delta\ndata: {"type":"content_block_delta","index":%d,'
+    b'"delta":{"type":"input_json_delta","partial_json":%b}}\n\n'
+)
 _BLOCK_STOP = b'event: content_block_stop\ndata: {"type":"content_block_stop","index":%d}\n\n'
 _TEXT_START = (
     b'event: content_block_start\ndata: {"type":"content_block_start","index":%d,'
@@ -96,6 +100,10 @@ def text_delta(index: int, text: str) -> bytes:
 
 def thinking_delta(index: int, text: str) -> bytes:
     return _THINKING_DELTA % (index, orjson.dumps(text))
+
+
+def input_json_delta(index: int, partial: str) -> bytes:
+    return _JSON_DELTA % (index, orjson.dumps(partial))
 
 
 def text_start(index: int) -> bytes:

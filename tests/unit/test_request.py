@@ -579,11 +579,20 @@ def test_top_k_per_kind(kind: Kind, forwarded: bool) -> None:
 SIX_STOPS = ["S1", "S2", "S3", "S4", "S5", "S6"]
 
 
-@pytest.mark.parametrize(("kind", "sent"), [("openrouter", 4), ("openai", 4), ("openai-compatible", 6)])
-def test_stop_sequences_up_to_the_kind_limit(kind: Kind, sent: int) -> None:
+@pytest.mark.parametrize("kind", ["openrouter", "openai", "openai-compatible"])
+def test_no_stop_goes_to_a_backend_that_does_not_say_which_matched(kind: Kind) -> None:
+    """It would cut the text at the string and not name it: the gateway matches them all itself."""
     body, ctx = upstream_body(kind=kind, stop_sequences=SIX_STOPS)
+    assert "stop" not in body
+    assert ctx.local_stops == SIX_STOPS and ctx.stop_sequences == SIX_STOPS
+
+
+@pytest.mark.parametrize(("kind", "sent", "local"), [("openai", 4, SIX_STOPS), ("openai-compatible", 6, [])])
+def test_a_backend_that_names_the_match_gets_stops_up_to_its_limit(kind: Kind, sent: int, local: list[str]) -> None:
+    body, ctx = upstream_body(kind=kind, stop_sequences=SIX_STOPS, env={"reports_matched_stop": "true"})
     assert body["stop"] == SIX_STOPS[:sent]
-    assert ctx.stop_sequences == SIX_STOPS  # all of them are still matched locally
+    assert ctx.stop_sequences == SIX_STOPS
+    assert ctx.local_stops == local  # the ones it was not given are matched locally
 
 
 def test_sampling_fields_forwarded_only_when_set() -> None:

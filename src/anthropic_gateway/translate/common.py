@@ -64,6 +64,16 @@ def anthropic_usage(usage: dict[str, Any] | None, input_estimate: int = 0) -> di
     return out
 
 
+def reported_stop(choice: dict[str, Any]) -> str | None:
+    """The stop string a backend says ended the answer: vLLM's `stop_reason` (an int there is a stop
+    token id, i.e. a natural end), SGLang's `matched_stop`."""
+    for key in ("stop_reason", "matched_stop"):
+        value = choice.get(key)
+        if isinstance(value, str):
+            return value
+    return None
+
+
 # --- tool names and ids ------------------------------------------------------------------------
 
 _TOOL_NAME_RE = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")

@@ -11,6 +11,11 @@ class RequestContext:
 
     client_model: str
     target_is_claude: bool
+    # The client's stop sequences (to recognise one the upstream reports), and the ones the gateway
+    # matches itself in the generated text (all of them unless the backend reports which one matched).
     stop_sequences: list[str] = field(default_factory=list)
+    local_stops: list[str] = field(default_factory=list)
+    # Tool-call arguments go out as they arrive (True) or whole, validated and repaired (False).
+    stream_tool_input: bool = False
     # upstream tool name → the client's name, only for names that had to be rewritten.
     tool_names: dict[str, str] = field(default_factory=dict)

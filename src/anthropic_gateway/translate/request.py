@@ -14,6 +14,7 @@ from typing import Any, assert_never
 
 import msgspec
 
+from anthropic_gateway.backends import BackendKind
 from anthropic_gateway.errors import InvalidRequestError, shown
 from anthropic_gateway.routing import Route
 from anthropic_gateway.schemas import (
@@ -40,7 +41,8 @@ _EMPTY_SCHEMA = msgspec.Raw(b'{"type":"object","properties":{}}')
 
 def to_openai_request(req: MessagesRequest, route: Route, *, stream: bool) -> tuple[dict[str, Any], RequestContext]:
     kind = route.backend.kind
-    ctx = RequestContext(client_model=req.model, target_is_claude=route.target_is_claude)
+    ctx = RequestContext(client_model=req.model, target_is_claude=route.target_is_claude,
+                         stream_tool_input=stream and kind.stream_tool_input)  # fmt: skip
     conv = MessageConverter(route, ctx)
 
     body: dict[str, Any] = {"model": route.upstream_model}
@@ -53,10 +55,7 @@ def to_openai_request(req: MessagesRequest, route: Route, *, stream: bool) -> tu
     if req.top_k is not None and kind.supports_top_k:
         body["top_k"] = req.top_k
     if req.stop_sequences:
-        ctx.stop_sequences = [s for s in req.stop_sequences if s]
-        limit = kind.max_stop_sequences
-        if ctx.stop_sequences:
-            body["stop"] = ctx.stop_sequences[:limit] if limit is not None else ctx.stop_sequences
+        _stops(ctx, [s for s in req.stop_sequences if s], body, kind)
     if req.metadata is not None and req.metadata.user_id:
         body["user"] = req.metadata.user_id
     if req.mcp_servers:
@@ -80,6 +79,23 @@ def to_openai_request(req: MessagesRequest, route: Route, *, stream: bool) -> tu
         if kind.include_usage_option:
             body["stream_options"] = {"include_usage": True}
     return body, ctx
+
+
+def _stops(ctx: RequestContext, seqs: list[str], body: dict[str, Any], kind: BackendKind) -> None:
+    """A backend that names the matched string gets the sequences (as many as it takes) and the
+    gateway scans for the rest; any other backend gets none: it would cut the text at the string and
+    not say which one, so the gateway matches them all itself and ends the answer there."""
+    ctx.stop_sequences = seqs
+    if not seqs:
+        return
+    if not kind.reports_matched_stop:
+        ctx.local_stops = seqs
+        return
+    limit = kind.max_stop_sequences
+    sent = seqs[:limit] if limit is not None else seqs
+    body["stop"] = sent
+    if len(sent) < len(seqs):
+        ctx.local_stops = seqs
 
 
 # --- tools -------------------------------------------------------------------------------------

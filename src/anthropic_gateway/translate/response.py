@@ -16,6 +16,7 @@ from anthropic_gateway.translate.common import (
     anthropic_usage,
     client_tool_id,
     parse_tool_arguments,
+    reported_stop,
     stop_reason_for,
     thinking_blocks,
 )
@@ -46,8 +47,8 @@ def to_anthropic_message(
     )
     matched: str | None = None
     text = "".join(t for t in (msg.get("content"), msg.get("refusal")) if isinstance(t, str))
-    if ctx.stop_sequences and text:
-        text, matched = apply_stop_sequences(text, ctx.stop_sequences)
+    if ctx.local_stops and text:
+        text, matched = apply_stop_sequences(text, ctx.local_stops)
     if text:
         content.append({"type": "text", "text": text})
     seen: set[str] = set()
@@ -96,9 +97,9 @@ def _upstream_matched(choice: dict[str, Any], sequences: list[str]) -> str | Non
     """Which stop sequence ended the text when the upstream (not our scan) stopped on it."""
     if not sequences:
         return None
-    vllm = choice.get("stop_reason")
-    if isinstance(vllm, str) and vllm in sequences:
-        return vllm
+    reported = reported_stop(choice)
+    if reported is not None and reported in sequences:
+        return reported
     if choice.get("native_finish_reason") == "stop_sequence" and len(sequences) == 1:
         return sequences[0]
     return None

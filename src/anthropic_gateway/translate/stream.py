@@ -9,9 +9,15 @@ Invariants (checked by the tests' grammar checker): block indices 0..n in order,
 open, every block started / given deltas / stopped exactly once; message_delta is held until the
 trailing usage chunk or the end; nothing follows an error event.
 
-Tool calls are buffered per upstream `index` and emitted whole (start, one input_json_delta, stop)
-when other content resumes or the answer ends, so their JSON is validated - and repaired if need be -
-before the client sees a byte of it: the SDKs' partial-JSON parser raises on invalid JSON.
+Tool calls (`ctx.stream_tool_input`): a call's block starts once its name is known and each argument
+fragment goes out as an input_json_delta as it arrives, as Anthropic streams them. One call streams
+at a time; a call that starts while the streaming one's JSON is still incomplete (fragments interleaved
+by `index`) waits and goes out whole after it. Finished arguments that are not valid JSON end the
+block as Anthropic's unbuffered tool streaming does: content_block_stop after what was sent (the
+SDKs' accumulators then hold the partial input, or raise their own parse error).
+Otherwise (backends whose tool JSON is known to break) calls are buffered per upstream `index` and
+emitted whole (start, one input_json_delta, stop) when other content resumes or the answer ends, so
+their JSON is validated - and repaired if need be - before the client sees a byte of it.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from anthropic_gateway.translate.common import (
     is_claude_detail,
     merge_details,
     parse_tool_arguments,
+    reported_stop,
     stop_reason_for,
 )
 from anthropic_gateway.translate.context import RequestContext
@@ -39,7 +46,7 @@ from anthropic_gateway.upstream_errors import from_stream_error, redact
 
 log = logging.getLogger(__name__)
 
-TEXT, THINKING = 1, 2
+TEXT, THINKING, TOOL = 1, 2, 3
 _TEXT_ONLY = frozenset({"content", "role"})
 # How many upstream deltas may wait for a late Claude signature before the block is closed without it.
 MAX_DEFERRED = 512
@@ -48,12 +55,28 @@ MAX_EVENT_BYTES = 16 * 1024 * 1024
 
 
 class _ToolCall:
-    __slots__ = ("args", "id", "name")
+    __slots__ = ("args", "checked", "id", "name", "whole")
 
     def __init__(self) -> None:
         self.id: str | None = None
         self.name = ""
         self.args: list[str] = []
+        self.checked = 0  # len(args) when `whole` was last decided
+        self.whole = False
+
+
+def _complete(call: _ToolCall) -> bool:
+    """Whether a call's arguments so far are a whole JSON value. None yet counts as not whole: a call
+    that starts meanwhile may be interleaved with this one's arguments still to come."""
+    if call.checked != len(call.args):
+        call.checked = len(call.args)
+        try:
+            orjson.loads("".join(call.args))
+        except orjson.JSONDecodeError:
+            call.whole = False
+        else:
+            call.whole = True
+    return call.whole
 
 
 class StreamTranslator:
@@ -65,8 +88,12 @@ class StreamTranslator:
         self.decoder = sse.SSEDecoder()
         self.index = 0  # index the next block gets
         self.open = 0  # TEXT, THINKING or 0
-        self.tools: dict[int, _ToolCall] = {}
+        self.tools: dict[int, _ToolCall] = {}  # calls not yet closed, the streaming one included
         self.last_tool: int | None = None
+        self.live: _ToolCall | None = None  # the call whose block is open (open == TOOL)
+        self.live_idx: int | None = None
+        self.closed: set[int] = set()  # indices of this run's calls whose blocks are closed
+        self.cut_tool = False  # a streamed call ended with arguments that are not whole JSON
         self.had_tools = False
         self.seen_ids: set[str] = set()
         # thinking block state
@@ -78,13 +105,13 @@ class StreamTranslator:
         # end state
         self.finish_reason: str | None = None
         self.native_reason: Any = None
-        self.vllm_stop: Any = None
+        self.reported_stop: str | None = None
         self.usage: dict[str, Any] | None = None
         self.saw_done = False
         self.stop_sequence: str | None = None
         self.refused = False
         self.error: GatewayError | None = None
-        self.stops = StopScanner(ctx.stop_sequences) if ctx.stop_sequences else None
+        self.stops = StopScanner(ctx.local_stops) if ctx.local_stops else None
         self.out: list[bytes] = []
         self.stop_reason_sent: str | None = None  # the stop_reason of message_delta, once sent
 
@@ -129,7 +156,7 @@ class StreamTranslator:
             self._resume()
         self._flush_stops()
         if self.stop_sequence is not None:
-            self.tools = {}  # generation ended at the stop sequence, as in the non-streamed path
+            self._drop_waiting_tools()  # generation ended at the stop sequence, as in the non-streamed path
         self._flush_tools()
         self._close()
         if self.error is not None:
@@ -204,7 +231,7 @@ class StreamTranslator:
                 return
             self.finish_reason = reason
             self.native_reason = choice.get("native_finish_reason")
-            self.vllm_stop = choice.get("stop_reason")
+            self.reported_stop = reported_stop(choice)
 
     def _delta(self, delta: dict[str, Any]) -> None:
         content = delta.get("content")
@@ -336,7 +363,7 @@ class StreamTranslator:
             text, matched = self.stops.feed(text)
             if matched is not None:
                 self.stop_sequence = matched
-                self.tools = {}  # generation ended at the stop sequence: buffered calls never completed
+                self._drop_waiting_tools()  # generation ended at the stop sequence: buffered calls never completed
         if text:
             self._emit_text(text)
 
@@ -367,29 +394,73 @@ class StreamTranslator:
                 continue
             idx = frag.get("index")
             fid = frag.get("id")
+            fn = frag.get("function")
+            args = fn.get("arguments") if isinstance(fn, dict) else None
+            if args and not isinstance(args, str):
+                args = orjson.dumps(args).decode()
+            live = self.live
+            if live is not None and idx == self.live_idx and not fid and args:
+                # The tool hot path: one more argument fragment of the call being streamed.
+                live.args.append(args)
+                self.out.append(sse.input_json_delta(self.index, args))
+                continue
             if not isinstance(idx, int):
                 last = self.tools.get(self.last_tool) if self.last_tool is not None else None
                 new_call = last is None or (fid and last.id and fid != last.id)
-                idx = (max(self.tools, default=-1) + 1) if new_call else self.last_tool
+                idx = (max((*self.tools, *self.closed), default=-1) + 1) if new_call else self.last_tool
                 assert idx is not None
+            elif idx in self.closed:
+                if args and args.strip():
+                    log.warning("arguments for a tool call that already ended were dropped (%d chars)", len(args))
+                continue
             call = self.tools.get(idx)
             if call is None:
                 call = self.tools[idx] = _ToolCall()
             self.last_tool = idx
             if fid and call.id is None:
                 call.id = fid
-            fn = frag.get("function")
-            if isinstance(fn, dict):
-                if fn.get("name") and not call.name:
-                    call.name = fn["name"]
-                args = fn.get("arguments")
+            if isinstance(fn, dict) and fn.get("name") and not call.name:
+                call.name = fn["name"]
+            if call is live:
                 if args:
-                    call.args.append(args if isinstance(args, str) else orjson.dumps(args).decode())
+                    call.args.append(args)
+                    self.out.append(sse.input_json_delta(self.index, args))
+                continue
+            if args:
+                call.args.append(args)
+            if self.ctx.stream_tool_input and call.name and (live is None or _complete(live)):
+                self._start_live(idx, call)
+                if self.error is not None:
+                    return
+
+    def _start_live(self, idx: int, call: _ToolCall) -> None:
+        """The call's block opens (closing the block before it); what it already has goes out."""
+        self._close()
+        if self.error is not None:
+            return
+        self.out.append(sse.block_start(self.index, self._tool_block(call)))
+        if call.args:
+            self.out.append(sse.input_json_delta(self.index, "".join(call.args)))
+        self.open = TOOL
+        self.live = call
+        self.live_idx = idx
+
+    def _tool_block(self, call: _ToolCall) -> dict[str, Any]:
+        name = self.ctx.tool_names.get(call.name, call.name)
+        return {"type": "tool_use", "id": client_tool_id(call.id, self.seen_ids), "name": name, "input": {}}
+
+    def _drop_waiting_tools(self) -> None:
+        """Calls not started yet never completed; the streaming one is closed as it stands."""
+        self.tools = {i: c for i, c in self.tools.items() if c is self.live}
 
     def _flush_tools(self) -> None:
+        """Other content resumes, or the answer ends: the run of tool calls is over."""
         if not self.tools:
             return
+        if self.open == TOOL:
+            self._close()
         calls, self.tools, self.last_tool = self.tools, {}, None
+        self.closed = set()
         self._close()
         for call in calls.values():
             if not call.name:
@@ -401,20 +472,35 @@ class StreamTranslator:
                     f"The model produced arguments for tool '{call.name}' that are not valid JSON and could not be repaired"
                 ))  # fmt: skip
                 return
-            name = self.ctx.tool_names.get(call.name, call.name)
-            block = {"type": "tool_use", "id": client_tool_id(call.id, self.seen_ids), "name": name, "input": {}}
-            self.out.append(sse.block_start(self.index, block))
-            self.out.append(sse.block_delta(self.index, {"type": "input_json_delta", "partial_json": orjson.dumps(parsed).decode()}))
+            self.out.append(sse.block_start(self.index, self._tool_block(call)))
+            self.out.append(sse.input_json_delta(self.index, orjson.dumps(parsed).decode()))
             self.out.append(sse.block_stop(self.index))
             self.index += 1
             self.had_tools = True
+
+    def _close_live(self) -> None:
+        call = self.live
+        assert call is not None
+        self.live = self.live_idx = None
+        for i, c in list(self.tools.items()):
+            if c is call:
+                del self.tools[i]
+                self.closed.add(i)
+        self.had_tools = True
+        if call.args and not _complete(call):
+            self.cut_tool = True
+            # As Anthropic's unbuffered tool streaming ends: the block closes after what was sent.
+            log.warning("tool '%s' ended with arguments that are not valid JSON (%d chars)", call.name,
+                        sum(map(len, call.args)))  # fmt: skip
 
     # -- blocks and the end
 
     def _close(self) -> None:
         if not self.open:
             return
-        if self.open == THINKING:
+        if self.open == TOOL:
+            self._close_live()
+        elif self.open == THINKING:
             if self.signature is not None:
                 sig = self.signature
             elif self.other_details:
@@ -431,11 +517,13 @@ class StreamTranslator:
             reason, matched = "stop_sequence", self.stop_sequence
         else:
             reason = stop_reason_for(self.finish_reason, self.native_reason, self.had_tools, self.refused)
+            if self.cut_tool and self.finish_reason == "length":
+                reason = "max_tokens"  # as Anthropic ends a tool call cut by max_tokens
             matched = None
             seqs = self.ctx.stop_sequences
             if reason == "end_turn" and seqs:
-                if isinstance(self.vllm_stop, str) and self.vllm_stop in seqs:
-                    reason, matched = "stop_sequence", self.vllm_stop
+                if self.reported_stop is not None and self.reported_stop in seqs:
+                    reason, matched = "stop_sequence", self.reported_stop
                 elif self.native_reason == "stop_sequence" and len(seqs) == 1:
                     reason, matched = "stop_sequence", seqs[0]
         usage = anthropic_usage(self.usage, self.input_estimate)
