@@ -85,6 +85,8 @@ SAMPLES: dict[str, Sample] = {
     "retries": Sample("3", "retries = 3", lambda s: s.retries, 3),
     "retry_max_wait": Sample("4.5", "retry_max_wait = 4.5", lambda s: s.retry_max_wait, 4.5),
     "first_byte_timeout": Sample("12", "first_byte_timeout = 12", lambda s: s.first_byte_timeout, 12.0),
+    "reports_matched_stop": Sample("true", "reports_matched_stop = true", lambda s: s.reports_matched_stop, True),
+    "stream_tool_input": Sample("false", "stream_tool_input = false", lambda s: s.stream_tool_input, False),
 }  # fmt: skip
 
 
@@ -153,6 +155,8 @@ BACKEND_SAMPLES: dict[str, tuple[str, Any]] = {
     "total_timeout": ("900", 900.0),
     "max_concurrency": ("4", 4),
     "tool_id_max_len": ("9", 9),
+    "reports_matched_stop": ("true", True),
+    "stream_tool_input": ("false", False),
     "system_messages": ("keep", "keep"),
 }
 LOC_URL_ENV = {"ANTHROPIC_GATEWAY_BACKENDS__LOC__URL": "http://127.0.0.1:11434/v1"}
