@@ -38,6 +38,9 @@ GATEWAY_ENV: dict[str, str] = {
     "ANTHROPIC_GATEWAY_SONNET_MODEL": SONNET,
     "ANTHROPIC_GATEWAY_HAIKU_MODEL": HAIKU,
     "ANTHROPIC_GATEWAY_LOG_LEVEL": "debug",
+    # The session gateways serve every test: a remembered upstream 4xx would leak from one test into
+    # the next that sends the same body. Tests of that memory spawn their own gateway.
+    "ANTHROPIC_GATEWAY_NEGATIVE_CACHE_TTL": "0",
 }
 
 STARTUP_TIMEOUT = 20.0

@@ -120,6 +120,11 @@ async def _send(
         info = CallInfo(input_estimate=estimate, max_tokens=req.max_tokens, client_key_used=client_key_used,
                         context_window=candidate.config.context_window if candidate.config else None)  # fmt: skip
         payload = _encode(body)
+        refused = upstream.refusals.lookup(candidate.backend.name, key, body, payload)
+        if refused is not None:
+            log.info("upstream %s/%s refused this same request within %g s: its error again, no call",
+                     candidate.backend.name, candidate.upstream_model, upstream.refusals.ttl)  # fmt: skip
+            raise from_response(refused.status, refused.body, refused.headers, info)
         for attempt in range(settings.retries + 1):
             if attempt:
                 record.retries += 1
@@ -142,6 +147,8 @@ async def _send(
                     slot()
                 last = from_response(response.status, raw, response.headers, info)
                 if response.status not in RETRYABLE_STATUS:
+                    upstream.refusals.remember(candidate.backend.name, key, body, payload, response.status, raw,
+                                               response.headers)  # fmt: skip
                     raise last
             log.info("upstream %s/%s failed (%s); attempt %d", candidate.backend.name, candidate.upstream_model,
                      last.http_status, attempt + 1)  # fmt: skip

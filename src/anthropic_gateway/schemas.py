@@ -299,6 +299,8 @@ class Tool(Struct, kw_only=True):
     input_schema: msgspec.Raw = msgspec.field(default_factory=msgspec.Raw)
     cache_control: CacheControl | None = None
     strict: bool | None = None
+    # Tool search: not callable until a tool_reference loads it (translate/deferred_tools.py).
+    defer_loading: bool | None = None
 
     def __post_init__(self) -> None:
         # msgspec checks UTF-8 only in what it decodes; raw JSON is copied as sent, so a stray byte

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from anthropic_gateway import __version__
 from anthropic_gateway.errors import APIError, GatewayError, GatewayTimeoutError
+from anthropic_gateway.negative_cache import NegativeCache
 from anthropic_gateway.routing import Backend
 from anthropic_gateway.settings import Settings
 
@@ -36,6 +37,7 @@ class UpstreamClient:
         self._timeouts: dict[str, aiohttp.ClientTimeout] = {}
         # Per (backend, streaming): the parsed URL and the headers that do not change per request.
         self._targets: dict[tuple[str, bool], tuple[Any, dict[str, str]]] = {}
+        self.refusals = NegativeCache(settings.negative_cache_ttl)  # remembered upstream 4xx
 
     async def start(self) -> None:
         # aiohttp is the gateway's largest import (~130 ms, a quarter of start-up). It loads in a

@@ -80,3 +80,11 @@ def test_head_root_prewarm_answers_200_without_auth(gateway: GatewayProcess) -> 
     with urllib.request.urlopen(req, timeout=5) as resp:
         assert resp.status == 200
         assert resp.read() == b""
+
+
+def test_head_api_hello_prewarm_answers_200_without_auth(gateway: GatewayProcess) -> None:
+    # Some Claude Code versions pre-warm with HEAD /api/hello instead of HEAD /.
+    req = urllib.request.Request(gateway.url + "/api/hello", method="HEAD", headers={"user-agent": "Bun/1.4.0"})
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        assert resp.status == 200
+        assert resp.read() == b""

@@ -214,6 +214,7 @@ def routing_env(alpha_url: str, beta_url: str, dead_url: str, slow_url: str, **s
         "ANTHROPIC_GATEWAY_SONNET_MODEL": "tier/sonnet",
         "ANTHROPIC_GATEWAY_HAIKU_MODEL": "tier/haiku",
         "ANTHROPIC_GATEWAY_LOG_LEVEL": "debug",
+        "ANTHROPIC_GATEWAY_NEGATIVE_CACHE_TTL": "0",  # shared across tests: no remembered 4xx (see GATEWAY_ENV)
         "ANTHROPIC_GATEWAY_BACKENDS": json.dumps(backends),
         "ANTHROPIC_GATEWAY_MODELS": json.dumps(models),
         "ROUTING_ALPHA_KEY": ALPHA_KEY,

@@ -56,6 +56,8 @@ _OK = {"description": "ok"}
 ENDPOINTS: list[Endpoint] = [
     Endpoint(("GET", "HEAD"), "/", root, "Name, version and endpoints; 200 once requests can be served "
              "(HEAD: the liveness probe Claude Code pre-warms with)", responses={"200": _OK}),
+    Endpoint(("GET", "HEAD"), "/api/hello", root, "The same as GET / (HEAD: the pre-warm probe some Claude Code "
+             "versions send)", responses={"200": _OK}, listed=False),
     Endpoint(("GET",), "/openapi.json", openapi, "This document", responses={"200": _OK}),
     Endpoint(("POST",), "/v1/messages", messages.messages,
              "Create a message (Anthropic Messages API); any query string (?beta=true) is accepted",

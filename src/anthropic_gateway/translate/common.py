@@ -168,6 +168,12 @@ def open_envelope(signature: str) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
+def hidden_thinking(signature: str, text: str) -> str:
+    """The signature a Claude thinking block goes back with when its text is omitted: Claude's
+    signature and the text, restored unchanged by the replay (messages._Reasoning)."""
+    return envelope({"s": signature, "x": text})
+
+
 def detail_text(detail: dict[str, Any]) -> str:
     kind = detail.get("type")
     if kind == "reasoning.text":
@@ -199,8 +205,11 @@ def merge_details(details: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return merged
 
 
-def thinking_blocks(details: list[dict[str, Any]] | None, reasoning: str | None) -> list[dict[str, Any]]:
-    """Complete reasoning of a non-streamed answer → thinking / redacted_thinking blocks."""
+def thinking_blocks(
+    details: list[dict[str, Any]] | None, reasoning: str | None, omit_text: bool = False
+) -> list[dict[str, Any]]:
+    """Complete reasoning of a non-streamed answer → thinking / redacted_thinking blocks (signed
+    Claude blocks without their text when ``omit_text``)."""
     blocks: list[dict[str, Any]] = []
     if details:
         claude: dict[Any, dict[str, Any]] = {}
@@ -223,6 +232,9 @@ def thinking_blocks(details: list[dict[str, Any]] | None, reasoning: str | None)
         for block in blocks:
             if block["type"] == "thinking" and not block["signature"]:
                 block["signature"] = envelope({"t": "text"})
+            elif block["type"] == "thinking" and omit_text:
+                block["signature"] = hidden_thinking(block["signature"], block["thinking"])
+                block["thinking"] = ""
         if other:
             other = merge_details(other)
             text = "".join(detail_text(d) for d in other)

@@ -19,3 +19,6 @@ class RequestContext:
     stream_tool_input: bool = False
     # upstream tool name → the client's name, only for names that had to be rewritten.
     tool_names: dict[str, str] = field(default_factory=dict)
+    # thinking.display "omitted" on a Claude target: thinking blocks go back without their text, which
+    # travels in the signature envelope so the next turn can replay it (common.hidden_thinking).
+    omit_thinking: bool = False

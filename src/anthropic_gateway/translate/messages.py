@@ -338,13 +338,17 @@ class _Reasoning:
     def add_thinking(self, block: ThinkingBlock, claude: bool) -> None:
         sig = block.signature
         ours = sig.startswith(ENVELOPE_PREFIX)
+        payload = open_envelope(sig) if ours else None
         if claude:
+            if payload is not None and isinstance(payload.get("s"), str) and isinstance(payload.get("x"), str):
+                sig, text, ours = payload["s"], payload["x"], False  # its text was omitted on the way out
+            else:
+                text = block.thinking
             if sig and not ours:  # a genuine Claude signature: replayed unchanged
                 self.details.append({
-                    "type": "reasoning.text", "text": block.thinking, "signature": sig, "format": CLAUDE_FORMAT,
+                    "type": "reasoning.text", "text": text, "signature": sig, "format": CLAUDE_FORMAT,
                 })  # fmt: skip
-            return  # our envelopes (or unsigned text) would fail Claude's signature check
-        payload = open_envelope(sig) if ours else None
+            return  # our other envelopes (or unsigned text) would fail Claude's signature check
         if payload is not None and isinstance(payload.get("d"), list):
             self.details.extend(payload["d"])
         if block.thinking:

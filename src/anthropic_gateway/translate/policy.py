@@ -240,9 +240,31 @@ def _gemini(node: Any) -> Any:
         if key == "properties" and isinstance(value, dict):
             out[key] = {name: _gemini(sub) for name, sub in value.items()}
             continue
+        if key == "allOf" and isinstance(value, list):
+            continue  # merged below, once the node's own keywords are in
         out[key] = _gemini(value)
+    if isinstance(node.get("allOf"), list):
+        _merge_all_of(out, [_gemini(sub) for sub in node["allOf"]])
     if out.get("type") == "array" and "items" not in out:
         out["items"] = {"type": "string"}
     if out.get("type") == "object" and out.get("properties") == {}:
         del out["properties"]
     return out
+
+
+def _merge_all_of(out: dict[str, Any], subs: list[Any]) -> None:
+    """Gemini has no ``allOf``: its subschemas are folded into the node. Properties and required
+    names are united; any other keyword keeps its first value (a second ``pattern`` is a constraint
+    Gemini cannot express, and the client validates the tool input itself)."""
+    for sub in subs:
+        if not isinstance(sub, dict):
+            continue
+        for key, value in sub.items():
+            if key == "properties" and isinstance(value, dict):
+                props = out.setdefault("properties", {})
+                props.update({k: v for k, v in value.items() if k not in props})
+            elif key == "required" and isinstance(value, list):
+                have = out.get("required", [])
+                out["required"] = [*have, *(r for r in value if r not in have)]
+            else:
+                out.setdefault(key, value)

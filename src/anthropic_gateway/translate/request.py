@@ -30,6 +30,7 @@ from anthropic_gateway.schemas import (
 )
 from anthropic_gateway.translate.client_tools import client_tool_schema
 from anthropic_gateway.translate.context import RequestContext
+from anthropic_gateway.translate.deferred_tools import callable_tools
 from anthropic_gateway.translate.messages import MessageConverter
 
 __all__ = ["RequestContext", "to_openai_request"]
@@ -64,7 +65,7 @@ def to_openai_request(req: MessagesRequest, route: Route, *, stream: bool) -> tu
             "connect MCP servers in the client instead"
         )
     _tools(req, body, conv)
-    _reasoning(req, body, route)
+    _reasoning(req, body, route, ctx)
     fmt = req.output_config.format if req.output_config is not None else None
     fmt = fmt or req.output_format
     if fmt is not None:
@@ -104,7 +105,9 @@ def _stops(ctx: RequestContext, seqs: list[str], body: dict[str, Any], kind: Bac
 def _tools(req: MessagesRequest, body: dict[str, Any], conv: MessageConverter) -> None:
     if not req.tools:
         return
-    tools = [_tool(t, i, conv) for i, t in enumerate(req.tools)]
+    tools = [_tool(t, i, conv) for i, t in callable_tools(req)]
+    if not tools:
+        return  # only tools tool search has not loaded yet: nothing the model may call
     body["tools"] = tools
     choice = req.tool_choice
     if choice is None:
@@ -157,7 +160,7 @@ def _tool(tool: Tool, index: int, conv: MessageConverter) -> dict[str, Any]:
 _EFFORT_FOR_OPENAI = {"low": "low", "medium": "medium", "high": "high", "xhigh": "high", "max": "high"}
 
 
-def _reasoning(req: MessagesRequest, body: dict[str, Any], route: Route) -> None:
+def _reasoning(req: MessagesRequest, body: dict[str, Any], route: Route, ctx: RequestContext) -> None:
     thinking = req.thinking
     effort = req.output_config.effort if req.output_config is not None else None
     kind = route.backend.kind
@@ -180,6 +183,9 @@ def _reasoning(req: MessagesRequest, body: dict[str, Any], route: Route) -> None
     else:
         assert_never(thinking)
     if thinking.display == "omitted" and "reasoning" in body:
-        body["reasoning"]["exclude"] = True
+        if route.target_is_claude:  # exclude would drop the signed reasoning the replay needs
+            ctx.omit_thinking = True
+        else:
+            body["reasoning"]["exclude"] = True
 
 

@@ -43,7 +43,7 @@ def to_anthropic_message(
     msg = choice.get("message") or {}
 
     content: list[dict[str, Any]] = thinking_blocks(
-        msg.get("reasoning_details"), msg.get("reasoning") or msg.get("reasoning_content")
+        msg.get("reasoning_details"), msg.get("reasoning") or msg.get("reasoning_content"), ctx.omit_thinking
     )
     matched: str | None = None
     text = "".join(t for t in (msg.get("content"), msg.get("refusal")) if isinstance(t, str))

@@ -34,6 +34,7 @@ from anthropic_gateway.translate.common import (
     client_tool_id,
     detail_text,
     envelope,
+    hidden_thinking,
     is_claude_detail,
     merge_details,
     parse_tool_arguments,
@@ -101,6 +102,7 @@ class StreamTranslator:
         self.signature: str | None = None
         self.detail_index: Any = None  # reasoning_details `index` of the open Claude thinking block
         self.other_details: list[dict[str, Any]] = []
+        self.hidden: list[str] = []  # the open Claude block's text when ctx.omit_thinking
         self.deferred: list[dict[str, Any]] | None = None
         # end state
         self.finish_reason: str | None = None
@@ -333,7 +335,10 @@ class StreamTranslator:
                         return
                     self.claude_thinking = True
                     self.detail_index = d.get("index")
-                    self.out.append(sse.thinking_delta(self.index, text))
+                    if self.ctx.omit_thinking:
+                        self.hidden.append(text)
+                    else:
+                        self.out.append(sse.thinking_delta(self.index, text))
                 if d.get("signature") and self.open == THINKING:
                     self.signature = d["signature"]
                     self.claude_thinking = True
@@ -503,6 +508,12 @@ class StreamTranslator:
         elif self.open == THINKING:
             if self.signature is not None:
                 sig = self.signature
+                if self.ctx.omit_thinking:
+                    sig, self.hidden = hidden_thinking(sig, "".join(self.hidden)), []
+            elif self.hidden:  # unsigned after all: the text is all there is to keep
+                self.out.append(sse.thinking_delta(self.index, "".join(self.hidden)))
+                self.hidden = []
+                sig = envelope({"t": "text"})
             elif self.other_details:
                 sig = envelope({"d": merge_details(self.other_details)})
             else:

@@ -1,0 +1,116 @@
+"""What Claude Code 2.1.332 sends that 2.1.197 did not, through the gateway with the real CLI.
+
+Every test runs on both versions; expectations that differ say which version they are for. The
+shapes were captured from 2.1.332 with a fake Anthropic API (tests/data/claude-code-2.1.332-*.json).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from claude_code.harness import Script, Workspace, final_text, requests_per_turn
+from conftest import GATEWAY_ENV, SpawnGateway
+from fake_upstream import (
+    FakeUpstream,
+    Reply,
+    error_body,
+    finish_chunk,
+    text_chunk,
+    tool_call_chunk,
+    usage_chunk,
+)
+
+ScriptFn = Any
+LATEST = "2.1.332"
+GENERIC_400 = "Provider returned error: invalid value for a field"
+
+# Upstream calls for one turn the upstream answers with a generic 400, by (version, kind, memory):
+# 2.1.197 does not retry a 400. 2.1.332 sends six requests (fewer betas twice: the same upstream
+# body; no thinking.display; tool search off, then fewer betas and no display again), which the
+# remembered refusal turns into two upstream calls, on either backend kind.
+FAILING_TURN_CALLS = {
+    ("2.1.197", "openai-compatible", "0"): 1,
+    ("2.1.197", "openai-compatible", "60"): 1,
+    ("2.1.197", "openrouter", "60"): 1,
+    ("2.1.332", "openai-compatible", "0"): 6,
+    ("2.1.332", "openai-compatible", "60"): 2,
+    ("2.1.332", "openrouter", "60"): 2,
+}
+
+
+def tool_names(body: dict[str, Any]) -> list[str]:
+    return [t["function"]["name"] for t in body.get("tools", [])]
+
+
+@pytest.mark.parametrize(
+    ("kind", "ttl"), [("openai-compatible", "0"), ("openai-compatible", "60"), ("openrouter", "60")]
+)
+def test_a_failing_turn_costs_at_most_two_upstream_calls(
+    claude_bin: Path, claude_version: str, kind: str, ttl: str, spawn_gateway: SpawnGateway,
+    upstream: FakeUpstream, workspace: Workspace,
+) -> None:  # fmt: skip
+    gw = spawn_gateway({**GATEWAY_ENV, "ANTHROPIC_GATEWAY_BACKEND_KIND": kind,
+                        "ANTHROPIC_GATEWAY_NEGATIVE_CACHE_TTL": ttl})  # fmt: skip
+    upstream.always(Reply.json(error_body(400, GENERIC_400), status=400))
+    run = workspace.claude(claude_bin, gw.url, "Say hello")
+
+    assert run.returncode == 1, run.describe()
+    result = run.result
+    assert (result["is_error"], result["api_error_status"]) == (True, 400)
+    assert result["result"] == f"API Error: 400 Upstream error: {GENERIC_400}"
+    assert len(upstream.requests) == FAILING_TURN_CALLS[(claude_version, kind, ttl)]
+
+
+def test_deferred_tools_reach_the_model_only_once_tool_search_loads_them(
+    claude_bin: Path, claude_version: str, gateway: Any, upstream: FakeUpstream, workspace: Workspace,
+    script: ScriptFn,
+) -> None:  # fmt: skip
+    if claude_version == LATEST:  # tool search is on: load WebFetch, then answer
+        first = [tool_call_chunk(0, id="call_ts", name="ToolSearch", arguments='{"query": "select:WebFetch"}'),
+                 finish_chunk("tool_calls"), usage_chunk(1200, 20)]  # fmt: skip
+        script(Script([first, final_text("WebFetch is loaded.")]))
+    else:  # 2.1.197 disables tool search for a non-Anthropic host and sends every tool
+        script(Script([final_text("WebFetch is loaded.")]))
+    run = workspace.claude(claude_bin, gateway.url, "Load the WebFetch tool", "--allowedTools", "ToolSearch")
+
+    assert run.returncode == 0, run.describe()
+    assert run.result["result"] == "WebFetch is loaded."
+    bodies = [r.body for r in upstream.requests]
+    assert all(isinstance(b, dict) for b in bodies)
+    if claude_version == LATEST:
+        assert requests_per_turn(upstream.requests) == [1, 1]
+        first_tools, second_tools = tool_names(bodies[0]), tool_names(bodies[1])
+        # The placeholder ("never call this tool") and the unloaded tools are not callable.
+        assert "DeferredToolPlaceholder" not in first_tools + second_tools
+        assert "ToolSearch" in first_tools and "WebFetch" not in first_tools
+        assert len(first_tools) == 11
+        # The ToolSearch result holds a tool_reference to WebFetch: from now on it is a function.
+        assert "WebFetch" in second_tools and len(second_tools) == 12
+        tool_msg = next(m for m in bodies[1]["messages"] if m["role"] == "tool")
+        assert tool_msg["tool_call_id"] == "call_ts" and "WebFetch" in tool_msg["content"]
+    else:
+        assert requests_per_turn(upstream.requests) == [1]
+        assert "WebFetch" in tool_names(bodies[0]) and "ToolSearch" not in tool_names(bodies[0])
+        assert len(tool_names(bodies[0])) == 24
+
+
+def test_max_tokens_is_clamped_to_the_alias_limit(
+    claude_bin: Path, claude_version: str, spawn_gateway: SpawnGateway, upstream: FakeUpstream,
+    workspace: Workspace, script: ScriptFn,
+) -> None:  # fmt: skip
+    # 2.1.332 asks claude-opus-5-5 for max_tokens 128000; 2.1.197 asks claude-opus-4-8 for 64000.
+    models = {"claude-opus-*": {"model": "test/opus", "max_output_tokens": 32000}}
+    gw = spawn_gateway({**GATEWAY_ENV, "ANTHROPIC_GATEWAY_MODELS": json.dumps(models)})
+    script(Script([[text_chunk("Hello."), finish_chunk("stop"), usage_chunk(1200, 2)]]))
+    run = workspace.claude(claude_bin, gw.url, "Say hello")
+
+    assert run.returncode == 0, run.describe()
+    assert run.result["result"] == "Hello."
+    (body,) = [r.body for r in upstream.requests]
+    assert isinstance(body, dict)
+    assert body["model"] == "test/opus"
+    assert body["max_tokens"] == 32000
