@@ -41,7 +41,7 @@ class NegativeCache:
         self.ttl = ttl
         self._entries: OrderedDict[bytes, Refusal] = OrderedDict()
 
-    def lookup(self, backend: str, upstream_key: str, body: dict[str, Any], payload: bytes) -> Refusal | None:
+    def lookup(self, backend: str, upstream_key: str | None, body: dict[str, Any], payload: bytes) -> Refusal | None:
         """The remembered refusal of this very request, if any (nothing is hashed while empty)."""
         if not self._entries:
             return None
@@ -54,7 +54,7 @@ class NegativeCache:
             return None
         return entry
 
-    def remember(self, backend: str, upstream_key: str, body: dict[str, Any], payload: bytes,
+    def remember(self, backend: str, upstream_key: str | None, body: dict[str, Any], payload: bytes,
                  status: int, raw: bytes, headers: Any) -> None:  # fmt: skip
         if self.ttl <= 0 or status not in REMEMBERED_STATUS or len(raw) > MAX_BODY:
             return
@@ -69,7 +69,7 @@ class NegativeCache:
         self._entries.move_to_end(key)
 
 
-def make_key(backend: str, upstream_key: str, body: dict[str, Any], payload: bytes) -> bytes:
+def make_key(backend: str, upstream_key: str | None, body: dict[str, Any], payload: bytes) -> bytes:
     """The hash of what the upstream was sent. OpenRouter's ``reasoning.exclude`` is left out: it
     only strips reasoning from OpenRouter's own answer (providers never see it), so it cannot make a
     request invalid, and 2.1.332's third retry differs from the first only there."""
@@ -77,7 +77,7 @@ def make_key(backend: str, upstream_key: str, body: dict[str, Any], payload: byt
     if isinstance(reasoning, dict) and "exclude" in reasoning:
         payload = _encode({**body, "reasoning": {k: v for k, v in reasoning.items() if k != "exclude"}})
     h = hashlib.blake2b(digest_size=20)
-    for part in (backend.encode(), upstream_key.encode(), payload):
+    for part in (backend.encode(), (upstream_key or "").encode(), payload):
         h.update(len(part).to_bytes(8, "little"))
         h.update(part)
     return h.digest()
