@@ -123,9 +123,11 @@ class Router:
             return Route(model, self.tiers[family], self.default)
         if self.passthrough:
             return Route(model, model, self.default)
+        name = shown(model)
         raise NotFoundError(
-            f"model: unknown model '{shown(model)}'. This gateway serves {self.describe_aliases()}; "
-            "configure an alias in [models] or set ANTHROPIC_GATEWAY_PASSTHROUGH_MODELS=true"
+            f"model: '{name}' is not a model this gateway serves. It serves {self.describe_aliases()}. "
+            f"To serve '{name}', add [models.\"{name}\"] to the config file (or ANTHROPIC_GATEWAY_MODELS), "
+            "or set ANTHROPIC_GATEWAY_PASSTHROUGH_MODELS=true to send unknown names to the default backend unchanged"
         )
 
     def _configured(self, model: str) -> tuple[str | None, ModelConfig | None]:
@@ -140,8 +142,8 @@ class Router:
 
     def describe_aliases(self) -> str:
         names = [*self.exact, *(a for a, _ in self.patterns)]
-        listed = ", ".join(f"'{n}'" for n in names) if names else "no configured aliases"
-        return f"{listed}, claude-* names (opus / sonnet / haiku tiers) and provider/model ids"
+        listed = "the configured aliases " + ", ".join(f"'{n}'" for n in names) if names else "no configured aliases"
+        return f"claude-* names (mapped to the opus / sonnet / haiku tiers), provider/model ids such as openai/gpt-4o, and {listed}"
 
     def aliases(self) -> list[tuple[str, Route]]:
         """Every model id the gateway lists: the exact aliases, then one id per Claude tier."""

@@ -156,3 +156,19 @@ def test_backend_keys_come_from_the_named_environment_variable() -> None:
     assert key is not None and key.get_secret_value() == "sk-local"
     assert "sk-local" not in repr(s)
     assert Router(s).backends["local"].key == key
+
+
+def test_an_unknown_model_says_what_was_asked_what_is_served_and_the_setting_to_change() -> None:
+    with pytest.raises(NotFoundError) as info:
+        router_of({}).resolve("gpt-5")
+    assert info.value.message == (
+        "model: 'gpt-5' is not a model this gateway serves. It serves claude-* names (mapped to the opus / "
+        "sonnet / haiku tiers), provider/model ids such as openai/gpt-4o, and no configured aliases. To serve "
+        "'gpt-5', add [models.\"gpt-5\"] to the config file (or ANTHROPIC_GATEWAY_MODELS), or set "
+        "ANTHROPIC_GATEWAY_PASSTHROUGH_MODELS=true to send unknown names to the default backend unchanged"
+    )
+    with pytest.raises(NotFoundError) as info:
+        router_of({"fast": {"model": "x/fast"}, "claude-*haiku*": {"model": "x/small"}}).resolve("gpt-5")
+    assert "provider/model ids such as openai/gpt-4o, and the configured aliases 'fast', 'claude-*haiku*'. " in (
+        info.value.message
+    )
