@@ -25,8 +25,8 @@ environment:
   environment, which wins over the file. For example ANTHROPIC_GATEWAY_PORT,
   ANTHROPIC_GATEWAY_UPSTREAM_URL, ANTHROPIC_GATEWAY_SONNET_MODEL,
   ANTHROPIC_GATEWAY_API_KEYS (keys clients must send). An unknown
-  ANTHROPIC_GATEWAY_* name stops start-up. All settings: README.md,
-  "Configuration", or docs/cli.md.
+  ANTHROPIC_GATEWAY_* name stops start-up. Every setting is listed in
+  README.md, "Configuration".
 """
 
 
@@ -43,10 +43,10 @@ def _parser() -> argparse.ArgumentParser:
         epilog=SERVE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="port to listen on (default 8082)")
-    serve.add_argument("--config", type=Path, help="TOML configuration file")
+    serve.add_argument("--port", type=int, metavar="N", help="port to listen on (default 8082)")
+    serve.add_argument("--config", type=Path, metavar="FILE", help="TOML configuration file")
     serve.add_argument(
-        "--upstream-url", help="OpenAI-compatible base URL (default https://openrouter.ai/api/v1)"
+        "--upstream-url", metavar="URL", help="OpenAI-compatible base URL (default https://openrouter.ai/api/v1)"
     )
     # Every argument after `claude` is Claude Code's, even -h and --: no option prefix for this parser.
     claude = sub.add_parser(
@@ -64,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Validate the configuration, print where each model alias goes and report missing keys; "
         "exits 1 on any problem, 2 on an invalid configuration.",
     )  # fmt: skip
-    check.add_argument("--config", type=Path, help="TOML configuration file")
+    check.add_argument("--config", type=Path, metavar="FILE", help="TOML configuration file")
     check.add_argument(
         "--online", action="store_true",
         help="also probe each backend's /models endpoint and look up every alias's upstream model there",

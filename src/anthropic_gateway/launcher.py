@@ -1,11 +1,13 @@
 """`anthropic-gateway claude [ARGS…]` and `anthropic-gateway env`: Claude Code pointed at this gateway.
 
-`claude`: find `claude` on PATH → probe ``GET /`` on the configured address → start
-``anthropic-gateway serve`` in the background if nothing answers (or use the gateway that does) →
-run `claude` with every argument and the environment from :func:`claude_env` → stop the gateway it
-started → exit with Claude Code's exit code.
+`claude`: find `claude` on PATH → (``--version`` / ``--help``: run it at once, no gateway) → probe
+``GET /`` on the configured address → if nothing answers, check that the models Claude Code will use
+have an upstream key and start ``anthropic-gateway serve`` in the background (or use the gateway that
+answers) → run `claude` with every argument and the environment from :func:`claude_env` → stop the
+gateway it started → exit with Claude Code's exit code.
 
-`env`: print the same environment as ``export`` / ``unset`` lines for ``eval "$(anthropic-gateway env)"``.
+`env`: print the same environment as ``export`` / ``unset`` lines for ``eval "$(anthropic-gateway env)"``,
+warning on stderr when no gateway answers at that address.
 
 Exit codes of the launcher itself: 2 configuration error, 1 the gateway could not be started or
 reached, 127 `claude` not installed; otherwise Claude Code's own (128 + N when killed by signal N).
