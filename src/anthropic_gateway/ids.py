@@ -27,6 +27,10 @@ def tool_use_id() -> str:
     return _random_id("toolu_")
 
 
+def server_tool_use_id() -> str:
+    return _random_id("srvtoolu_")
+
+
 def request_id() -> str:
     return _random_id("req_")
 

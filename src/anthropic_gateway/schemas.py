@@ -301,6 +301,11 @@ class Tool(Struct, kw_only=True):
     strict: bool | None = None
     # Tool search: not callable until a tool_reference loads it (translate/deferred_tools.py).
     defer_loading: bool | None = None
+    # web_search_* server tool options (websearch/plan.py).
+    max_uses: int | None = None
+    allowed_domains: list[str] | None = None
+    blocked_domains: list[str] | None = None
+    user_location: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         # msgspec checks UTF-8 only in what it decodes; raw JSON is copied as sent, so a stray byte

@@ -32,6 +32,7 @@ from anthropic_gateway.tokens import count_request_tokens, is_ready, warm_up
 from anthropic_gateway.translate.response import to_anthropic_message
 from anthropic_gateway.translate.stream import StreamTranslator
 from anthropic_gateway.upstream import UpstreamClient, connection_error, read_capped, stream_errors
+from anthropic_gateway.websearch.plan import find_web_search
 
 log = logging.getLogger(__name__)
 
@@ -166,10 +167,16 @@ class MessagesService:
         return route
 
     async def answer(
-        self, req: MessagesRequest, *, client: Client, record: RequestRecord, stream: bool, size: int
+        self, req: MessagesRequest, *, client: Client, record: RequestRecord, stream: bool, size: int,
+        web_search: bool = True,
     ) -> Completed | AnswerStream:
         """Answer one validated request. ``size`` is the request body's size in bytes (it decides
-        whether the token estimate runs in a thread)."""
+        whether the token estimate runs in a thread). A request for Anthropic's web search goes
+        through websearch/ (which calls back with ``web_search=False``)."""
+        if web_search and req.tools and find_web_search(req) is not None:
+            from anthropic_gateway.websearch.service import answer_search
+
+            return await answer_search(self, req, client=client, record=record, stream=stream, size=size)
         record.stream = stream
         route = self.resolve(req.model, record)
         # The estimate fills message_start (the real figure follows in message_delta), sizes the

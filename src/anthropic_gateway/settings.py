@@ -147,6 +147,9 @@ class Settings(BaseSettings):
     )
     retries: int = Field(1, ge=0, le=5, description="Retries per backend on 429/5xx/timeouts before any byte is sent.")
     retry_max_wait: float = Field(10.0, ge=0, description="Cap on the total seconds spent waiting between retries.")
+    web_search_url: str | None = Field(None, description=(
+        "SearXNG-compatible JSON search URL (GET ?q=…&format=json) the gateway runs Anthropic's web search "
+        "tool on for backends other than OpenRouter (whose web plugin runs it)."))
     negative_cache_ttl: float = Field(60.0, ge=0, le=3600, description=(
         "Seconds an upstream 4xx (not 401/402/403/408/409/429) is remembered: an identical translated "
         "request in that window gets the same error without an upstream call; 0 turns it off."))

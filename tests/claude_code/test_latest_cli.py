@@ -114,3 +114,60 @@ def test_max_tokens_is_clamped_to_the_alias_limit(
     assert isinstance(body, dict)
     assert body["model"] == "test/opus"
     assert body["max_tokens"] == 32000
+
+
+# --- WebSearch --------------------------------------------------------------------------------------
+
+SEARCH_TEXT = "The gateway speaks Anthropic. It runs on OpenRouter."
+DOCS_URL, OR_URL = "https://example.com/gateway", "https://docs.example.org/openrouter"
+SEARCH_COMPLETION = {
+    "id": "gen-search", "object": "chat.completion", "created": 1, "model": "fake/upstream-model",
+    "choices": [{"index": 0, "finish_reason": "stop", "message": {
+        "role": "assistant", "content": SEARCH_TEXT, "annotations": [
+            {"type": "url_citation", "url_citation": {"url": DOCS_URL, "title": "Gateway docs",
+                                                      "content": "It speaks Anthropic.", "start_index": 0,
+                                                      "end_index": 29}},
+            {"type": "url_citation", "url_citation": {"url": OR_URL, "title": "OpenRouter", "start_index": 30,
+                                                      "end_index": len(SEARCH_TEXT)}}]}}],
+    "usage": {"prompt_tokens": 300, "completion_tokens": 20, "total_tokens": 320,
+              "server_tool_use": {"web_search_requests": 1}},
+}  # fmt: skip
+FINAL = f"It speaks Anthropic ([Gateway docs]({DOCS_URL})) and runs on OpenRouter ([OpenRouter]({OR_URL}))."
+
+
+def test_web_search_runs_on_openrouters_web_plugin(
+    claude_bin: Path, claude_version: str, openrouter_gateway: Any, upstream: FakeUpstream, workspace: Workspace
+) -> None:
+    main = Script([
+        [tool_call_chunk(0, id="call_ws", name="WebSearch", arguments='{"query": "gateway test query"}'),
+         finish_chunk("tool_calls"), usage_chunk(1200, 20)],
+        final_text(FINAL),
+    ])  # fmt: skip
+
+    def answer(record: Any) -> Any:
+        body = record.body if isinstance(record.body, dict) else {}
+        return Reply.json(SEARCH_COMPLETION) if "plugins" in body else main(record)
+
+    upstream.always(Reply.dynamic(answer))
+    run = workspace.claude(claude_bin, openrouter_gateway.url, "Search the web for gateway test query",
+                           "--allowedTools", "WebSearch")  # fmt: skip
+
+    assert run.returncode == 0, run.describe()
+    assert run.result["result"] == FINAL
+    bodies = [r.body for r in upstream.requests]
+    assert all(isinstance(b, dict) for b in bodies)
+    searches = [b for b in bodies if "plugins" in b]
+    loop = [b for b in bodies if "plugins" not in b]
+    assert len(searches) == 1 and len(loop) == 2, [sorted(b) for b in bodies]
+    (search,) = searches
+    assert search["plugins"] == [{"id": "web", "max_results": 8}]
+    assert "tools" not in search and "stream" not in search
+    assert "gateway test query" in json.dumps(search["messages"])
+    # What Claude Code kept from our answer: each result's title and URL, and the text.
+    tool_msg = next(m for m in loop[1]["messages"] if m["role"] == "tool")
+    assert tool_msg["tool_call_id"] == "call_ws"
+    links = f'[{{"title":"Gateway docs","url":"{DOCS_URL}"}},{{"title":"OpenRouter","url":"{OR_URL}"}}]'
+    assert tool_msg["content"] == (
+        f'Web search results for query: "gateway test query"\n\nLinks: {links}\n\n{SEARCH_TEXT}\n\n\n'
+        "REMINDER: You MUST include the sources above in your response to the user using markdown hyperlinks."
+    )  # an answer without server_tool_use would say "Did no searches"

@@ -84,6 +84,8 @@ SAMPLES: dict[str, Sample] = {
                              {"temperature": 0.2, "provider": {"data_collection": "deny"}}),
     "retries": Sample("3", "retries = 3", lambda s: s.retries, 3),
     "retry_max_wait": Sample("4.5", "retry_max_wait = 4.5", lambda s: s.retry_max_wait, 4.5),
+    "web_search_url": Sample("http://127.0.0.1:8888/search", 'web_search_url = "http://127.0.0.1:8888/search"',
+                             lambda s: s.web_search_url, "http://127.0.0.1:8888/search"),
     "negative_cache_ttl": Sample("5", "negative_cache_ttl = 5", lambda s: s.negative_cache_ttl, 5.0),
     "first_byte_timeout": Sample("12", "first_byte_timeout = 12", lambda s: s.first_byte_timeout, 12.0),
     "reports_matched_stop": Sample("true", "reports_matched_stop = true", lambda s: s.reports_matched_stop, True),

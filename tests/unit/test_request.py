@@ -543,10 +543,22 @@ def test_disable_parallel_tool_use_without_tools_sends_nothing() -> None:
 
 
 def test_server_tool_refused_naming_the_field() -> None:
-    tools = [WEATHER, {"type": "web_search_20250305", "name": "web_search", "max_uses": 3}]
+    tools = [WEATHER, {"type": "web_fetch_20250910", "name": "web_fetch", "max_uses": 3}]
     with pytest.raises(InvalidRequestError) as err:
         upstream_body(tools=tools)
     assert "tools.1" in err.value.message and err.value.http_status == 400
+
+
+def test_web_search_becomes_the_openrouter_web_plugin_and_is_refused_elsewhere() -> None:
+    tools = [WEATHER, {"type": "web_search_20250305", "name": "web_search", "max_uses": 3}]
+    body, ctx = upstream_body(tools=tools)
+    assert body["plugins"] == [{"id": "web", "max_results": 3}]
+    assert [t["function"]["name"] for t in body["tools"]] == ["get_weather"]
+    assert ctx.web_search_query == "Hello"
+    with pytest.raises(InvalidRequestError) as err:
+        upstream_body(kind="openai-compatible", tools=tools)
+    assert err.value.message.startswith("tools.1: 'web_search_20250305' (web search) runs on OpenRouter's web plugin")
+    assert "ANTHROPIC_GATEWAY_WEB_SEARCH_URL" in err.value.message
 
 
 def test_output_config_format_becomes_response_format() -> None:

@@ -22,3 +22,6 @@ class RequestContext:
     # thinking.display "omitted" on a Claude target: thinking blocks go back without their text, which
     # travels in the signature envelope so the next turn can replay it (common.hidden_thinking).
     omit_thinking: bool = False
+    # Set when the request asked for Anthropic's web search and the upstream runs it (OpenRouter's
+    # web plugin): the answer gets the search blocks (websearch/blocks.py).
+    web_search_query: str | None = None

@@ -56,6 +56,7 @@ from anthropic_gateway.translate.common import (
     upstream_tool_name,
 )
 from anthropic_gateway.translate.context import RequestContext
+from anthropic_gateway.websearch.blocks import replay_text
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +180,7 @@ class MessageConverter:
             else:
                 text = _history_text(block)
                 if text:
-                    texts.append(text)
+                    texts.append(text + "\n")  # its own line: the next block's text follows directly
         message: OAIMessage = {"role": "assistant", "content": "".join(texts) if texts else None}
         if calls:
             message["tool_calls"] = calls
@@ -394,9 +395,7 @@ def _history_text(block: ContentBlock) -> str:
     if isinstance(block, ServerToolUseBlock | MCPToolUseBlock):
         return f"[{block.name} called with {orjson.dumps(block.input).decode()}]"
     if isinstance(block, WebSearchToolResultBlock):
-        items = block.content if isinstance(block.content, list) else []
-        lines = [f"- {r.get('title', '')} {r.get('url', '')}" for r in items if isinstance(r, dict) and r.get("url")]
-        return "[web search results]\n" + "\n".join(lines) if lines else "[web search returned no results]"
+        return replay_text(block.content)
     if isinstance(
         block,
         WebFetchToolResultBlock | CodeExecutionToolResultBlock | BashCodeExecutionToolResultBlock

@@ -145,7 +145,7 @@ def apply_parameters(body: dict[str, Any], req: MessagesRequest, route: Route, d
         if isinstance(value, msgspec.Struct):
             value = msgspec.to_builtins(value)
         if name == "transforms":
-            body["plugins"] = _plugins(value)  # the legacy field, sent in its current form
+            body["plugins"] = [*body.get("plugins", []), *_plugins(value)]  # the legacy field, in its current form
         elif name == "reasoning":
             body["reasoning"] = {**body.get("reasoning", {}), **value}
         else:

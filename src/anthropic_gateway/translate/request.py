@@ -32,6 +32,12 @@ from anthropic_gateway.translate.client_tools import client_tool_schema
 from anthropic_gateway.translate.context import RequestContext
 from anthropic_gateway.translate.deferred_tools import callable_tools
 from anthropic_gateway.translate.messages import MessageConverter
+from anthropic_gateway.websearch.plan import (
+    chooses_web_search,
+    find_web_search,
+    openrouter_plugin,
+    search_query,
+)
 
 __all__ = ["RequestContext", "to_openai_request"]
 
@@ -64,7 +70,7 @@ def to_openai_request(req: MessagesRequest, route: Route, *, stream: bool) -> tu
             "mcp_servers: MCP connectors run on Anthropic's servers and are not supported by this gateway; "
             "connect MCP servers in the client instead"
         )
-    _tools(req, body, conv)
+    _tools(req, body, conv, route, ctx)
     _reasoning(req, body, route, ctx)
     fmt = req.output_config.format if req.output_config is not None else None
     fmt = fmt or req.output_format
@@ -102,15 +108,16 @@ def _stops(ctx: RequestContext, seqs: list[str], body: dict[str, Any], kind: Bac
 # --- tools -------------------------------------------------------------------------------------
 
 
-def _tools(req: MessagesRequest, body: dict[str, Any], conv: MessageConverter) -> None:
+def _tools(req: MessagesRequest, body: dict[str, Any], conv: MessageConverter, route: Route, ctx: RequestContext) -> None:
     if not req.tools:
         return
-    tools = [_tool(t, i, conv) for i, t in callable_tools(req)]
+    search = web_search(req, body, route, ctx)
+    tools = [_tool(t, i, conv) for i, t in callable_tools(req) if t is not search]
     if not tools:
-        return  # only tools tool search has not loaded yet: nothing the model may call
+        return  # only tools tool search has not loaded yet (or the web search): nothing to call
     body["tools"] = tools
     choice = req.tool_choice
-    if choice is None:
+    if choice is None or (search is not None and chooses_web_search(req, search)):
         return
     if isinstance(choice, ToolChoiceAuto):
         body["tool_choice"] = "auto"
@@ -153,6 +160,24 @@ def _tool(tool: Tool, index: int, conv: MessageConverter) -> dict[str, Any]:
     if tool.cache_control is not None and conv.kind_cache:
         out["cache_control"] = tool.cache_control
     return out
+
+
+def web_search(req: MessagesRequest, body: dict[str, Any], route: Route, ctx: RequestContext) -> Tool | None:
+    """Anthropic's web search server tool: OpenRouter's web plugin runs it; other kinds need the
+    gateway's own search backend (websearch/searxng.py), which removes the tool before this runs."""
+    search = find_web_search(req)
+    if search is None:
+        return None
+    if route.backend.kind.name != "openrouter":
+        index = (req.tools or []).index(search)
+        raise InvalidRequestError(
+            f"tools.{index}: '{search.type}' (web search) runs on OpenRouter's web plugin; for the "
+            f"{route.backend.kind.name} backend '{route.backend.name}' set "
+            "ANTHROPIC_GATEWAY_WEB_SEARCH_URL (web_search_url) to a SearXNG-compatible JSON search URL"
+        )
+    body["plugins"] = [*body.get("plugins", []), openrouter_plugin(search)]
+    ctx.web_search_query = search_query(req)
+    return search
 
 
 # --- thinking ----------------------------------------------------------------------------------

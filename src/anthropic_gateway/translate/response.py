@@ -23,6 +23,7 @@ from anthropic_gateway.translate.common import (
 from anthropic_gateway.translate.context import RequestContext
 from anthropic_gateway.translate.stops import apply_stop_sequences
 from anthropic_gateway.upstream_errors import CallInfo, from_error, from_stream_error
+from anthropic_gateway.websearch.blocks import results_from_annotations, with_search
 
 
 def to_anthropic_message(
@@ -81,7 +82,7 @@ def to_anthropic_message(
         stop_sequence = _upstream_matched(choice, ctx.stop_sequences) if stop_reason == "end_turn" else None
         if stop_sequence is not None:
             stop_reason = "stop_sequence"
-    return {
+    message = {
         "id": message_id,
         "type": "message",
         "role": "assistant",
@@ -91,6 +92,10 @@ def to_anthropic_message(
         "stop_sequence": stop_sequence,
         "usage": anthropic_usage(completion.get("usage"), info.input_estimate),
     }
+    if ctx.web_search_query is not None:  # OpenRouter's web plugin ran: its citations are the results
+        annotations = msg.get("annotations")
+        with_search(message, ctx.web_search_query, results_from_annotations(annotations), annotations)
+    return message
 
 
 def _upstream_matched(choice: dict[str, Any], sequences: list[str]) -> str | None:
