@@ -13,7 +13,7 @@ from anthropic_gateway.errors import APIError
 from anthropic_gateway.routing import Router
 from anthropic_gateway.settings import load_settings
 from conftest import SpawnGateway
-from fake_upstream import FakeUpstream, Reply, finish_chunk, text_chunk, usage_chunk
+from fake_upstream import FakeUpstream, Reply, error_body, finish_chunk, text_chunk, usage_chunk
 
 HI: list[anthropic.types.MessageParam] = [{"role": "user", "content": "Hi"}]
 OK = Reply.auto([text_chunk("ok"), finish_chunk("stop"), usage_chunk(5, 1)])
@@ -90,3 +90,30 @@ def test_a_named_backend_key_comes_from_its_key_env_and_a_passthrough_client_use
     assert upstream_key(router.backends["oa"], Client(trusted=False, key="sk-own")) == ("sk-own", True)
     local = Router(load_settings(environ={"ANTHROPIC_GATEWAY_UPSTREAM_URL": "http://127.0.0.1:11434/v1"}))
     assert upstream_key(local.backends["default"], Client(trusted=True)) == (None, False)
+
+
+def test_a_401_names_the_variable_of_the_backend_that_refused(spawn_gateway: SpawnGateway, upstream: FakeUpstream) -> None:
+    gw = spawn_gateway(env={
+        "ANTHROPIC_GATEWAY_BACKENDS": json.dumps({
+            "local": {"url": upstream.base_url},  # a server started with --api-key, but no key configured
+            "team": {"url": upstream.base_url, "key_env": "TEAM_KEY"},
+        }),
+        "ANTHROPIC_GATEWAY_MODELS": json.dumps({"qwen": {"backend": "local", "model": "q"},
+                                                "big": {"backend": "team", "model": "b"}}),
+        "TEAM_KEY": "sk-team-revoked",
+    })  # fmt: skip
+    refused = Reply.json(error_body(401, "Invalid API key"), 401)
+    upstream.expect(refused, refused)
+    with gw.client() as client:
+        messages = []
+        for model in ("qwen", "big"):
+            with pytest.raises(anthropic.InternalServerError) as err:
+                client.messages.create(model=model, max_tokens=10, messages=HI)
+            assert isinstance(err.value.body, dict)
+            messages.append(err.value.body["error"]["message"])
+    assert messages == [
+        "The upstream asks for an API key and the gateway sent none (Invalid API key); set key_env in "
+        "[backends.local] to the name of the variable that holds its key",
+        "The upstream rejected the gateway's API key (Invalid API key); check TEAM_KEY (named by backends.team.key_env)",
+    ]
+    assert [r.headers.get("authorization") for r in upstream.requests] == [None, "Bearer sk-team-revoked"]

@@ -19,6 +19,7 @@ import msgspec
 
 from anthropic_gateway.auth import Client, upstream_key
 from anthropic_gateway.errors import GatewayError
+from anthropic_gateway.keys import key_hint
 from anthropic_gateway.ops.record import RequestRecord
 from anthropic_gateway.routing import Route, Router
 from anthropic_gateway.schemas import MessagesRequest
@@ -118,7 +119,8 @@ async def _send(
             no_key = no_key or err
             continue
         info = CallInfo(input_estimate=estimate, max_tokens=req.max_tokens, client_key_used=client_key_used,
-                        context_window=candidate.config.context_window if candidate.config else None)  # fmt: skip
+                        context_window=candidate.config.context_window if candidate.config else None,
+                        key_sent=key is not None, key_hint=key_hint(candidate.backend))  # fmt: skip
         payload = _encode(body)
         refused = upstream.refusals.lookup(candidate.backend.name, key, body, payload)
         if refused is not None:

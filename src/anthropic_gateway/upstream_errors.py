@@ -39,6 +39,8 @@ class CallInfo:
     max_tokens: int = 0
     context_window: int | None = None
     client_key_used: bool = False
+    key_sent: bool = True  # False: a backend that takes no key, called without one
+    key_hint: str = "OPENROUTER_API_KEY / ANTHROPIC_GATEWAY_UPSTREAM_KEY"  # where this backend's key is set
 
 
 def _message_of(body: bytes) -> tuple[str, dict[str, Any]]:
@@ -168,11 +170,11 @@ def from_error(status: int, message: str, err: dict[str, Any], headers: Any, inf
     if status == 401:
         if info.client_key_used:
             return AuthenticationError(text)
-        return APIError(
-            f"The upstream rejected the gateway's API key ({message}); check OPENROUTER_API_KEY / "
-            "ANTHROPIC_GATEWAY_UPSTREAM_KEY",
-            headers=NO_RETRY,
-        )
+        if not info.key_sent:
+            return APIError(f"The upstream asks for an API key and the gateway sent none ({message}); "
+                            f"set {info.key_hint}", headers=NO_RETRY)  # fmt: skip
+        return APIError(f"The upstream rejected the gateway's API key ({message}); check {info.key_hint}",
+                        headers=NO_RETRY)  # fmt: skip
     if status == 402:
         return BillingError(text, headers=NO_RETRY)
     if status == 403:
