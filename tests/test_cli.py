@@ -10,9 +10,9 @@ from pathlib import Path
 ENV = {"PATH": "/usr/bin:/bin", "COLUMNS": "100"}
 
 
-def _run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def _run(*args: str, cwd: Path | None = None, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "anthropic_gateway", *args],
-                          capture_output=True, text=True, timeout=30, env=ENV, cwd=cwd)  # fmt: skip
+                          capture_output=True, text=True, timeout=30, env={**ENV, **env}, cwd=cwd)  # fmt: skip
 
 
 def test_no_arguments_prints_the_help_not_an_argparse_error() -> None:
@@ -44,4 +44,13 @@ def test_a_busy_port_is_one_line_naming_the_port_and_the_flag(tmp_path: Path) ->
     assert proc.stderr == (
         f"anthropic-gateway: port {port} is already in use on 127.0.0.1 (another gateway?): stop what holds it, "
         "or pick another port with --port N (ANTHROPIC_GATEWAY_PORT)\n"
+    )
+
+
+def test_an_address_that_is_not_this_machines_is_one_line(tmp_path: Path) -> None:
+    proc = _run("serve", "--host", "192.0.2.1", "--port", "8082", cwd=tmp_path,  # TEST-NET-1: never local
+                ANTHROPIC_GATEWAY_TRUSTED_NETWORK="true")  # fmt: skip
+    assert (proc.returncode, proc.stdout) == (1, "")
+    assert proc.stderr == (
+        "anthropic-gateway: cannot listen on 192.0.2.1:8082 (Cannot assign requested address): change --host or --port\n"
     )

@@ -99,17 +99,17 @@ def port_problem(host: str, port: int) -> str | None:
     except OSError as err:
         return f"cannot listen on {host}:{port} ({err.strerror or err}): check --host (ANTHROPIC_GATEWAY_HOST)"
     for family, kind, proto, _, address in infos:
-        with socket.socket(family, kind, proto) as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does
-            if family == socket.AF_INET6:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            try:
+        try:
+            with socket.socket(family, kind, proto) as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
                 sock.bind(address)
-            except OSError as err:
-                if err.errno == errno.EADDRINUSE:
-                    return (f"port {port} is already in use on {host} (another gateway?): stop what holds it, "
-                            "or pick another port with --port N (ANTHROPIC_GATEWAY_PORT)")  # fmt: skip
-                return f"cannot listen on {host}:{port} ({err.strerror}): change --host or --port"
+        except OSError as err:
+            if err.errno == errno.EADDRINUSE:
+                return (f"port {port} is already in use on {host} (another gateway?): stop what holds it, "
+                        "or pick another port with --port N (ANTHROPIC_GATEWAY_PORT)")  # fmt: skip
+            return f"cannot listen on {host}:{port} ({err.strerror or err}): change --host or --port"
     return None
 
 
