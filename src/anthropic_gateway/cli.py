@@ -137,6 +137,7 @@ def serve(args: argparse.Namespace) -> int:
 
     import uvicorn  # deferred: `--help` and config errors stay instant
 
+    from anthropic_gateway.connection_limits import protocol_for
     from anthropic_gateway.http import create_app
 
     config = uvicorn.Config(
@@ -144,7 +145,7 @@ def serve(args: argparse.Namespace) -> int:
         host=settings.host,
         port=settings.port,
         loop="uvloop" if sys.platform != "win32" else "asyncio",
-        http="httptools",
+        http=protocol_for(settings),  # httptools, with connection_limits' bounds
         lifespan="on",
         access_log=False,
         log_level=settings.log_level,

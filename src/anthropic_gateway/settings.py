@@ -99,6 +99,13 @@ class Settings(BaseSettings):
     connect_timeout: float = Field(10.0, gt=0, description="Upstream connect timeout, seconds.")
     read_timeout: float = Field(600.0, gt=0, description="Longest upstream silence (first byte or between chunks), seconds.")
     max_connections: int = Field(512, ge=1, description="Size of the pooled upstream connection pool.")
+    # Client connections (connection_limits.py).
+    header_timeout: float = Field(10.0, gt=0, description="Seconds a client has to send a request's headers (408 after).")
+    body_timeout: float = Field(30.0, gt=0, description="Longest pause while a client sends a request body, seconds (408 after).")
+    max_header_bytes: int = Field(64 * 1024, ge=1024, description="Largest request line plus headers (431 above).")
+    max_client_connections: int | None = Field(
+        None, ge=1, description="Open client connections at most (529 above); default half the file-descriptor limit."
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="How much the gateway logs: debug, info, warning or error."
     )
