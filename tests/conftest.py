@@ -117,7 +117,9 @@ def start_gateway(
         upstream_url,
         *extra_args,
     ]
-    full_env = {**_clean_environ(), **env, "PYTHONUNBUFFERED": "1"}
+    # Each gateway keeps its store beside its log, never in the user's data directory.
+    store = {"ANTHROPIC_GATEWAY_DATABASE_URL": str(log_path.with_suffix(".db"))}
+    full_env = {**_clean_environ(), **store, **env, "PYTHONUNBUFFERED": "1"}
     with log_path.open("wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=full_env, cwd=cwd)
     gw = GatewayProcess(proc, port, log_path)

@@ -23,7 +23,8 @@ Stream items: a ``dict`` is sent as ``data: {json}\\n\\n``; ``str``/``bytes`` ar
 (comments, split lines, split UTF-8, malformed JSON); ``Pause(seconds)`` sleeps. Options: ``done``
 (send ``data: [DONE]``), ``delay`` (sleep before every item), ``drop`` (abort the TCP connection
 after the items instead of ending the response), ``hold`` (keep the response open after the
-items until the client goes away; bounded by ``hold_timeout``).
+items until the client goes away; bounded by ``hold_timeout``), ``headers_delay`` (wait that long
+before the response headers, noting a client that leaves meanwhile).
 """
 
 from __future__ import annotations
@@ -272,10 +273,15 @@ class StreamReply:
     hold_timeout: float = 30.0
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
+    headers_delay: float = 0.0  # seconds before the response headers (the gateway may leave meanwhile)
 
     async def serve(self, request: web.Request, fake: FakeUpstream) -> web.StreamResponse:
         handle = StreamHandle()
         fake._add_stream(handle)
+        if self.headers_delay:
+            await _wait_for_disconnect(request, handle, self.headers_delay)
+            if handle.disconnected.is_set():
+                return web.Response(status=499)
         resp = web.StreamResponse(
             status=self.status, headers={"Content-Type": "text/event-stream", **self.headers}
         )
@@ -350,8 +356,10 @@ class Reply:
         hold_timeout: float = 30.0,
         status: int = 200,
         headers: dict[str, str] | None = None,
+        headers_delay: float = 0.0,
     ) -> StreamReply:
-        return StreamReply(tuple(items), done, delay, drop, hold, hold_timeout, status, dict(headers or {}))
+        return StreamReply(tuple(items), done, delay, drop, hold, hold_timeout, status, dict(headers or {}),
+                           headers_delay)  # fmt: skip
 
     @staticmethod
     def auto(items: Iterable[StreamItem], *, delay: float = 0.0) -> AutoReply:

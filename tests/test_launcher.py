@@ -175,12 +175,15 @@ def test_claude_starts_a_gateway_passes_args_env_and_exit_code_then_stops_it(lau
         ANTHROPIC_GATEWAY_HAIKU_MODEL="openai/gpt-4o-mini",
         FAKE_CLAUDE_EXIT="3",
     )
+    log = launcher.tmp / "home" / ".cache" / "anthropic-gateway" / f"gateway-{launcher.port}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text("an earlier run's line\n")
     proc = launcher.run("claude", *args, env=env)
 
     assert proc.returncode == 3, proc.stderr
     assert proc.stdout == "fake claude stdout\n"
+    assert log.read_text().startswith("an earlier run's line\n")  # appended to, never overwritten
     url = f"http://127.0.0.1:{launcher.port}"
-    log = launcher.tmp / "home" / ".cache" / "anthropic-gateway" / f"gateway-{launcher.port}.log"
     assert proc.stderr == (
         f"anthropic-gateway: started the gateway at {url} (log: {log}); it stops when claude exits\n"
         "fake claude stderr\n"

@@ -8,11 +8,12 @@ key used as the upstream key, for every backend: it can never spend a key the ga
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from anthropic_gateway.errors import AuthenticationError
+from anthropic_gateway.errors import AuthenticationError, PermissionDeniedError
 from anthropic_gateway.keys import missing_key_error
 from anthropic_gateway.routing import Backend
 from anthropic_gateway.settings import Settings
@@ -36,35 +37,70 @@ class Client:
 
     trusted: bool
     key: str | None = None
+    label: str = "open"  # names the caller in logs, metrics and the ledger; never the key itself
+
+
+def key_label(prefix: str, key: str) -> str:
+    """A stable, non-secret name for a key: a prefix and 8 hex digits of its SHA-256."""
+    return f"{prefix}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
 
 
 class Authenticator:
     def __init__(self, settings: Settings) -> None:
         self.passthrough = settings.passthrough_auth
         self.keys = [k.encode() for k in settings.client_keys()]
+        self.admin_keys = [k.encode() for k in settings.admin_key_list()]
 
     def _is_gateway_key(self, presented: str | None) -> bool:
-        given = (presented or "").encode()
-        # Compare against every key so the time taken does not say which one nearly matched.
-        ok = False
-        for key in self.keys:
-            ok |= hmac.compare_digest(given, key)
-        return ok
+        return _matches(presented, self.keys)
 
     def check(self, headers: Mapping[str, str]) -> Client:
         presented = client_key(headers)
-        if self.keys and self._is_gateway_key(presented):
-            return Client(trusted=True)
+        if self.keys and presented and self._is_gateway_key(presented):
+            return Client(trusted=True, label=key_label("key", presented))
+        if self.admin_keys and presented and _matches(presented, self.admin_keys):
+            return Client(trusted=True, label="admin")
         if self.passthrough:
             if not presented:
                 raise AuthenticationError(
                     "This gateway passes your key to the upstream: send it as x-api-key or Authorization: Bearer",
                     headers=NO_RETRY,
                 )
-            return Client(trusted=False, key=presented)
+            return Client(trusted=False, key=presented, label=key_label("passthrough", presented))
         if self.keys:
             raise AuthenticationError("Invalid API key for this gateway", headers=NO_RETRY)
         return Client(trusted=True)  # an open gateway (loopback, or a network declared trusted)
+
+
+    @property
+    def admin_open(self) -> bool:
+        """An open gateway (no keys of any kind, loopback or a trusted network): admin routes too."""
+        return not self.keys and not self.admin_keys and not self.passthrough
+
+    def check_admin(self, headers: Mapping[str, str]) -> None:
+        """Admin routes: open on an open gateway; otherwise an admin key (401 without any key, 403
+        with a client key that is not an admin key)."""
+        if self.admin_open:
+            return
+        presented = client_key(headers)
+        if presented and self.admin_keys and _matches(presented, self.admin_keys):
+            return
+        if not presented:
+            raise AuthenticationError("This route needs an admin key (x-api-key or Authorization: Bearer)",
+                                      headers=NO_RETRY)  # fmt: skip
+        if not self.admin_keys:
+            raise PermissionDeniedError("This route needs an admin key, and the gateway has none: set "
+                                        "ANTHROPIC_GATEWAY_ADMIN_KEYS", headers=NO_RETRY)  # fmt: skip
+        raise PermissionDeniedError("This route needs an admin key; the key given is not one", headers=NO_RETRY)
+
+
+def _matches(presented: str | None, keys: list[bytes]) -> bool:
+    given = (presented or "").encode()
+    # Compare against every key so the time taken does not say which one nearly matched.
+    ok = False
+    for key in keys:
+        ok |= hmac.compare_digest(given, key)
+    return ok
 
 
 def upstream_key(backend: Backend, client: Client) -> tuple[str | None, bool]:

@@ -131,6 +131,9 @@ def serve(args: argparse.Namespace) -> int:
         print(f"anthropic-gateway: {busy}", file=sys.stderr)
         return 1
     _configure_logging(settings.log_level)
+    from anthropic_gateway.ops import access_log
+
+    access_log.configure(settings.access_log)
     log = logging.getLogger("anthropic_gateway")
     for warning in startup_warnings(settings):
         log.warning("%s", warning)

@@ -189,7 +189,7 @@ class BackgroundGateway:
         log_path = _log_path(settings.port, environ)
         cmd = [sys.executable, "-m", "anthropic_gateway", "serve", "--host", settings.host,
                "--port", str(settings.port)]  # fmt: skip
-        with log_path.open("wb") as log:
+        with log_path.open("ab") as log:
             proc = subprocess.Popen(
                 cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 env={**environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True,

@@ -119,6 +119,25 @@ class Settings(BaseSettings):
         description="USD per million input tokens by upstream model id (JSON object in the environment, "
         "[input_prices] table in TOML); count_tokens then reports the estimated cost in a header.",
     )
+    database_url: str | None = Field(
+        None,
+        description="The store (ledger, batches, catalogue): a SQLite path or sqlite:///PATH, ':memory:'; "
+        "default ~/.local/share/anthropic-gateway/gateway.db.",
+    )
+    admin_keys: SecretStr | None = Field(
+        None,
+        description="Comma-separated keys for the admin routes (/health/detailed, /metrics, /v1/usage, ...). "
+        "Needed wherever api_keys are set; an open gateway's admin routes are open too.",
+    )
+    log_format: Literal["json", "console"] = Field("json", description="Access log lines on stdout: json or console.")
+    access_log: bool = Field(True, description="One line per request on stdout.")
+    log_bodies: bool = Field(
+        False, description="Also log request and response bodies (base64 data cut, secrets redacted)."
+    )
+    drain_timeout: float = Field(
+        30.0, ge=0, description="On SIGTERM/SIGINT, seconds in-flight requests get to finish before streams are ended."
+    )
+    ledger_retention_days: float = Field(90.0, gt=0, description="Days the ledger keeps a request's row.")
 
     @field_validator("default_params")
     @classmethod
@@ -132,7 +151,7 @@ class Settings(BaseSettings):
             raise ValueError("must start with http:// or https://")
         return v.rstrip("/")
 
-    @field_validator("log_level", "backend_kind", "system_messages", mode="before")
+    @field_validator("log_level", "backend_kind", "system_messages", "log_format", mode="before")
     @classmethod
     def _lower(cls, v: Any) -> Any:
         return v.lower() if isinstance(v, str) else v
@@ -218,9 +237,10 @@ class Settings(BaseSettings):
         return self._backend_keys.get(name)
 
     def client_keys(self) -> list[str]:
-        if self.api_keys is None:
-            return []
-        return [k.strip() for k in self.api_keys.get_secret_value().split(",") if k.strip()]
+        return _split_keys(self.api_keys)
+
+    def admin_key_list(self) -> list[str]:
+        return _split_keys(self.admin_keys)
 
     def resolved_backend_kind(self) -> str:
         return self.backend_kind if self.backend_kind != "auto" else kind_for_url(self.upstream_url)
@@ -251,6 +271,12 @@ class Settings(BaseSettings):
         if toml_path is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
         return tuple(sources)
+
+
+def _split_keys(value: SecretStr | None) -> list[str]:
+    if value is None:
+        return []
+    return [k.strip() for k in value.get_secret_value().split(",") if k.strip()]
 
 
 _SOURCES: contextvars.ContextVar[tuple[Mapping[str, str] | None, Path | None]] = contextvars.ContextVar(
@@ -391,7 +417,7 @@ def _describe(err: ValidationError, origins: _Origins) -> str:
 
 def _shown(loc: tuple[int | str, ...], value: Any) -> str:
     """The offending value for an error line, unless it may hold a secret (keys, headers, tables)."""
-    if any(str(p) in ("api_keys", "upstream_key", "headers") for p in loc) or isinstance(value, dict | list):
+    if any(str(p) in ("api_keys", "admin_keys", "upstream_key", "headers") for p in loc) or isinstance(value, dict | list):
         return f", got a {type(value).__name__}"
     return f", got {value!r}"
 

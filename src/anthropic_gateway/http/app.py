@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
@@ -16,6 +17,9 @@ from anthropic_gateway.http.front import FrontDoor
 from anthropic_gateway.http.gateway import Gateway
 from anthropic_gateway.http.table import starlette_routes
 from anthropic_gateway.settings import Settings
+from anthropic_gateway.store import StoreError
+
+log = logging.getLogger("anthropic_gateway")
 
 
 def create_app(settings: Settings, gateway: Gateway | None = None) -> FrontDoor:
@@ -24,6 +28,11 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FrontDoor:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await gw.upstream.start()
+        try:
+            await gw.store.open()
+            gw.ledger.start()
+        except StoreError as err:  # the gateway serves without its ledger; /health/detailed says why
+            log.error("%s: requests are served, but not recorded in the ledger", err)
         # Load the tokenizer (~0.25 s) in a thread once the server is up, so readiness is not delayed
         # by it; a count before then loads it on demand.
         loop = asyncio.get_running_loop()
@@ -33,6 +42,8 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FrontDoor:
         finally:
             if warm_up is not None:
                 warm_up.cancel()
+            await gw.ledger.close()
+            await gw.store.close()
             await gw.upstream.close()
 
     app = Starlette(

@@ -7,11 +7,15 @@ from dataclasses import dataclass
 from starlette.requests import Request
 
 from anthropic_gateway.auth import Authenticator
+from anthropic_gateway.ops.access_log import AccessLog
+from anthropic_gateway.ops.ledger import Ledger
 from anthropic_gateway.ops.record import Recorder, RequestRecord
 from anthropic_gateway.routing import Router
 from anthropic_gateway.service import MessagesService
 from anthropic_gateway.settings import Settings
+from anthropic_gateway.store import Store, open_store
 from anthropic_gateway.upstream import UpstreamClient
+from anthropic_gateway.upstream_errors import redact
 
 
 @dataclass(slots=True)
@@ -22,21 +26,42 @@ class Gateway:
     upstream: UpstreamClient
     service: MessagesService
     recorder: Recorder
+    store: Store
+    ledger: Ledger
 
     @classmethod
     def build(cls, settings: Settings) -> Gateway:
         router = Router(settings)
         upstream = UpstreamClient(settings)
-        return cls(settings, router, Authenticator(settings), upstream, MessagesService(settings, router, upstream),
-                   Recorder())  # fmt: skip
+        store = open_store(settings.database_url)
+        ledger = Ledger(store, retention_days=settings.ledger_retention_days)
+        gw = cls(settings, router, Authenticator(settings), upstream, MessagesService(settings, router, upstream),
+                 Recorder(), store, ledger)  # fmt: skip
+        gw.recorder.add(AccessLog(settings.log_format, bodies=settings.log_bodies, redact=gw.redact))
+        gw.recorder.add(ledger)
+        return gw
 
     def secrets(self) -> list[str]:
         """Every upstream key the gateway holds: none may ever reach a client or a log."""
         return [b.key.get_secret_value() for b in self.router.backends.values() if b.key is not None]
 
+    def redact(self, text: str) -> str:
+        """``text`` without any key the gateway holds or accepts (upstream, client, admin)."""
+        for secret in (*self.secrets(), *self.settings.client_keys(), *self.settings.admin_key_list()):
+            text = redact(text, secret)
+        return text
+
 
 def gateway_of(request: Request) -> Gateway:
     gw: Gateway = request.app.state.gateway
+    return gw
+
+
+def require_admin(request: Request) -> Gateway:
+    """The gateway, once the caller has shown an admin key (where keys are configured)."""
+    gw = gateway_of(request)
+    gw.auth.check_admin(request.headers)
+    record_of(request).key_label = "admin"
     return gw
 
 

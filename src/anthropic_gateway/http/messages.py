@@ -26,12 +26,17 @@ async def _messages(request: Request, *, force_stream: bool) -> Response:
     gw = gateway_of(request)
     record = record_of(request)
     client = gw.auth.check(request.headers)
+    record.key_label = client.label
     body = await read_body(request, gw.settings.max_body_bytes)
+    if gw.settings.log_bodies:
+        record.extras["request_body"] = body
     req = decode_messages_request(body)
     answer = await gw.service.answer(
         req, client=client, record=record, stream=force_stream or bool(req.stream), size=len(body)
     )
     if isinstance(answer, Completed):
+        if gw.settings.log_bodies:
+            record.extras["response_body"] = answer.message
         return JSONResponse(answer.message)
     return SSEResponse(answer, gw.settings.ping_interval, record.request_id)  # type: ignore[return-value]
 
@@ -39,7 +44,7 @@ async def _messages(request: Request, *, force_stream: bool) -> Response:
 async def count_tokens(request: Request) -> Response:
     gw = gateway_of(request)
     record = record_of(request)
-    gw.auth.check(request.headers)
+    record.key_label = gw.auth.check(request.headers).label
     body = await read_body(request, gw.settings.max_body_bytes)
     req = decode_count_tokens_request(body)
     route = gw.service.resolve(req.model, record)

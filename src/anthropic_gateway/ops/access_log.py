@@ -1,0 +1,123 @@
+"""The access log: one line per request on stdout, JSON (default) or a readable console line.
+
+Field names follow the OpenTelemetry GenAI semantic conventions where one exists
+(``gen_ai.request.model``, ``gen_ai.usage.input_tokens``, …); the rest are the gateway's own. The
+line's level says how it went: info, warning for a 4xx (an upstream 4xx carries the upstream's
+message, already redacted), error for a 5xx. Bodies only with ``log_bodies``, base64 data cut and
+secrets redacted.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from anthropic_gateway.ops.record import RequestRecord
+
+access = logging.getLogger("anthropic_gateway.access")
+
+_BASE64 = re.compile(rb'"data"\s*:\s*"[A-Za-z0-9+/=]{64,}"')
+_CUT_BASE64 = b'"data":"[base64 cut]"'
+
+
+def fields_of(rec: RequestRecord) -> dict[str, Any]:
+    f: dict[str, Any] = {
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(rec.started_at)) + f".{int(rec.started_at % 1 * 1000):03d}Z",
+        "request_id": rec.request_id,
+        "http.request.method": rec.method,
+        "url.path": rec.path,
+        "http.response.status_code": rec.status,
+        "duration_ms": round(rec.duration * 1000, 2),
+    }
+    if rec.key_label is not None:
+        f["key_label"] = rec.key_label
+    if rec.model is not None:
+        f["gen_ai.operation.name"] = "chat"
+        f["gen_ai.request.model"] = rec.model
+        f["gen_ai.response.model"] = rec.response_model or rec.upstream_model
+        f["gen_ai.provider.name"] = rec.backend
+        f["gateway.upstream_model"] = rec.upstream_model
+        f["gateway.alias"] = rec.alias
+        f["gateway.stream"] = rec.stream
+        f["gen_ai.usage.input_tokens"] = rec.input_tokens
+        f["gen_ai.usage.output_tokens"] = rec.output_tokens
+        f["gen_ai.usage.cache_read.input_tokens"] = rec.cache_read_tokens
+        f["gen_ai.usage.cache_creation.input_tokens"] = rec.cache_write_tokens
+        if rec.stop_reason is not None:
+            f["gen_ai.response.finish_reasons"] = [rec.stop_reason]
+        f["upstream_ms"] = round(rec.upstream_seconds * 1000, 2)
+        f["overhead_ms"] = round(rec.overhead * 1000, 2)
+        if rec.ttft is not None:
+            f["ttft_ms"] = round(rec.ttft * 1000, 2)
+        if rec.cost_usd is not None:
+            f["cost_usd"] = round(rec.cost_usd, 8)
+        if rec.retries:
+            f["retries"] = rec.retries
+        if rec.fallbacks:
+            f["fallbacks"] = rec.fallbacks
+        if rec.upstream_status is not None:
+            f["upstream_status"] = rec.upstream_status
+    if rec.error_type is not None:
+        f["error.type"] = rec.error_type
+        f["error.message"] = rec.error_message
+    if rec.client_disconnected:
+        f["client_disconnected"] = True
+    if rec.cache is not None:
+        f["cache"] = rec.cache
+    return f
+
+
+def _console(f: dict[str, Any]) -> str:
+    parts = [f["time"], f["request_id"], f["http.request.method"], f["url.path"], str(f["http.response.status_code"]),
+             f"{f['duration_ms']}ms"]  # fmt: skip
+    if "gen_ai.request.model" in f:
+        parts.append(f"{f['gen_ai.request.model']}→{f.get('gateway.upstream_model')}")
+        parts.append(f"in={f['gen_ai.usage.input_tokens']} out={f['gen_ai.usage.output_tokens']}")
+        if f.get("cost_usd") is not None:
+            parts.append(f"${f['cost_usd']}")
+    if "error.type" in f:
+        parts.append(f"{f['error.type']}: {f['error.message']}")
+    if f.get("client_disconnected"):
+        parts.append("client-disconnected")
+    return " ".join(parts)
+
+
+class AccessLog:
+    """The sink writing the access log. ``redact`` removes every secret the gateway knows of."""
+
+    def __init__(self, fmt: str, *, bodies: bool, redact: Callable[[str], str]) -> None:
+        self.fmt = fmt
+        self.bodies = bodies
+        self.redact = redact
+
+    def record(self, rec: RequestRecord) -> None:
+        level = logging.ERROR if rec.status >= 500 else logging.WARNING if rec.status >= 400 else logging.INFO
+        if not access.isEnabledFor(level):
+            return
+        f = fields_of(rec)
+        if self.bodies:
+            for name in ("request_body", "response_body"):
+                if name in rec.extras:
+                    f[name] = self._body(rec.extras[name])
+        line = orjson.dumps(f).decode() if self.fmt == "json" else _console(f)
+        access.log(level, "%s", self.redact(line))
+
+    def _body(self, value: Any) -> str:
+        raw = value if isinstance(value, bytes) else orjson.dumps(value)
+        return _BASE64.sub(_CUT_BASE64, raw).decode("utf-8", "replace")
+
+
+def configure(enabled: bool) -> None:
+    """Access lines go to stdout as they are (the line is the message), whatever log_level says
+    about the other logs (on stderr); ``access_log = false`` turns them off."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    access.handlers[:] = [handler]
+    access.propagate = False
+    access.setLevel(logging.INFO if enabled else logging.CRITICAL + 1)

@@ -1,0 +1,151 @@
+"""The cost ledger: one row per finished model request, queued and written to the store in batches.
+
+Rows never wait on disk in the request's path: ``record()`` appends to a bounded queue; a writer task
+inserts them in one transaction per ``flush_rows`` rows or per ``flush_interval`` seconds. A full
+queue drops its oldest rows, counted and warned about (once per burst), never the request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from typing import Any
+
+from anthropic_gateway.ops.record import RequestRecord
+from anthropic_gateway.store import Store, StoreError
+
+log = logging.getLogger(__name__)
+
+LEDGERED_ROUTES = frozenset({"/v1/messages", "/v1/messages/stream", "batch"})
+_COLUMNS = ("ts", "request_id", "route", "key_label", "model", "backend", "upstream_model", "stream", "status",
+            "error_type", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "cost_usd",
+            "latency_ms", "ttft_ms", "source")  # fmt: skip
+_INSERT = f"INSERT INTO ledger ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+GROUPS = ("model", "key", "day", "backend", "status")
+
+
+def row_of(rec: RequestRecord) -> tuple[Any, ...]:
+    ttft = rec.ttft
+    return (
+        rec.started_at, rec.request_id, rec.route, rec.key_label, rec.model, rec.backend, rec.upstream_model,
+        int(rec.stream), rec.status, rec.error_type, rec.input_tokens, rec.output_tokens, rec.cache_read_tokens,
+        rec.cache_write_tokens, rec.cost_usd, rec.duration * 1000, None if ttft is None else ttft * 1000,
+        "batch" if rec.route == "batch" else "http",
+    )  # fmt: skip
+
+
+class Ledger:
+    def __init__(self, store: Store, *, max_queue: int = 50_000, flush_rows: int = 500,
+                 flush_interval: float = 0.15, retention_days: float = 90.0) -> None:  # fmt: skip
+        self.store = store
+        self.queue: deque[tuple[Any, ...]] = deque()
+        self.max_queue = max_queue
+        self.flush_rows = flush_rows
+        self.flush_interval = flush_interval
+        self.retention_days = retention_days
+        self.dropped = 0
+        self.written = 0
+        self.failed_writes = 0
+        self._warned_at = 0.0
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._cleanup: asyncio.Task[None] | None = None
+
+    # --- the sink -----------------------------------------------------------------------------
+
+    def record(self, rec: RequestRecord) -> None:
+        if rec.route not in LEDGERED_ROUTES or rec.model is None:
+            return
+        if len(self.queue) >= self.max_queue:
+            self.queue.popleft()
+            self.dropped += 1
+            now = time.monotonic()
+            if now - self._warned_at > 10:
+                self._warned_at = now
+                log.warning("ledger queue full (%d rows): dropping the oldest rows (%d so far)", self.max_queue,
+                            self.dropped)  # fmt: skip
+        self.queue.append(row_of(rec))
+        if len(self.queue) >= self.flush_rows:
+            self._wake.set()
+
+    # --- the writer ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+        self._cleanup = asyncio.create_task(self._clean_periodically())
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.flush_interval):
+                    await self._wake.wait()
+            self._wake.clear()
+            await self.flush()
+
+    async def flush(self) -> None:
+        while self.queue:
+            n = min(len(self.queue), self.flush_rows)
+            rows = [self.queue.popleft() for _ in range(n)]
+            try:
+                await self.store.executemany(_INSERT, rows)
+            except (StoreError, OSError, Exception) as err:  # the store failing must not lose the queue at once
+                self.failed_writes += 1
+                self.queue.extendleft(reversed(rows))
+                log.warning("ledger write failed (%d rows kept queued): %s", n, err)
+                return
+            self.written += n
+
+    async def close(self) -> None:
+        for task in (self._task, self._cleanup):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        await self.flush()
+
+    async def _clean_periodically(self) -> None:
+        while True:
+            await self.cleanup()
+            await asyncio.sleep(3600)
+
+    async def cleanup(self, now: float | None = None) -> int:
+        cutoff = (now or time.time()) - self.retention_days * 86400
+        try:
+            return await self.store.execute("DELETE FROM ledger WHERE ts < ?", (cutoff,))
+        except Exception as err:
+            log.warning("ledger clean-up failed: %s", err)
+            return 0
+
+    # --- the reports --------------------------------------------------------------------------
+
+    async def totals(self, start: float, end: float, group_by: str | None) -> list[dict[str, Any]]:
+        """Sums over [start, end) grouped by model, key, day, backend or status (or one total)."""
+        await self.flush()
+        key = {
+            None: "'all'", "model": "COALESCE(model, '')", "key": "COALESCE(key_label, '')",
+            "backend": "COALESCE(backend, '')", "status": "status",
+            "day": "CAST(CAST(ts / 86400 AS INTEGER) AS INTEGER)",
+        }[group_by]  # fmt: skip
+        rows = await self.store.fetchall(
+            f"SELECT {key} AS g, COUNT(*), SUM(input_tokens), SUM(output_tokens), SUM(cache_read_tokens), "
+            "SUM(cache_write_tokens), SUM(COALESCE(cost_usd, 0)), SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END), "
+            "AVG(latency_ms) FROM ledger WHERE ts >= ? AND ts < ? GROUP BY g ORDER BY g",
+            (start, end),
+        )
+        out = []
+        for g, n, inp, outp, cr, cw, cost, errors, latency in rows:
+            if group_by == "day":
+                g = time.strftime("%Y-%m-%d", time.gmtime(int(g) * 86400))
+            out.append({
+                "group": g, "requests": n, "errors": errors or 0, "input_tokens": inp or 0, "output_tokens": outp or 0,
+                "cache_read_input_tokens": cr or 0, "cache_creation_input_tokens": cw or 0,
+                "cost_usd": round(cost or 0.0, 6), "mean_latency_ms": round(latency or 0.0, 1),
+            })  # fmt: skip
+        return out
+
+    def status(self) -> dict[str, Any]:
+        return {"queued": len(self.queue), "written": self.written, "dropped": self.dropped,
+                "failed_writes": self.failed_writes, "retention_days": self.retention_days}  # fmt: skip

@@ -1,0 +1,54 @@
+"""The store interface and how a ``database_url`` picks its implementation."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
+from typing import Any, Protocol
+
+Row = tuple[Any, ...]
+
+
+class StoreError(Exception):
+    """The store cannot be opened or used; the message says why, without secrets."""
+
+
+class Cursorless(Protocol):
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int: ...
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]: ...
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None: ...
+
+
+class Store(Cursorless, Protocol):
+    dialect: str  # "sqlite" or "postgresql"
+
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+    def transaction(self) -> AbstractAsyncContextManager[Cursorless]: ...
+    def stream(self, sql: str, params: Sequence[Any] = (), size: int = 500) -> AsyncIterator[Row]: ...
+    def status(self) -> dict[str, Any]: ...
+
+
+def default_database_path() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "anthropic-gateway" / "gateway.db"
+
+
+def open_store(url: str | None) -> Store:
+    """``sqlite:///PATH``, a plain path, ``:memory:``, or none (the user's data directory)."""
+    from anthropic_gateway.store.sqlite import SQLiteStore
+
+    if not url:
+        return SQLiteStore(str(default_database_path()))
+    if url in (":memory:", "sqlite://", "sqlite:///:memory:"):
+        return SQLiteStore(":memory:")
+    if url.startswith("sqlite:///"):
+        return SQLiteStore(url.removeprefix("sqlite:///") or ":memory:")
+    if url.startswith(("postgresql://", "postgres://")):
+        raise StoreError("database_url: PostgreSQL is not supported by this version yet; use a SQLite path")
+    if "://" in url:
+        raise StoreError(f"database_url: unsupported scheme in '{url.split('://')[0]}://…'; use sqlite:///PATH or a path")
+    return SQLiteStore(url)

@@ -1,0 +1,66 @@
+"""Numbered migrations, applied in order on open and recorded in ``schema_migrations``.
+
+Each is a list of statements per dialect; append new ones (never edit an applied one). Column types
+are the portable subset: INTEGER (BIGINT on PostgreSQL), REAL (DOUBLE PRECISION), TEXT, BLOB (BYTEA).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    number: int
+    name: str
+    sqlite: tuple[str, ...]
+    postgresql: tuple[str, ...] = ()
+
+    def statements(self, dialect: str) -> tuple[str, ...]:
+        return self.sqlite if dialect == "sqlite" or not self.postgresql else self.postgresql
+
+
+def _pg(statements: tuple[str, ...]) -> tuple[str, ...]:
+    """The PostgreSQL spelling of portable DDL."""
+    return tuple(
+        s.replace("INTEGER PRIMARY KEY AUTOINCREMENT", "BIGSERIAL PRIMARY KEY")
+        .replace(" INTEGER", " BIGINT").replace(" REAL", " DOUBLE PRECISION").replace(" BLOB", " BYTEA")
+        for s in statements
+    )  # fmt: skip
+
+
+_LEDGER = (
+    """CREATE TABLE ledger (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        ts REAL NOT NULL,
+        request_id TEXT NOT NULL,
+        route TEXT,
+        key_label TEXT,
+        model TEXT,
+        backend TEXT,
+        upstream_model TEXT,
+        stream INTEGER NOT NULL DEFAULT 0,
+        status INTEGER NOT NULL,
+        error_type TEXT,
+        input_tokens INTEGER NOT NULL DEFAULT 0,
+        output_tokens INTEGER NOT NULL DEFAULT 0,
+        cache_read_tokens INTEGER NOT NULL DEFAULT 0,
+        cache_write_tokens INTEGER NOT NULL DEFAULT 0,
+        cost_usd REAL,
+        latency_ms REAL NOT NULL,
+        ttft_ms REAL,
+        source TEXT NOT NULL DEFAULT 'http'
+    )""",
+    "CREATE INDEX ledger_ts ON ledger (ts)",
+    """CREATE TABLE kv (
+        namespace TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value BLOB NOT NULL,
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (namespace, key)
+    )""",
+)
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "ledger and key-value", _LEDGER, _pg(_LEDGER)),
+)

@@ -1,0 +1,46 @@
+"""The front door: request ids, and the one disconnect watcher that cancels the upstream call in
+every phase (here: while the upstream has not even sent its headers)."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+
+import httpx2
+
+from conftest import GATEWAY_ENV, SpawnGateway
+from e2e import post_raw
+from fake_upstream import FakeUpstream, Reply, finish_chunk, text_chunk
+
+HELLO = {"max_tokens": 10, "messages": [{"role": "user", "content": "Hi"}]}
+
+
+def _leave_after(url: str, body: dict[str, object], seconds: float) -> None:
+    with contextlib.suppress(httpx2.TimeoutException):  # the client gives up and closes its connection
+        httpx2.post(url + "/v1/messages", json=body, headers={"x-api-key": "k"}, timeout=seconds)
+
+
+def test_a_client_leaving_before_the_upstream_headers_cancels_the_call(
+    spawn_gateway: SpawnGateway, upstream: FakeUpstream
+) -> None:
+    gw = spawn_gateway({**GATEWAY_ENV, "ANTHROPIC_GATEWAY_RETRIES": "0"})
+    upstream.expect(Reply.auto([text_chunk("warm"), finish_chunk("stop")]))
+    assert post_raw(gw.url, "/v1/messages", {"model": "a/b", **HELLO}).status_code == 200
+    upstream.reset()
+    for stream in (False, True):
+        upstream.reset()
+        upstream.expect(Reply.stream([text_chunk("late"), finish_chunk("stop")], headers_delay=20))
+        t = threading.Thread(target=_leave_after, args=(gw.url, {"model": "a/b", "stream": stream, **HELLO}, 1.0))
+        t.start()
+        assert upstream.wait_for_requests(1, timeout=10)
+        left = time.monotonic()
+        t.join(10)
+        assert upstream.streams[0].disconnected.wait(5), f"stream={stream}: the upstream call was kept open"
+        # within 100 ms of the client leaving, give or take the fake's 10 ms poll and a loaded machine
+        assert time.monotonic() - left < 3.0
+    deadline = time.monotonic() + 5
+    while gw.log_text().count("client disconnected; request abandoned") < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert gw.log_text().count("client disconnected; request abandoned") == 2
+    assert "Traceback" not in gw.log_text()

@@ -1,0 +1,74 @@
+"""The ledger on a real SQLite file: batched writes, a bounded queue, totals, retention."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from anthropic_gateway.ops.ledger import Ledger
+from anthropic_gateway.ops.record import RequestRecord
+from anthropic_gateway.store import open_store
+
+DAY = 86400.0
+
+
+def _rec(n: int, *, model: str = "claude-sonnet-5", key: str = "key-a", status: int = 200, ts: float = 10 * DAY,
+         cost: float | None = 0.5, route: str = "/v1/messages") -> RequestRecord:  # fmt: skip
+    rec = RequestRecord(f"req_{n}", "POST", route, started=0.0, started_at=ts)
+    rec.route, rec.model, rec.key_label, rec.status, rec.cost_usd = route, model, key, status, cost
+    rec.upstream_model, rec.backend = "test/sonnet", "default"
+    rec.set_usage({"input_tokens": 10, "output_tokens": 5, "cache_read_input_tokens": 3, "cache_creation_input_tokens": 1})
+    rec.finished = 0.2
+    return rec
+
+
+async def test_rows_are_written_in_batches_and_summed(tmp_path: Path) -> None:
+    store = open_store(str(tmp_path / "gw.db"))
+    await store.open()
+    ledger = Ledger(store, flush_rows=2)
+    for n in range(3):
+        ledger.record(_rec(n))
+    ledger.record(_rec(3, model="claude-haiku-4-5", key="key-b", status=429, cost=None, ts=11 * DAY))
+    ledger.record(_rec(4, route="/v1/models"))  # not a model call: not in the ledger
+    await ledger.flush()
+    assert ledger.written == 4
+    by_model = await ledger.totals(0, 20 * DAY, "model")
+    assert by_model == [
+        {"group": "claude-haiku-4-5", "requests": 1, "errors": 1, "input_tokens": 10, "output_tokens": 5,
+         "cache_read_input_tokens": 3, "cache_creation_input_tokens": 1, "cost_usd": 0.0, "mean_latency_ms": 200.0},
+        {"group": "claude-sonnet-5", "requests": 3, "errors": 0, "input_tokens": 30, "output_tokens": 15,
+         "cache_read_input_tokens": 9, "cache_creation_input_tokens": 3, "cost_usd": 1.5, "mean_latency_ms": 200.0},
+    ]  # fmt: skip
+    by_day = await ledger.totals(0, 20 * DAY, "day")
+    assert [(d["group"], d["requests"]) for d in by_day] == [("1970-01-11", 3), ("1970-01-12", 1)]
+    assert [(k["group"], k["requests"]) for k in await ledger.totals(0, 20 * DAY, "key")] == [("key-a", 3), ("key-b", 1)]
+    assert (await ledger.totals(11 * DAY, 20 * DAY, None))[0]["requests"] == 1
+    await ledger.close()
+    await store.close()
+
+
+async def test_a_full_queue_drops_the_oldest_rows_with_one_warning(caplog: pytest.LogCaptureFixture) -> None:
+    store = open_store(":memory:")
+    await store.open()
+    ledger = Ledger(store, max_queue=3, flush_rows=100)
+    with caplog.at_level(logging.WARNING):
+        for n in range(6):
+            ledger.record(_rec(n))
+    assert ledger.dropped == 3
+    assert [row[1] for row in ledger.queue] == ["req_3", "req_4", "req_5"]
+    assert caplog.text.count("ledger queue full") == 1
+    await store.close()
+
+
+async def test_retention_deletes_old_rows() -> None:
+    store = open_store(":memory:")
+    await store.open()
+    ledger = Ledger(store, retention_days=5)
+    ledger.record(_rec(1, ts=1 * DAY))
+    ledger.record(_rec(2, ts=9 * DAY))
+    await ledger.flush()
+    assert await ledger.cleanup(now=10 * DAY) == 1
+    assert [r["requests"] for r in await ledger.totals(0, 20 * DAY, None)] == [1]
+    await store.close()

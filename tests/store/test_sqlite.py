@@ -1,0 +1,67 @@
+"""The SQLite store on a real file: migrations, WAL, transactions, paging."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from anthropic_gateway.store import StoreError, open_store
+from anthropic_gateway.store.base import default_database_path
+from anthropic_gateway.store.migrations import MIGRATIONS
+
+
+async def test_open_applies_every_migration_once_and_records_it(tmp_path: Path) -> None:
+    path = tmp_path / "deep" / "gw.db"
+    store = open_store(str(path))
+    await store.open()
+    await store.close()
+    again = open_store(f"sqlite:///{path}")
+    await again.open()  # reopening applies nothing twice
+    assert again.status()["schema_version"] == MIGRATIONS[-1].number
+    await again.close()
+    with sqlite3.connect(path) as conn:
+        applied = conn.execute("SELECT number, name FROM schema_migrations ORDER BY number").fetchall()
+        mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+    assert applied == [(m.number, m.name) for m in MIGRATIONS]
+    assert mode == "wal"
+
+
+async def test_a_failed_transaction_leaves_nothing_behind() -> None:
+    store = open_store(":memory:")
+    await store.open()
+    with pytest.raises(RuntimeError):
+        async with store.transaction() as tx:
+            await tx.execute("INSERT INTO kv (namespace, key, value, updated_at) VALUES ('t', 'a', x'01', 0)")
+            raise RuntimeError("boom")
+    assert await store.fetchall("SELECT key FROM kv") == []
+    await store.close()
+
+
+async def test_stream_pages_through_rows_in_order() -> None:
+    store = open_store(":memory:")
+    await store.open()
+    await store.executemany("INSERT INTO kv (namespace, key, value, updated_at) VALUES ('t', ?, x'00', 0)",
+                            [(f"k{i:04d}",) for i in range(1203)])  # fmt: skip
+    keys = [r[0] async for r in store.stream("SELECT key FROM kv ORDER BY key", size=500)]
+    assert keys == [f"k{i:04d}" for i in range(1203)]
+    await store.close()
+
+
+def test_urls_choose_the_store_or_say_what_is_wrong(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    assert default_database_path() == tmp_path / "anthropic-gateway" / "gateway.db"
+    assert open_store(None).status()["path"] == str(tmp_path / "anthropic-gateway" / "gateway.db")
+    assert open_store("sqlite:///:memory:").status()["path"] == ":memory:"
+    with pytest.raises(StoreError, match="unsupported scheme in 'mysql://"):
+        open_store("mysql://u:secret@host/db")
+
+
+async def test_an_unwritable_path_is_a_store_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    store = open_store(str(blocker / "sub" / "gw.db"))
+    with pytest.raises(StoreError, match="cannot open the store"):
+        await store.open()
+    assert store.status()["error"]
