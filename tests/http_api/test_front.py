@@ -44,3 +44,22 @@ def test_a_client_leaving_before_the_upstream_headers_cancels_the_call(
         time.sleep(0.05)
     assert gw.log_text().count("client disconnected; request abandoned") == 2
     assert "Traceback" not in gw.log_text()
+
+
+def test_a_client_dropping_its_chunked_body_midway_is_an_info_line_not_a_traceback(
+    spawn_gateway: SpawnGateway, upstream: FakeUpstream
+) -> None:
+    import socket
+
+    gw = spawn_gateway(GATEWAY_ENV)
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=5) as s:
+        s.sendall(b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Transfer-Encoding: chunked\r\n\r\n10\r\n{\"model\": \"a/b\",\r\n")  # fmt: skip
+        time.sleep(0.3)
+    deadline = time.monotonic() + 5
+    while "client disconnected; request abandoned" not in gw.log_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    log = gw.log_text()
+    assert "INFO anthropic_gateway: client disconnected; request abandoned" in log
+    assert "Traceback" not in log and " ERROR " not in log
+    assert upstream.requests == []
