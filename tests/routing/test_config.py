@@ -94,6 +94,13 @@ SAMPLES: dict[str, Sample] = {
     "first_byte_timeout": Sample("12", "first_byte_timeout = 12", lambda s: s.first_byte_timeout, 12.0),
     "reports_matched_stop": Sample("true", "reports_matched_stop = true", lambda s: s.reports_matched_stop, True),
     "stream_tool_input": Sample("false", "stream_tool_input = false", lambda s: s.stream_tool_input, False),
+    "database_url": Sample("/tmp/x.db", 'database_url = "/tmp/x.db"', lambda s: s.database_url, "/tmp/x.db"),
+    "admin_keys": Sample("a1,a2", 'admin_keys = "a1,a2"', lambda s: s.admin_key_list(), ["a1", "a2"]),
+    "log_format": Sample("Console", 'log_format = "console"', lambda s: s.log_format, "console"),
+    "access_log": Sample("false", "access_log = false", lambda s: s.access_log, False),
+    "log_bodies": Sample("true", "log_bodies = true", lambda s: s.log_bodies, True),
+    "drain_timeout": Sample("5", "drain_timeout = 5", lambda s: s.drain_timeout, 5.0),
+    "ledger_retention_days": Sample("7", "ledger_retention_days = 7", lambda s: s.ledger_retention_days, 7.0),
 }  # fmt: skip
 
 
@@ -451,7 +458,7 @@ def test_example_file_is_complete() -> None:
     """The one complete example documents every setting, backend key and model key (keys that hold
     secrets are named only in comments as variables)."""
     keys = _example_keys(EXAMPLE.read_text())
-    secret = {"upstream_key", "api_keys"}
+    secret = {"upstream_key", "api_keys", "admin_keys"}
     missing = {
         "settings": sorted(set(Settings.model_fields) - secret - keys),
         "backends": sorted(set(BackendConfig.model_fields) - keys),
