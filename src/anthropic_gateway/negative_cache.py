@@ -8,15 +8,16 @@ the hash of (backend, upstream key, translated body), and an identical request g
 once. Not kept: 408/409/429 (retryable), 401/402/403 (the key's or the account's state, which can change
 between two requests) and anything 5xx.
 
-Nothing is hashed while the cache is empty, so a gateway whose upstream accepts its requests pays
-nothing for this on its request path.
+Nothing is hashed while the cache is empty, nor for a request whose (normalised) body length no
+remembered refusal has, so a gateway whose upstream accepts its requests pays almost nothing for this
+on its request path, even in the minute after a refusal.
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,25 +35,33 @@ class Refusal:
     body: bytes
     headers: Any  # the upstream response's (case-insensitive) headers
     expires: float
+    length: int  # normal_length of the request
 
 
 class NegativeCache:
     def __init__(self, ttl: float) -> None:
         self.ttl = ttl
         self._entries: OrderedDict[bytes, Refusal] = OrderedDict()
+        self._lengths: Counter[int] = Counter()  # normalised body lengths of the entries
 
     def lookup(self, backend: str, upstream_key: str | None, body: dict[str, Any], payload: bytes) -> Refusal | None:
         """The remembered refusal of this very request, if any (nothing is hashed while empty)."""
-        if not self._entries:
+        if not self._entries or self._lengths[normal_length(body, payload)] == 0:
             return None
         key = make_key(backend, upstream_key, body, payload)
         entry = self._entries.get(key)
         if entry is None:
             return None
         if entry.expires <= time.monotonic():
-            del self._entries[key]
+            self._drop(key)
             return None
         return entry
+
+    def _drop(self, key: bytes) -> None:
+        entry = self._entries.pop(key)
+        self._lengths[entry.length] -= 1
+        if not self._lengths[entry.length]:
+            del self._lengths[entry.length]
 
     def remember(self, backend: str, upstream_key: str | None, body: dict[str, Any], payload: bytes,
                  status: int, raw: bytes, headers: Any) -> None:  # fmt: skip
@@ -63,19 +72,37 @@ class NegativeCache:
             oldest = next(iter(self._entries.values()))
             if oldest.expires > now and len(self._entries) < MAX_ENTRIES:
                 break
-            self._entries.popitem(last=False)
+            self._drop(next(iter(self._entries)))
         key = make_key(backend, upstream_key, body, payload)
-        self._entries[key] = Refusal(status, raw, headers, now + self.ttl)
-        self._entries.move_to_end(key)
+        if key in self._entries:
+            self._drop(key)
+        length = normal_length(body, payload)
+        self._entries[key] = Refusal(status, raw, headers, now + self.ttl, length)
+        self._lengths[length] += 1
+
+
+def _without_exclude(body: dict[str, Any]) -> dict[str, Any] | None:
+    reasoning = body.get("reasoning")
+    if isinstance(reasoning, dict) and "exclude" in reasoning:
+        return {k: v for k, v in reasoning.items() if k != "exclude"}
+    return None
+
+
+def normal_length(body: dict[str, Any], payload: bytes) -> int:
+    """The length of the payload make_key hashes, without encoding the body again."""
+    stripped = _without_exclude(body)
+    if stripped is None:
+        return len(payload)
+    return len(payload) - (len(_encode(body["reasoning"])) - len(_encode(stripped)))
 
 
 def make_key(backend: str, upstream_key: str | None, body: dict[str, Any], payload: bytes) -> bytes:
     """The hash of what the upstream was sent. OpenRouter's ``reasoning.exclude`` is left out: it
     only strips reasoning from OpenRouter's own answer (providers never see it), so it cannot make a
     request invalid, and 2.1.332's third retry differs from the first only there."""
-    reasoning = body.get("reasoning")
-    if isinstance(reasoning, dict) and "exclude" in reasoning:
-        payload = _encode({**body, "reasoning": {k: v for k, v in reasoning.items() if k != "exclude"}})
+    stripped = _without_exclude(body)
+    if stripped is not None:
+        payload = _encode({**body, "reasoning": stripped})
     h = hashlib.blake2b(digest_size=20)
     for part in (backend.encode(), (upstream_key or "").encode(), payload):
         h.update(len(part).to_bytes(8, "little"))

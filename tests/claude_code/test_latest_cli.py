@@ -171,3 +171,37 @@ def test_web_search_runs_on_openrouters_web_plugin(
         f'Web search results for query: "gateway test query"\n\nLinks: {links}\n\n{SEARCH_TEXT}\n\n\n'
         "REMINDER: You MUST include the sources above in your response to the user using markdown hyperlinks."
     )  # an answer without server_tool_use would say "Did no searches"
+
+
+def test_web_search_runs_on_the_searxng_backend_for_other_kinds(
+    claude_bin: Path, spawn_gateway: SpawnGateway, upstream: FakeUpstream, workspace: Workspace
+) -> None:
+    gw = spawn_gateway({**GATEWAY_ENV, "ANTHROPIC_GATEWAY_WEB_SEARCH_URL": upstream.base_url + "/search"})
+    main = Script([
+        [tool_call_chunk(0, id="call_ws", name="WebSearch", arguments='{"query": "gateway test query"}'),
+         finish_chunk("tool_calls"), usage_chunk(1200, 20)],
+        final_text(FINAL),
+    ])  # fmt: skip
+    results = {"results": [{"url": DOCS_URL, "title": "Gateway docs", "content": "It speaks Anthropic."}]}
+
+    def answer(record: Any) -> Any:
+        if record.method == "GET":
+            return Reply.json(results)
+        body = record.body if isinstance(record.body, dict) else {}
+        if "tools" not in body:  # the search sub-request, its results added as context
+            return Reply.json({**SEARCH_COMPLETION, "choices": [{"index": 0, "finish_reason": "stop", "message": {
+                "role": "assistant", "content": f"It speaks Anthropic ({DOCS_URL})."}}]})  # fmt: skip
+        return main(record)
+
+    upstream.always(Reply.dynamic(answer))
+    run = workspace.claude(claude_bin, gw.url, "Search the web for gateway test query", "--allowedTools", "WebSearch")
+
+    assert run.returncode == 0, run.describe()
+    assert run.result["result"] == FINAL
+    assert [r.method for r in upstream.requests].count("GET") == 1
+    loop_last = upstream.requests[-1].body
+    tool_msg = next(m for m in loop_last["messages"] if m["role"] == "tool")
+    links = f'[{{"title":"Gateway docs","url":"{DOCS_URL}"}}]'
+    assert tool_msg["content"].startswith(
+        f'Web search results for query: "gateway test query"\n\nLinks: {links}\n\nIt speaks Anthropic ({DOCS_URL}).'
+    )
