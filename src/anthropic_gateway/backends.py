@@ -46,6 +46,9 @@ class BackendKind:
     # Whether tool-call argument fragments are forwarded as they arrive (as Anthropic streams them), or
     # buffered per call so malformed JSON can be repaired first (backends whose tool JSON breaks).
     stream_tool_input: bool = True
+    # Whether `context_management` is sent upstream as it is, for Claude targets, instead of being
+    # applied by the gateway (no documented OpenAI-style endpoint takes it, so off for every kind).
+    native_context_management: bool = False
     # Models that take a reasoning setting (regex on the upstream id); None: all. OpenAI rejects
     # reasoning_effort for non-reasoning models such as gpt-4o, and Claude Code always asks for thinking.
     reasoning_models: str | None = None

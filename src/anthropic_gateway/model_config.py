@@ -100,6 +100,9 @@ class BackendConfig(_Strict):
     stream_tool_input: bool | None = Field(
         None, description="Override the kind: stream tool-call arguments as they arrive (false: buffer and repair)."
     )
+    native_context_management: bool | None = Field(
+        None, description="Send context_management as it is to Claude targets instead of applying it in the gateway."
+    )
     system_messages: Literal["hoist", "keep"] | None = None
 
     @field_validator("url")

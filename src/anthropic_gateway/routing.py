@@ -76,8 +76,7 @@ class Router:
             base_url=settings.upstream_url,
             chat_url=settings.upstream_url + "/chat/completions",
             key=settings.upstream_key,
-            kind=kind_with(KINDS[settings.resolved_backend_kind()], settings.reports_matched_stop,
-                           settings.stream_tool_input),
+            kind=kind_with(KINDS[settings.resolved_backend_kind()], settings),
             system_in_place=settings.system_messages == "keep",
             first_byte_timeout=settings.first_byte_timeout,
         )
@@ -153,17 +152,17 @@ class Router:
         return listed
 
 
-def kind_with(kind: BackendKind, reports_matched_stop: bool | None, stream_tool_input: bool | None) -> BackendKind:
-    """A kind with a backend's configured overrides (None keeps the kind's default)."""
-    if reports_matched_stop is not None:
-        kind = dataclasses.replace(kind, reports_matched_stop=reports_matched_stop)
-    if stream_tool_input is not None:
-        kind = dataclasses.replace(kind, stream_tool_input=stream_tool_input)
-    return kind
+KIND_OVERRIDES = ("reports_matched_stop", "stream_tool_input", "native_context_management")
+
+
+def kind_with(kind: BackendKind, config: BackendConfig | Settings) -> BackendKind:
+    """A kind with a backend's configured overrides (unset ones keep the kind's default)."""
+    overrides = {name: getattr(config, name) for name in KIND_OVERRIDES if getattr(config, name) is not None}
+    return dataclasses.replace(kind, **overrides) if overrides else kind
 
 
 def _backend(name: str, cfg: BackendConfig, settings: Settings) -> Backend:
-    kind = kind_with(KINDS[cfg.resolved_kind()], cfg.reports_matched_stop, cfg.stream_tool_input)
+    kind = kind_with(KINDS[cfg.resolved_kind()], cfg)
     if cfg.tool_id_max_len is not None:
         kind = dataclasses.replace(kind, tool_id_max_len=cfg.tool_id_max_len)
     system_mode = cfg.system_messages or settings.system_messages

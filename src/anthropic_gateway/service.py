@@ -13,11 +13,12 @@ connect, waiting for headers, back-off between retries, reading the body.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -29,6 +30,11 @@ from anthropic_gateway.routing import Route, Router
 from anthropic_gateway.schemas import CountTokensRequest, MessagesRequest
 from anthropic_gateway.settings import Settings
 from anthropic_gateway.tokens import count_request_tokens, is_ready, warm_up
+from anthropic_gateway.translate.context_management import (
+    apply_edits,
+    parse_context_management,
+    takes_context_management,
+)
 from anthropic_gateway.translate.response import to_anthropic_message
 from anthropic_gateway.translate.stream import StreamTranslator
 from anthropic_gateway.upstream import UpstreamClient, connection_error, read_capped, stream_errors
@@ -42,6 +48,7 @@ MAX_COMPLETION_BYTES = 64 * 1024 * 1024
 COUNT_IN_THREAD_BYTES = 256 * 1024
 
 Write = Callable[[bytes], Awaitable[None]]
+R = TypeVar("R", bound=CountTokensRequest)
 
 
 @dataclass(slots=True)
@@ -160,6 +167,19 @@ class MessagesService:
             return await asyncio.to_thread(count_request_tokens, req, model)
         return count_request_tokens(req, model)
 
+    async def edit_context(self, req: R, route: Route, tokens: int, size: int) -> tuple[R, int, dict[str, Any] | None]:
+        """The request's context editing applied here (unless its target takes it natively): the
+        edited request, its token count, and the response's `context_management` (None: not asked)."""
+        plan = parse_context_management(req.context_management)
+        if plan is None or takes_context_management(route):
+            return req, tokens, None
+        count = functools.partial(_count_as, model=route.upstream_model)
+        if size > COUNT_IN_THREAD_BYTES:
+            edited = await asyncio.to_thread(apply_edits, req, plan, tokens=tokens, count=count)
+        else:
+            edited = apply_edits(req, plan, tokens=tokens, count=count)
+        return edited.request, edited.tokens, edited.report()
+
     def resolve(self, model: str, record: RequestRecord) -> Route:
         route = self.router.resolve(model)
         record.model = model
@@ -182,6 +202,7 @@ class MessagesService:
         # The estimate fills message_start (the real figure follows in message_delta), sizes the
         # context-window clamp, and numbers context-overflow errors whose upstream text has none.
         estimate = await self.count(req, route.upstream_model, size)
+        req, estimate, edits = await self.edit_context(req, route, estimate, size)
         started = time.perf_counter()
         try:
             answer = await dispatch.send(
@@ -190,6 +211,7 @@ class MessagesService:
             )  # fmt: skip
         finally:
             record.upstream_seconds += time.perf_counter() - started
+        answer.ctx.context_management = edits
         if stream:
             translator = StreamTranslator(answer.ctx, ids.message_id(), estimate, secret=answer.key)
             return AnswerStream(answer, translator, record)
@@ -199,6 +221,10 @@ class MessagesService:
         finally:
             record.upstream_seconds += time.perf_counter() - started
         return Completed(_to_message(raw, answer, record))
+
+
+def _count_as(req: CountTokensRequest, *, model: str) -> int:
+    return count_request_tokens(req, model)
 
 
 def note_route(record: RequestRecord, route: Route) -> None:

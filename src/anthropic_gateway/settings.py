@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     stream_tool_input: bool | None = Field(
         None, description="Default backend: stream tool-call arguments as they arrive (false: buffer and repair)."
     )
+    native_context_management: bool | None = Field(
+        None, description="Default backend: send context_management as it is to Claude targets (not applied here)."
+    )
     opus_model: str = Field("anthropic/claude-opus-4.5", description="Upstream model for claude-*opus* names.")
     sonnet_model: str = Field("anthropic/claude-sonnet-4.5", description="Upstream model for claude-*sonnet* names.")
     haiku_model: str = Field("anthropic/claude-haiku-4.5", description="Upstream model for claude-*haiku* names.")

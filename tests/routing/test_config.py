@@ -101,6 +101,8 @@ SAMPLES: dict[str, Sample] = {
     "log_bodies": Sample("true", "log_bodies = true", lambda s: s.log_bodies, True),
     "drain_timeout": Sample("5", "drain_timeout = 5", lambda s: s.drain_timeout, 5.0),
     "ledger_retention_days": Sample("7", "ledger_retention_days = 7", lambda s: s.ledger_retention_days, 7.0),
+    "native_context_management": Sample("true", "native_context_management = true",
+                                        lambda s: s.native_context_management, True),
 }  # fmt: skip
 
 
@@ -171,6 +173,7 @@ BACKEND_SAMPLES: dict[str, tuple[str, Any]] = {
     "tool_id_max_len": ("9", 9),
     "reports_matched_stop": ("true", True),
     "stream_tool_input": ("false", False),
+    "native_context_management": ("true", True),
     "system_messages": ("keep", "keep"),
 }
 LOC_URL_ENV = {"ANTHROPIC_GATEWAY_BACKENDS__LOC__URL": "http://127.0.0.1:11434/v1"}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -48,10 +50,14 @@ async def count_tokens(request: Request) -> Response:
     body = await read_body(request, gw.settings.max_body_bytes)
     req = decode_count_tokens_request(body)
     route = gw.service.resolve(req.model, record)
-    tokens = await gw.service.count(req, route.upstream_model, len(body))
+    original = await gw.service.count(req, route.upstream_model, len(body))
+    _, tokens, edits = await gw.service.edit_context(req, route, original, len(body))
     record.input_tokens = tokens
     headers = {}
     price = gw.settings.input_prices.get(route.upstream_model)
     if price is not None:
         headers[COST_HEADER] = f"{tokens * price / 1_000_000:.6f}"
-    return JSONResponse({"input_tokens": tokens}, headers=headers)
+    answer: dict[str, Any] = {"input_tokens": tokens}
+    if edits is not None:  # as Anthropic counts it: after the edits, with the count before them
+        answer["context_management"] = {"original_input_tokens": original}
+    return JSONResponse(answer, headers=headers)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(slots=True)
@@ -17,6 +18,8 @@ class RequestContext:
     local_stops: list[str] = field(default_factory=list)
     # Tool-call arguments go out as they arrive (True) or whole, validated and repaired (False).
     stream_tool_input: bool = False
+    # What the gateway's context editing did (`context_management` of the response), when asked for.
+    context_management: dict[str, Any] | None = None
     # upstream tool name → the client's name, only for names that had to be rewritten.
     tool_names: dict[str, str] = field(default_factory=dict)
     # thinking.display "omitted" on a Claude target: thinking blocks go back without their text, which

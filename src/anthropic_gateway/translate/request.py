@@ -30,6 +30,7 @@ from anthropic_gateway.schemas import (
 )
 from anthropic_gateway.translate.client_tools import client_tool_schema
 from anthropic_gateway.translate.context import RequestContext
+from anthropic_gateway.translate.context_management import takes_context_management
 from anthropic_gateway.translate.deferred_tools import callable_tools
 from anthropic_gateway.translate.messages import MessageConverter
 from anthropic_gateway.websearch.plan import (
@@ -79,6 +80,8 @@ def to_openai_request(req: MessagesRequest, route: Route, *, stream: bool) -> tu
             "type": "json_schema",
             "json_schema": {"name": "output", "strict": True, "schema": fmt.schema},
         }
+    if req.context_management is not None and takes_context_management(route):
+        body["context_management"] = req.context_management
     if req.cache_control is not None and kind.cache_control:
         body["cache_control"] = req.cache_control
     if stream:

@@ -95,6 +95,10 @@ def to_anthropic_message(
     if ctx.web_search_query is not None:  # OpenRouter's web plugin ran: its citations are the results
         annotations = msg.get("annotations")
         with_search(message, ctx.web_search_query, results_from_annotations(annotations), annotations)
+    if ctx.context_management is not None:
+        message["context_management"] = ctx.context_management
+    elif isinstance(completion.get("context_management"), dict):  # an upstream that applied it natively
+        message["context_management"] = completion["context_management"]
     return message
 
 

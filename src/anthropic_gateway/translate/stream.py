@@ -539,8 +539,8 @@ class StreamTranslator:
                     reason, matched = "stop_sequence", seqs[0]
         usage = anthropic_usage(self.usage, self.input_estimate)
         self.stop_reason_sent = reason
-        return sse.frame(
-            b"message_delta",
-            {"type": "message_delta", "delta": {"stop_reason": reason, "stop_sequence": matched}, "usage": usage},
-        )
+        event = {"type": "message_delta", "delta": {"stop_reason": reason, "stop_sequence": matched}, "usage": usage}
+        if self.ctx.context_management is not None:
+            event["context_management"] = self.ctx.context_management
+        return sse.frame(b"message_delta", event)
 
