@@ -8,6 +8,7 @@ key used as the upstream key, for every backend: it can never spend a key the ga
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 from collections.abc import Mapping
@@ -37,6 +38,8 @@ class Client:
 
     trusted: bool
     key: str | None = None
+    # Who owns server-held state (threads): a digest of the key presented, "" when none was.
+    partition: str = ""
     label: str = "open"  # names the caller in logs, metrics and the ledger; never the key itself
 
 
@@ -55,6 +58,14 @@ class Authenticator:
         return _matches(presented, self.keys)
 
     def check(self, headers: Mapping[str, str]) -> Client:
+        client = self._check(headers)
+        presented = client_key(headers)
+        if presented:
+            digest = hashlib.sha256(b"anthropic-gateway partition\0" + presented.encode()).hexdigest()
+            client = dataclasses.replace(client, partition=digest[:32])
+        return client
+
+    def _check(self, headers: Mapping[str, str]) -> Client:
         presented = client_key(headers)
         if self.keys and presented and self._is_gateway_key(presented):
             return Client(trusted=True, label=key_label("key", presented))

@@ -26,6 +26,7 @@ import orjson
 class GatewayError(Exception):
     status: ClassVar[int] = 500
     error_type: ClassVar[str] = "api_error"
+    details: dict[str, object] | None = None  # `error.details` (its `error_code` picks the SDK's error class)
 
     def __init__(
         self,
@@ -109,15 +110,20 @@ def _bounded(message: str) -> str:
     return f"{message[:MAX_MESSAGE_CHARS]}... (message cut at {MAX_MESSAGE_CHARS} of {len(message)} characters)"
 
 
-def error_body(error_type: str, message: str, request_id: str | None = None) -> dict[str, object]:
-    body: dict[str, object] = {"type": "error", "error": {"type": error_type, "message": _bounded(message)}}
+def error_body(
+    error_type: str, message: str, request_id: str | None = None, details: dict[str, object] | None = None
+) -> dict[str, object]:
+    error: dict[str, object] = {"type": error_type, "message": _bounded(message)}
+    if details is not None:
+        error["details"] = details
+    body: dict[str, object] = {"type": "error", "error": error}
     if request_id is not None:
         body["request_id"] = request_id
     return body
 
 
 def render_error(err: GatewayError, request_id: str | None) -> bytes:
-    return orjson.dumps(error_body(err.error_type, err.message, request_id))
+    return orjson.dumps(error_body(err.error_type, err.message, request_id, err.details))
 
 
 def sse_error_frame(err: GatewayError) -> bytes:

@@ -418,6 +418,7 @@ class CountTokensRequest(Struct, kw_only=True):
     cache_control: CacheControl | None = None
     mcp_servers: list[Any] | None = None
     context_management: Any = None
+    thread: Any = None  # server-held conversation state: validated by anthropic_gateway.threads
 
 
 class MessagesRequest(CountTokensRequest, kw_only=True):

@@ -18,8 +18,9 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
+import msgspec
 import orjson
 
 from anthropic_gateway import dispatch, ids
@@ -29,6 +30,7 @@ from anthropic_gateway.ops.record import RequestRecord
 from anthropic_gateway.routing import Route, Router
 from anthropic_gateway.schemas import CountTokensRequest, MessagesRequest
 from anthropic_gateway.settings import Settings
+from anthropic_gateway.threads.keeper import ThreadedStream, ThreadKeeper
 from anthropic_gateway.tokens import count_request_tokens, is_ready, warm_up
 from anthropic_gateway.translate.context_management import (
     apply_edits,
@@ -154,10 +156,13 @@ class AnswerStream:
 
 
 class MessagesService:
-    def __init__(self, settings: Settings, router: Router, upstream: UpstreamClient) -> None:
+    def __init__(
+        self, settings: Settings, router: Router, upstream: UpstreamClient, threads: ThreadKeeper | None = None
+    ) -> None:
         self.settings = settings
         self.router = router
         self.upstream = upstream
+        self.threads = threads or ThreadKeeper(settings, None)
 
     async def count(self, req: CountTokensRequest, model: str, size: int) -> int:
         if not is_ready(model):
@@ -187,6 +192,31 @@ class MessagesService:
         return route
 
     async def answer(
+        self, req: MessagesRequest, *, client: Client, record: RequestRecord, stream: bool, size: int,
+        web_search: bool = True,
+    ) -> Completed | AnswerStream:
+        """Answer one validated request; a threaded one (`thread`) as the full request it stands for,
+        keeping the conversation under the answer's id (threads/)."""
+        turn = await self.threads.begin(req, client) if req.thread is not None else None
+        if turn is None:
+            return await self._answer(req, client=client, record=record, stream=stream, size=size,
+                                      web_search=web_search)  # fmt: skip
+        full = msgspec.structs.replace(turn.request, thread=None)
+        try:
+            result = await self._answer(full, client=client, record=record, stream=stream, size=size,
+                                        web_search=web_search)  # fmt: skip
+        except BaseException:
+            self.threads.end(turn)
+            raise
+        if isinstance(result, Completed):
+            try:
+                await self.threads.commit(turn, result.message)
+            finally:
+                self.threads.end(turn)
+            return result
+        return cast(AnswerStream, ThreadedStream(result, turn, self.threads))  # the same interface
+
+    async def _answer(
         self, req: MessagesRequest, *, client: Client, record: RequestRecord, stream: bool, size: int,
         web_search: bool = True,
     ) -> Completed | AnswerStream:

@@ -122,6 +122,11 @@ class Settings(BaseSettings):
         description="USD per million input tokens by upstream model id (JSON object in the environment, "
         "[input_prices] table in TOML); count_tokens then reports the estimated cost in a header.",
     )
+    threads: bool = Field(True, description="Hold conversations for the SDKs' message threads (`thread` field) in the store.")
+    thread_ttl: float = Field(3600.0, gt=0, description="Seconds a thread position is kept after its answer.")
+    thread_max_bytes: int = Field(
+        16 * 1024 * 1024, gt=0, description="Largest conversation a thread keeps; a larger one is answered, not kept."
+    )
     database_url: str | None = Field(
         None,
         description="The store (ledger, batches, catalogue): a SQLite path or sqlite:///PATH, ':memory:'; "

@@ -103,6 +103,9 @@ SAMPLES: dict[str, Sample] = {
     "ledger_retention_days": Sample("7", "ledger_retention_days = 7", lambda s: s.ledger_retention_days, 7.0),
     "native_context_management": Sample("true", "native_context_management = true",
                                         lambda s: s.native_context_management, True),
+    "threads": Sample("false", "threads = false", lambda s: s.threads, False),
+    "thread_ttl": Sample("60", "thread_ttl = 60", lambda s: s.thread_ttl, 60.0),
+    "thread_max_bytes": Sample("1000", "thread_max_bytes = 1000", lambda s: s.thread_max_bytes, 1000),
 }  # fmt: skip
 
 

@@ -14,6 +14,7 @@ from anthropic_gateway.routing import Router
 from anthropic_gateway.service import MessagesService
 from anthropic_gateway.settings import Settings
 from anthropic_gateway.store import Store, open_store
+from anthropic_gateway.threads.keeper import ThreadKeeper
 from anthropic_gateway.upstream import UpstreamClient
 from anthropic_gateway.upstream_errors import redact
 
@@ -35,7 +36,8 @@ class Gateway:
         upstream = UpstreamClient(settings)
         store = open_store(settings.database_url)
         ledger = Ledger(store, retention_days=settings.ledger_retention_days)
-        gw = cls(settings, router, Authenticator(settings), upstream, MessagesService(settings, router, upstream),
+        service = MessagesService(settings, router, upstream, ThreadKeeper(settings, store))
+        gw = cls(settings, router, Authenticator(settings), upstream, service,
                  Recorder(), store, ledger)  # fmt: skip
         gw.recorder.add(AccessLog(settings.log_format, bodies=settings.log_bodies, redact=gw.redact))
         gw.recorder.add(ledger)

@@ -46,9 +46,10 @@ async def _messages(request: Request, *, force_stream: bool) -> Response:
 async def count_tokens(request: Request) -> Response:
     gw = gateway_of(request)
     record = record_of(request)
-    record.key_label = gw.auth.check(request.headers).label
+    client = gw.auth.check(request.headers)
+    record.key_label = client.label
     body = await read_body(request, gw.settings.max_body_bytes)
-    req = decode_count_tokens_request(body)
+    req = await gw.service.threads.view(decode_count_tokens_request(body), client)
     route = gw.service.resolve(req.model, record)
     original = await gw.service.count(req, route.upstream_model, len(body))
     _, tokens, edits = await gw.service.edit_context(req, route, original, len(body))

@@ -61,6 +61,23 @@ _LEDGER = (
     )""",
 )
 
+# Message threads (threads/keeper.py): one row per position, the whole conversation in `state`
+# until the position is continued.
+_THREADS = (
+    """CREATE TABLE threads (
+        partition TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        state BLOB NOT NULL,
+        size INTEGER NOT NULL,
+        continued INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL,
+        expires_at REAL NOT NULL,
+        PRIMARY KEY (partition, message_id)
+    )""",
+    "CREATE INDEX threads_expires ON threads (expires_at)",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "ledger and key-value", _LEDGER, _pg(_LEDGER)),
+    Migration(2, "message threads", _THREADS, _pg(_THREADS)),
 )
