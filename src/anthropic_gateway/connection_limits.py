@@ -75,6 +75,7 @@ class ConnectionLimits:
     body_timeout: float
     max_header_bytes: int
     max_connections: int
+    answer_half_closed: bool = False  # an EOF mid-request is a half-close to answer, not a client that left
     warn_timeout: BurstWarning = field(default_factory=lambda: BurstWarning("closing slow client connections"))
     warn_headers: BurstWarning = field(default_factory=lambda: BurstWarning("refusing requests with oversized headers"))
     warn_full: BurstWarning = field(default_factory=lambda: BurstWarning("refusing client connections over the limit"))
@@ -104,6 +105,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._head_raw = 0  # bytes of reads that ended inside the headers
         self._head_fields = 0  # bytes of the URL and header fields parsed
         self._last_read = 0.0
+        self._half_closed = False
 
     # --- connection ---------------------------------------------------------------------------
 
@@ -118,6 +120,16 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timer()
         super().connection_lost(exc)
+
+    def eof_received(self) -> bool | None:  # type: ignore[override]
+        """The client closed its sending side. By default that ends the connection (and a request in
+        flight is cancelled: a client that left looks the same); with ``answer_half_closed`` a request
+        in flight is still answered, and the connection closes after the answer."""
+        cycle = self.cycle
+        if self.limits.answer_half_closed and cycle is not None and not cycle.response_complete:
+            self._half_closed = True
+            return True
+        return None
 
     def data_received(self, data: bytes) -> None:
         self._unset_keepalive_if_required()
@@ -184,6 +196,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._last_read = self.loop.time()
             self._arm(self.limits.header_timeout if self._phase == HEAD else self.limits.body_timeout)
         super().on_response_complete()
+        if self._half_closed and not self.transport.is_closing():
+            self.transport.close()  # nothing more can arrive on a half-closed connection
 
     # --- limits -------------------------------------------------------------------------------
 
@@ -252,4 +266,5 @@ def protocol_for(settings: Settings) -> type[GuardedHttpToolsProtocol]:
     return protocol_class(ConnectionLimits(
         settings.header_timeout, settings.body_timeout, settings.max_header_bytes,
         settings.max_client_connections or default_connection_cap(),
+        answer_half_closed=settings.half_closed_clients == "answer",
     ))  # fmt: skip

@@ -109,6 +109,12 @@ class Settings(BaseSettings):
     max_client_connections: int | None = Field(
         None, ge=1, description="Open client connections at most (529 above); default half the file-descriptor limit."
     )
+    half_closed_clients: Literal["cancel", "answer"] = Field(
+        "cancel",
+        description="A client that closes its sending side mid-request: cancel (TCP cannot tell it from a client "
+        "that left, so the upstream call is cancelled) or answer (keep the request; a client that really left is "
+        "noticed only when a write fails).",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="How much the gateway logs: debug, info, warning or error."
     )

@@ -63,3 +63,35 @@ def test_a_client_dropping_its_chunked_body_midway_is_an_info_line_not_a_traceba
     assert "INFO anthropic_gateway: client disconnected; request abandoned" in log
     assert "Traceback" not in log and " ERROR " not in log
     assert upstream.requests == []
+
+
+def _half_closed_request(port: int) -> bytes:
+    """A whole request, then shutdown(SHUT_WR) - as `nc -N` does - and whatever comes back."""
+    import socket
+
+    body = b'{"model": "a/b", "max_tokens": 10, "messages": [{"role": "user", "content": "Hi"}]}'
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: %d\r\n\r\n%s" % (len(body), body))  # fmt: skip
+        s.shutdown(socket.SHUT_WR)
+        chunks = []
+        while chunk := s.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_a_half_closed_client_is_cancelled_by_default_and_answered_when_configured(
+    spawn_gateway: SpawnGateway, upstream: FakeUpstream
+) -> None:
+    slow = Reply.auto([text_chunk("late answer"), finish_chunk("stop")], delay=0.3)
+    cancel = spawn_gateway({**GATEWAY_ENV, "ANTHROPIC_GATEWAY_RETRIES": "0"})
+    answer = spawn_gateway({**GATEWAY_ENV, "ANTHROPIC_GATEWAY_HALF_CLOSED_CLIENTS": "answer"})
+    for gw in (cancel, answer):  # warm both up, so the calls below reach the upstream at once
+        upstream.expect(Reply.auto([text_chunk("warm"), finish_chunk("stop")]))
+        assert post_raw(gw.url, "/v1/messages", {"model": "a/b", **HELLO}).status_code == 200
+    upstream.expect(slow)
+    assert _half_closed_request(cancel.port) == b""  # taken for a client that left
+    upstream.expect(slow)
+    raw = _half_closed_request(answer.port)
+    assert raw.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert b'"text":"late answer"' in raw

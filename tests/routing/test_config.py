@@ -69,6 +69,7 @@ SAMPLES: dict[str, Sample] = {
     "body_timeout": Sample("4", "body_timeout = 4", lambda s: s.body_timeout, 4.0),
     "max_header_bytes": Sample("8192", "max_header_bytes = 8192", lambda s: s.max_header_bytes, 8192),
     "max_client_connections": Sample("99", "max_client_connections = 99", lambda s: s.max_client_connections, 99),
+    "half_closed_clients": Sample("answer", 'half_closed_clients = "answer"', lambda s: s.half_closed_clients, "answer"),
     "log_level": Sample("WARNING", 'log_level = "warning"', lambda s: s.log_level, "warning"),
     "tokenizer_preload": Sample("false", "tokenizer_preload = false", lambda s: s.tokenizer_preload, False),
     "input_prices": Sample('{"a/b": 1.5}', '[input_prices]\n"a/b" = 1.5', lambda s: s.input_prices, {"a/b": 1.5}),
