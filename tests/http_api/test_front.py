@@ -69,7 +69,7 @@ def _half_closed_request(port: int) -> bytes:
     """A whole request, then shutdown(SHUT_WR) - as `nc -N` does - and whatever comes back."""
     import socket
 
-    body = b'{"model": "a/b", "max_tokens": 10, "messages": [{"role": "user", "content": "Hi"}]}'
+    body = b'{"model": "a/b", "max_tokens": 10, "stream": true, "messages": [{"role": "user", "content": "Hi"}]}'
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         s.sendall(b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                   b"Content-Length: %d\r\n\r\n%s" % (len(body), body))  # fmt: skip
@@ -83,7 +83,8 @@ def _half_closed_request(port: int) -> bytes:
 def test_a_half_closed_client_is_cancelled_by_default_and_answered_when_configured(
     spawn_gateway: SpawnGateway, upstream: FakeUpstream
 ) -> None:
-    slow = Reply.auto([text_chunk("late answer"), finish_chunk("stop")], delay=0.3)
+    # The upstream answers only after the EOF has surely been seen.
+    slow = Reply.stream([text_chunk("late answer"), finish_chunk("stop")], headers_delay=1.0)
     cancel = spawn_gateway({**GATEWAY_ENV, "ANTHROPIC_GATEWAY_RETRIES": "0"})
     answer = spawn_gateway({**GATEWAY_ENV, "ANTHROPIC_GATEWAY_HALF_CLOSED_CLIENTS": "answer"})
     for gw in (cancel, answer):  # warm both up, so the calls below reach the upstream at once
@@ -94,4 +95,4 @@ def test_a_half_closed_client_is_cancelled_by_default_and_answered_when_configur
     upstream.expect(slow)
     raw = _half_closed_request(answer.port)
     assert raw.startswith(b"HTTP/1.1 200 OK\r\n")
-    assert b'"text":"late answer"' in raw
+    assert b'"text":"late answer"' in raw and b"event: message_stop" in raw
