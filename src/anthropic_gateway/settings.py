@@ -100,7 +100,11 @@ class Settings(BaseSettings):
     ping_interval: float = Field(10.0, gt=0, description="Seconds of upstream silence before an SSE ping.")
     max_body_bytes: int = Field(32 * 1024 * 1024, gt=0, description="Largest accepted request body (413 above).")
     connect_timeout: float = Field(10.0, gt=0, description="Upstream connect timeout, seconds.")
-    read_timeout: float = Field(600.0, gt=0, description="Longest upstream silence (first byte or between chunks), seconds.")
+    read_timeout: float = Field(600.0, gt=0, description="Longest upstream silence for a non-streamed answer, seconds.")
+    stream_idle_timeout: float = Field(
+        120.0, gt=0, description="Longest upstream silence in a stream (headers, or between bytes; keep-alives count), seconds."
+    )
+    total_timeout: float = Field(3600.0, gt=0, description="Longest an upstream call may take in all, seconds.")
     max_connections: int = Field(512, ge=1, description="Size of the pooled upstream connection pool.")
     # Client connections (connection_limits.py).
     header_timeout: float = Field(10.0, gt=0, description="Seconds a client has to send a request's headers (408 after).")

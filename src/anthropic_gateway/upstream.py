@@ -34,7 +34,7 @@ class UpstreamClient:
         self._loading: asyncio.Future[Any] | None = None
         self._timer: asyncio.TimerHandle
         self._limits: dict[str, asyncio.Semaphore] = {}
-        self._timeouts: dict[str, aiohttp.ClientTimeout] = {}
+        self._timeouts: dict[tuple[str, bool], aiohttp.ClientTimeout] = {}
         # Per (backend, streaming): the parsed URL and the headers that do not change per request.
         self._targets: dict[tuple[str, bool], tuple[Any, dict[str, str]]] = {}
         self.refusals = NegativeCache(settings.negative_cache_ttl)  # remembered upstream 4xx
@@ -67,7 +67,7 @@ class UpstreamClient:
             limit=self.settings.max_connections, ttl_dns_cache=300, keepalive_timeout=60
         )
         timeout = aiohttp.ClientTimeout(
-            total=None, connect=self.settings.connect_timeout, sock_read=self.settings.read_timeout
+            total=self.settings.total_timeout, connect=self.settings.connect_timeout, sock_read=self.settings.read_timeout
         )
         self._session = aiohttp.ClientSession(
             connector=connector, timeout=timeout, skip_auto_headers=("User-Agent",), raise_for_status=False
@@ -99,17 +99,19 @@ class UpstreamClient:
 
         return release
 
-    def _timeout(self, backend: Backend) -> aiohttp.ClientTimeout | None:
-        import aiohttp
-
-        if backend.connect_timeout is None and backend.idle_timeout is None and backend.total_timeout is None:
-            return None  # the session's defaults
-        timeout = self._timeouts.get(backend.name)
+    def _timeout(self, backend: Backend, stream: bool) -> aiohttp.ClientTimeout:
+        """The backend's own timeouts, else the settings': a stream's silence is bounded by
+        stream_idle_timeout (any byte counts, the upstream's keep-alive comments too), a whole
+        answer's by read_timeout, and every call by total_timeout."""
+        timeout = self._timeouts.get((backend.name, stream))
         if timeout is None:
-            timeout = self._timeouts[backend.name] = aiohttp.ClientTimeout(
-                total=backend.total_timeout,
-                connect=backend.connect_timeout or self.settings.connect_timeout,
-                sock_read=backend.idle_timeout or self.settings.read_timeout,
+            import aiohttp
+
+            settings = self.settings
+            timeout = self._timeouts[(backend.name, stream)] = aiohttp.ClientTimeout(
+                total=backend.total_timeout or settings.total_timeout,
+                connect=backend.connect_timeout or settings.connect_timeout,
+                sock_read=backend.idle_timeout or (settings.stream_idle_timeout if stream else settings.read_timeout),
             )
         return timeout
 
@@ -124,16 +126,16 @@ class UpstreamClient:
             target = self._targets[(backend.name, stream)] = _target(backend, stream)
         url, static = target
         headers = {"Authorization": "Bearer " + key, **static} if key is not None else static
-        timeout = self._timeout(backend)
-        extra: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
+        timeout = self._timeout(backend, stream)
+        first_byte = asyncio.timeout(backend.first_byte_timeout)  # None: no limit of its own
         try:
-            if backend.first_byte_timeout is None:
-                return await session.post(url, data=body, headers=headers, **extra)
-            async with asyncio.timeout(backend.first_byte_timeout):
-                return await session.post(url, data=body, headers=headers, **extra)
-        except (TimeoutError, aiohttp.ServerTimeoutError):
-            raise GatewayTimeoutError("The upstream did not answer in time") from None
-        except aiohttp.ClientError as err:
+            async with first_byte:
+                return await session.post(url, data=body, headers=headers, timeout=timeout)
+        except (TimeoutError, aiohttp.ClientError) as err:
+            if first_byte.expired():
+                raise GatewayTimeoutError(
+                    f"The upstream did not answer within {backend.first_byte_timeout:g} s (first byte timeout)"
+                ) from None
             raise connection_error(err) from None
 
 
@@ -178,8 +180,12 @@ def stream_errors() -> tuple[type[BaseException], ...]:
 def connection_error(err: BaseException) -> GatewayError:
     import aiohttp
 
-    if isinstance(err, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
-        return GatewayTimeoutError("The upstream stopped sending data (read timeout)")
+    if isinstance(err, aiohttp.ConnectionTimeoutError):
+        return GatewayTimeoutError("The upstream did not accept the connection in time (connect timeout)")
+    if isinstance(err, aiohttp.ServerTimeoutError):
+        return GatewayTimeoutError("The upstream stopped sending data (idle timeout)")
+    if isinstance(err, asyncio.TimeoutError):  # aiohttp's ClientTimeout.total
+        return GatewayTimeoutError("The upstream answer did not complete within the total timeout")
     detail: Any = type(err).__name__
     if isinstance(err, aiohttp.ClientConnectorError):
         detail = f"cannot connect to {err.host}:{err.port}"

@@ -28,3 +28,5 @@ class RequestContext:
     # Set when the request asked for Anthropic's web search and the upstream runs it (OpenRouter's
     # web plugin): the answer gets the search blocks (websearch/blocks.py).
     web_search_query: str | None = None
+    # The max_tokens sent upstream: a stream that goes past it is ended here (StreamTranslator).
+    max_tokens: int | None = None

@@ -56,6 +56,7 @@ def to_openai_request(req: MessagesRequest, route: Route, *, stream: bool) -> tu
     body: dict[str, Any] = {"model": route.upstream_model}
     body["messages"] = conv.messages(req)
     body[kind.max_tokens_field] = req.max_tokens
+    ctx.max_tokens = req.max_tokens
     if req.temperature is not None:
         body["temperature"] = req.temperature
     if req.top_p is not None:

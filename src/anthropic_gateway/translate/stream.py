@@ -53,6 +53,11 @@ _TEXT_ONLY = frozenset({"content", "role"})
 MAX_DEFERRED = 512
 # An upstream that never ends an event must not grow the buffer without bound.
 MAX_EVENT_BYTES = 16 * 1024 * 1024
+# Output tokens are counted locally, cheaply, to end a stream whose upstream ignores max_tokens: a
+# lower bound of the real count, so an upstream that keeps to it is never cut short. Each upstream
+# delta that carries text holds at least one token (OpenAI-compatible servers stream whole tokens),
+# and a token is at most this many characters on average over an answer.
+MAX_CHARS_PER_TOKEN = 8
 
 
 class _ToolCall:
@@ -116,11 +121,16 @@ class StreamTranslator:
         self.stops = StopScanner(ctx.local_stops) if ctx.local_stops else None
         self.out: list[bytes] = []
         self.stop_reason_sent: str | None = None  # the stop_reason of message_delta, once sent
+        # output budget (see MAX_CHARS_PER_TOKEN)
+        self.budget = ctx.max_tokens
+        self.pieces = 0  # deltas that carried text
+        self.chars = 0  # characters of text, thinking and tool arguments
+        self.over_budget = False
 
     @property
     def done(self) -> bool:
         """True once nothing more should be read from the upstream."""
-        return self.saw_done or self.error is not None or self.stop_sequence is not None
+        return self.saw_done or self.error is not None or self.stop_sequence is not None or self.over_budget
 
     # --- public API ----------------------------------------------------------------------------
 
@@ -141,6 +151,9 @@ class StreamTranslator:
             self._payload(payload)
         if self.decoder.pending > MAX_EVENT_BYTES and self.error is None:
             self._fail(APIError("The upstream sent a stream event larger than 16 MB"))
+        budget = self.budget
+        if budget is not None and (self.pieces > budget or self.chars > budget * MAX_CHARS_PER_TOKEN) and not self.done:
+            self._over_budget(budget)
         return self._take()
 
     def finish(self) -> bytes:
@@ -169,7 +182,10 @@ class StreamTranslator:
 
     def final_usage(self) -> dict[str, Any]:
         """The answer's Anthropic usage (the upstream's figures once its usage chunk arrived)."""
-        return anthropic_usage(self.usage, self.input_estimate)
+        usage = anthropic_usage(self.usage, self.input_estimate)
+        if self.over_budget and self.budget is not None:  # ended here: no usage chunk came
+            usage["output_tokens"] = max(usage["output_tokens"], self.budget)
+        return usage
 
     def fail(self, err: GatewayError) -> bytes:
         """An error from outside the stream (timeout, connection lost): one error event, nothing after."""
@@ -235,11 +251,19 @@ class StreamTranslator:
             self.native_reason = choice.get("native_finish_reason")
             self.reported_stop = reported_stop(choice)
 
+    def _over_budget(self, budget: int) -> None:
+        """The upstream went past max_tokens: end the answer as Anthropic ends one at max_tokens."""
+        log.info("upstream output passed max_tokens (%d); stream ended by the gateway", budget)
+        self.over_budget = True
+        self.finish_reason, self.native_reason = "length", None
+
     def _delta(self, delta: dict[str, Any]) -> None:
         content = delta.get("content")
         if content and self.open == TEXT and self.stops is None and not self.tools and delta.keys() <= _TEXT_ONLY:
             # The hot path: one more piece of the text block already open.
             self.out.append(sse.text_delta(self.index, content))
+            self.pieces += 1
+            self.chars += len(content)
             return
         details = delta.get("reasoning_details")
         reasoning = delta.get("reasoning") or delta.get("reasoning_content")
@@ -252,6 +276,7 @@ class StreamTranslator:
                 self.deferred = [{"content": content, "tool_calls": calls, "refusal": delta.get("refusal")}]
                 return
             details = None
+        self._count(content, reasoning if not details else None, details, calls, delta.get("refusal"))
         if details:
             self._reasoning_details(details)
         elif reasoning:
@@ -264,6 +289,20 @@ class StreamTranslator:
             self._text(refusal)
         if calls:
             self._tool_fragments(calls)
+
+    def _count(self, content: Any, reasoning: Any, details: Any, calls: Any, refusal: Any) -> None:
+        chars = sum(len(t) for t in (content, reasoning, refusal) if isinstance(t, str))
+        if isinstance(details, list):
+            chars += sum(len(d["text"]) for d in details if isinstance(d, dict) and isinstance(d.get("text"), str))
+        if isinstance(calls, list):
+            for c in calls:
+                fn = c.get("function") if isinstance(c, dict) else None
+                args = fn.get("arguments") if isinstance(fn, dict) else None
+                if isinstance(args, str):
+                    chars += len(args)
+        if chars:
+            self.pieces += 1
+            self.chars += chars
 
     # -- late signatures
 
@@ -528,7 +567,7 @@ class StreamTranslator:
             reason, matched = "stop_sequence", self.stop_sequence
         else:
             reason = stop_reason_for(self.finish_reason, self.native_reason, self.had_tools, self.refused)
-            if self.cut_tool and self.finish_reason == "length":
+            if (self.cut_tool and self.finish_reason == "length") or self.over_budget:
                 reason = "max_tokens"  # as Anthropic ends a tool call cut by max_tokens
             matched = None
             seqs = self.ctx.stop_sequences
@@ -537,7 +576,7 @@ class StreamTranslator:
                     reason, matched = "stop_sequence", self.reported_stop
                 elif self.native_reason == "stop_sequence" and len(seqs) == 1:
                     reason, matched = "stop_sequence", seqs[0]
-        usage = anthropic_usage(self.usage, self.input_estimate)
+        usage = self.final_usage()
         self.stop_reason_sent = reason
         event = {"type": "message_delta", "delta": {"stop_reason": reason, "stop_sequence": matched}, "usage": usage}
         if self.ctx.context_management is not None:
