@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+
 from anthropic_gateway.auth import Client
 from anthropic_gateway.settings import Settings
 from anthropic_gateway.store import Store, StoreError
@@ -81,7 +83,11 @@ class ThreadKeeper:
     async def commit(self, turn: Turn, message: dict[str, Any]) -> None:
         """Keep the conversation under the answer's id. A failure to keep it is not the client's: the
         next continue then finds no thread, and the SDK replays the conversation."""
-        state = state_after(turn.request, message)
+        try:
+            state = state_after(turn.request, message)
+        except msgspec.MsgspecError:  # an answer block the request schema does not take back
+            log.warning("thread not kept: the answer holds a block a request cannot carry")
+            return
         now = time.time()
         try:
             async with self._store().transaction() as tx:
