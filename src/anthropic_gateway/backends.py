@@ -6,6 +6,7 @@ nothing else in the code tests a backend's name.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -24,7 +25,8 @@ class BackendKind:
     max_stop_sequences: int | None
     # Tool-call ids sent upstream are rewritten (deterministically) past this length.
     tool_id_max_len: int | None
-    # Anthropic cache_control breakpoints forwarded on content parts and tools.
+    # Whether the kind can carry Anthropic cache_control breakpoints at all (on content parts and
+    # tools); which targets get them is the model family's prompt-cache style (prompt_cache_style).
     cache_control: bool
     # How a thinking config is expressed: OpenRouter's `reasoning` object or OpenAI's `reasoning_effort`.
     reasoning_request: ReasoningRequest
@@ -78,6 +80,38 @@ def strip_chat_path(url: str) -> tuple[str, str | None]:
     if base.lower().endswith(CHAT_PATH):
         return base[: -len(CHAT_PATH)].rstrip("/"), CHAT_PATH
     return url, None
+
+
+# --- provider prompt caching ------------------------------------------------------------------
+
+# How a target takes Anthropic's cache_control breakpoints: "ttl" keeps them whole (Anthropic: 5 m or
+# 1 h), "breakpoints" keeps them without `ttl`, "off" strips them (the target caches automatically or
+# would reject the field). "auto" picks from CACHE_FAMILIES on backends whose kind carries them.
+PromptCache = Literal["auto", "ttl", "breakpoints", "off"]
+CacheStyle = Literal["ttl", "breakpoints", "off"]
+MAX_BREAKPOINTS = 4  # Anthropic rejects a request with more
+
+# Upstream model ids (regex, case-insensitive) that honour explicit breakpoints through OpenRouter
+# (openrouter-api-and-mapping.md §7); the rest (OpenAI, DeepSeek, Grok, ...) cache automatically.
+CACHE_FAMILIES: tuple[tuple[str, CacheStyle], ...] = (
+    (r"^anthropic/|claude", "ttl"),
+    (r"^google/|gemini", "breakpoints"),  # only the last breakpoint is used; no ttl documented
+    (r"^qwen/|qwen", "breakpoints"),
+)
+_CACHE_FAMILY_RES = tuple((re.compile(p, re.I), style) for p, style in CACHE_FAMILIES)
+
+
+def prompt_cache_style(kind: BackendKind, upstream_model: str, configured: PromptCache = "auto") -> CacheStyle:
+    """Whether (and how) this target gets cache_control: a model's configured `prompt_cache` wins;
+    else the family table, on backend kinds that carry the field."""
+    if configured != "auto":
+        return configured
+    if not kind.cache_control:
+        return "off"
+    for pattern, style in _CACHE_FAMILY_RES:
+        if pattern.search(upstream_model):
+            return style
+    return "off"
 
 
 _OPENAI_PARAMS = frozenset({"frequency_penalty", "presence_penalty", "seed", "user", "logit_bias", "response_format"})

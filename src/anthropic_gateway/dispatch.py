@@ -70,6 +70,7 @@ async def send(
     upstream: UpstreamClient,
     settings: Settings,
     record: RequestRecord | None = None,
+    session: str | None = None,
 ) -> Answer:
     """The first 2xx answer among the route and its fallbacks, or the error to send back. Whatever
     an upstream echoed, the client's own key (passthrough) never reaches a response or a log line;
@@ -77,7 +78,7 @@ async def send(
     try:
         return await _send(req, route, stream=stream, estimate=estimate, client=client,
                            router=router, upstream=upstream, settings=settings,
-                           record=record or RequestRecord("-", "POST", "-"))  # fmt: skip
+                           record=record or RequestRecord("-", "POST", "-"), session=session)  # fmt: skip
     except GatewayError as err:
         if client.key:
             err.message = redact(err.message, client.key)
@@ -95,6 +96,7 @@ async def _send(
     upstream: UpstreamClient,
     settings: Settings,
     record: RequestRecord,
+    session: str | None,
 ) -> Answer:
     router.output_limits.check(req.max_tokens, req.model)
     candidates = [route, *(router.resolve(name) for name in route.fallbacks)]
@@ -104,7 +106,8 @@ async def _send(
     for n, candidate in enumerate(candidates):
         try:
             body, ctx = prepare_request(
-                req, candidate, stream=stream, input_estimate=estimate, default_params=settings.default_params
+                req, candidate, stream=stream, input_estimate=estimate, default_params=settings.default_params,
+                session=session,
             )
         except GatewayError:
             if n == 0:

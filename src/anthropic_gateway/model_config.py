@@ -24,7 +24,7 @@ import msgspec
 from msgspec import Meta
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from anthropic_gateway.backends import kind_for_url
+from anthropic_gateway.backends import PromptCache, kind_for_url
 from anthropic_gateway.schemas import Penalty, ProviderPreferences, ResponseFormat, UnitInterval
 
 Capability = Literal["tools", "vision", "reasoning", "pdf"]
@@ -124,6 +124,10 @@ class ModelConfig(_Strict):
     context_window: int | None = Field(None, ge=1)
     capabilities: list[Capability] | None = Field(None, description="What the model can do; all when absent.")
     schema_family: SchemaFamily = "auto"
+    prompt_cache: PromptCache = Field(
+        "auto", description="cache_control breakpoints: ttl (kept whole), breakpoints (without ttl), off; "
+        "auto: by model family (Claude: ttl; Gemini, Qwen: breakpoints; others off)."
+    )
     defaults: dict[str, Any] = Field(default_factory=dict, description="Parameters used unless the client sets them.")
     force: dict[str, Any] = Field(default_factory=dict, description="Parameters that override the client's.")
     fallbacks: list[str] = Field(default_factory=list, description="Aliases tried in order on 429/5xx/timeouts.")

@@ -194,17 +194,18 @@ class MessagesService:
     async def answer(
         self, req: MessagesRequest, *, client: Client, record: RequestRecord, stream: bool, size: int,
         web_search: bool = True,
+        session: str | None = None,
     ) -> Completed | AnswerStream:
         """Answer one validated request; a threaded one (`thread`) as the full request it stands for,
         keeping the conversation under the answer's id (threads/)."""
         turn = await self.threads.begin(req, client) if req.thread is not None else None
         if turn is None:
             return await self._answer(req, client=client, record=record, stream=stream, size=size,
-                                      web_search=web_search)  # fmt: skip
+                                      web_search=web_search, session=session)  # fmt: skip
         full = msgspec.structs.replace(turn.request, thread=None)
         try:
             result = await self._answer(full, client=client, record=record, stream=stream, size=size,
-                                        web_search=web_search)  # fmt: skip
+                                        web_search=web_search, session=session)  # fmt: skip
         except BaseException:
             self.threads.end(turn)
             raise
@@ -218,11 +219,12 @@ class MessagesService:
 
     async def _answer(
         self, req: MessagesRequest, *, client: Client, record: RequestRecord, stream: bool, size: int,
-        web_search: bool = True,
+        web_search: bool = True, session: str | None = None,
     ) -> Completed | AnswerStream:
         """Answer one validated request. ``size`` is the request body's size in bytes (it decides
-        whether the token estimate runs in a thread). A request for Anthropic's web search goes
-        through websearch/ (which calls back with ``web_search=False``)."""
+        whether the token estimate runs in a thread); ``session`` the client's conversation id. A
+        request for Anthropic's web search goes through websearch/ (which calls back with
+        ``web_search=False``)."""
         if web_search and req.tools and find_web_search(req) is not None:
             from anthropic_gateway.websearch.service import answer_search
 
@@ -238,6 +240,7 @@ class MessagesService:
             answer = await dispatch.send(
                 req, route, stream=stream, estimate=estimate, client=client,
                 router=self.router, upstream=self.upstream, settings=self.settings, record=record,
+                session=session,
             )  # fmt: skip
         finally:
             record.upstream_seconds += time.perf_counter() - started

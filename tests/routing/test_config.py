@@ -162,6 +162,7 @@ MODEL_SAMPLES: dict[str, tuple[str, Any]] = {
     "context_window": ("32768", 32768),
     "capabilities": ('["tools", "vision"]', ["tools", "vision"]),
     "schema_family": ("gemini", "gemini"),
+    "prompt_cache": ("breakpoints", "breakpoints"),
     "defaults": ('{"temperature": 0.3}', {"temperature": 0.3}),
     "force": ('{"provider": {"order": ["x"]}}', {"provider": {"order": ["x"]}}),
     "fallbacks": ('["openai/gpt-4o"]', ["openai/gpt-4o"]),

@@ -70,7 +70,7 @@ def test_system_string_becomes_the_first_message() -> None:
 
 def test_system_blocks_keep_cache_control_for_openrouter() -> None:
     system = [{"type": "text", "text": "A"}, {"type": "text", "text": "B", "cache_control": {"type": "ephemeral"}}]
-    assert msgs(system=system, kind="openrouter")[0] == {
+    assert msgs(model="claude-opus-4", system=system, kind="openrouter")[0] == {
         "role": "system",
         "content": [{"type": "text", "text": "A"},
                     {"type": "text", "text": "B", "cache_control": {"type": "ephemeral"}}],
@@ -105,9 +105,10 @@ def test_claude_code_first_turn_exact_system_message_openrouter() -> None:
     sys_blocks = first["system"]
     mid = next(m for m in first["messages"] if m["role"] == "system")
     turn = next(m for m in first["messages"] if m["role"] == "user")
+    assert sys_blocks[0]["text"].startswith("x-anthropic-billing-header:")
     expected_system = [
         {"type": "text", "text": b["text"], **({"cache_control": b["cache_control"]} if "cache_control" in b else {})}
-        for b in sys_blocks
+        for b in sys_blocks[1:]  # the attribution block is never forwarded
     ] + [{"type": "text", "text": mid["content"]}]
     expected_user = [
         {"type": "text", "text": b["text"], **({"cache_control": b["cache_control"]} if "cache_control" in b else {})}
@@ -124,7 +125,7 @@ def test_claude_code_first_turn_exact_system_message_openai_compatible() -> None
     mid = next(m for m in first["messages"] if m["role"] == "system")
     turn = next(m for m in first["messages"] if m["role"] == "user")
     assert body["messages"] == [
-        {"role": "system", "content": "\n\n".join([b["text"] for b in first["system"]] + [mid["content"]])},
+        {"role": "system", "content": "\n\n".join([b["text"] for b in first["system"][1:]] + [mid["content"]])},
         {"role": "user", "content": [{"type": "text", "text": b["text"]} for b in turn["content"]]},
     ]
 
@@ -135,7 +136,7 @@ def test_claude_code_first_turn_system_kept_in_place_when_configured() -> None:
     turn = next(m for m in first["messages"] if m["role"] == "user")
     assert [m["role"] for m in first["messages"]] == ["user", "system"]
     assert body["messages"] == [
-        {"role": "system", "content": "\n\n".join(b["text"] for b in first["system"])},
+        {"role": "system", "content": "\n\n".join(b["text"] for b in first["system"][1:])},
         {"role": "user", "content": [{"type": "text", "text": b["text"]} for b in turn["content"]]},
         {"role": "system", "content": mid["content"]},
     ]
@@ -486,9 +487,9 @@ def test_tool_definition_shape() -> None:
 
 def test_tool_cache_control_only_for_openrouter() -> None:
     t = dict(WEATHER, cache_control={"type": "ephemeral"})
-    body, _ = upstream_body(kind="openrouter", tools=[t])
+    body, _ = upstream_body(model="claude-opus-4", kind="openrouter", tools=[t])
     assert body["tools"][0]["cache_control"] == {"type": "ephemeral"}
-    body, _ = upstream_body(kind="openai", tools=[t])
+    body, _ = upstream_body(model="claude-opus-4", kind="openai", tools=[t])
     assert "cache_control" not in body["tools"][0]
 
 

@@ -14,6 +14,7 @@ from anthropic_gateway.schemas import decode_count_tokens_request, decode_messag
 from anthropic_gateway.service import Completed
 
 COST_HEADER = "anthropic-gateway-estimated-input-cost-usd"
+SESSION_HEADER = "x-claude-code-session-id"  # Claude Code's conversation id: OpenRouter's sticky session
 
 
 async def messages(request: Request) -> Response:
@@ -34,7 +35,8 @@ async def _messages(request: Request, *, force_stream: bool) -> Response:
         record.extras["request_body"] = body
     req = decode_messages_request(body)
     answer = await gw.service.answer(
-        req, client=client, record=record, stream=force_stream or bool(req.stream), size=len(body)
+        req, client=client, record=record, stream=force_stream or bool(req.stream), size=len(body),
+        session=request.headers.get(SESSION_HEADER),
     )
     if isinstance(answer, Completed):
         if gw.settings.log_bodies:

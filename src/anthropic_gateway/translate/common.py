@@ -44,14 +44,18 @@ def stop_reason_for(finish_reason: str | None, native: Any, has_tool_calls: bool
 
 def anthropic_usage(usage: dict[str, Any] | None, input_estimate: int = 0) -> dict[str, Any]:
     """OpenAI usage → Anthropic usage. Anthropic's input_tokens excludes cache reads and writes,
-    while OpenAI's prompt_tokens includes both, so both are subtracted."""
+    while OpenAI's prompt_tokens includes both, so both are subtracted (never below 0). Cache figures:
+    `prompt_tokens_details.cached_tokens` / `.cache_write_tokens` (OpenRouter; OpenAI has only the
+    first), else DeepSeek's `prompt_cache_hit_tokens`, else Anthropic-style names some proxies pass on."""
     if not usage:
         return {"input_tokens": input_estimate, "cache_creation_input_tokens": 0,
                 "cache_read_input_tokens": 0, "output_tokens": 0}  # fmt: skip
-    prompt = usage.get("prompt_tokens") or 0
-    details = usage.get("prompt_tokens_details") or {}
-    cached = details.get("cached_tokens") or 0
-    written = details.get("cache_write_tokens") or 0
+    prompt = _count(usage.get("prompt_tokens"))
+    details = usage.get("prompt_tokens_details")
+    details = details if isinstance(details, dict) else {}
+    cached = _count(details.get("cached_tokens")) or _count(usage.get("prompt_cache_hit_tokens")) or _count(
+        usage.get("cache_read_input_tokens"))  # fmt: skip
+    written = _count(details.get("cache_write_tokens")) or _count(usage.get("cache_creation_input_tokens"))
     out: dict[str, Any] = {
         "input_tokens": max(prompt - cached - written, 0),
         "cache_creation_input_tokens": written,
@@ -62,6 +66,10 @@ def anthropic_usage(usage: dict[str, Any] | None, input_estimate: int = 0) -> di
     if isinstance(server, dict) and server.get("web_search_requests"):
         out["server_tool_use"] = {"web_search_requests": server["web_search_requests"]}
     return out
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and value > 0 else 0
 
 
 def reported_stop(choice: dict[str, Any]) -> str | None:

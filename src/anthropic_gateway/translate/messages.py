@@ -1,6 +1,10 @@
 """Anthropic messages → OpenAI chat messages (pure): roles, content blocks, tool results, reasoning.
 
-The leading system message collects `system` and, by default, every mid-conversation system message.
+The leading system message collects `system` (without Claude Code's attribution block) and, by
+default, the mid-conversation system messages that come before the first assistant turn; later ones
+(per-turn text such as Claude Code's `<total_tokens>`) stay in the conversation as user text, so the
+leading system prompt, the start of every cached prefix, is the same on every turn. A system message's
+`cache_control` stays on the conversation: on the block before it.
 Tool results become `tool` messages directly after the assistant turn, in the order of its tool
 calls; attachments inside results move to a following user message; orphans on either side are
 repaired rather than forwarded dangling (most upstreams 400 on them).
@@ -14,6 +18,7 @@ from typing import Any, assert_never
 import msgspec
 import orjson
 
+from anthropic_gateway.backends import prompt_cache_style
 from anthropic_gateway.errors import InvalidRequestError
 from anthropic_gateway.routing import Route
 from anthropic_gateway.schemas import (
@@ -56,6 +61,7 @@ from anthropic_gateway.translate.common import (
     upstream_tool_name,
 )
 from anthropic_gateway.translate.context import RequestContext
+from anthropic_gateway.translate.prompt_cache import Marks, system_without_attribution
 from anthropic_gateway.websearch.blocks import replay_text
 
 log = logging.getLogger(__name__)
@@ -71,15 +77,18 @@ class MessageConverter:
     def __init__(self, route: Route, ctx: RequestContext) -> None:
         kind = route.backend.kind
         self.ctx = ctx
-        self.kind_cache = kind.cache_control
+        configured = route.config.prompt_cache if route.config is not None else "auto"
+        self.marks = Marks(prompt_cache_style(kind, route.upstream_model, configured))
         self.id_max = kind.tool_id_max_len
         self.history_field = kind.reasoning_history
         self.merge = kind.merge_same_role
         self.system_in_place = route.backend.system_in_place
         self.claude = route.target_is_claude
-        # In-place system messages that arrive while tool calls await their results: they follow the
-        # tool messages, which must come directly after the assistant turn that made the calls.
-        self.held_system: list[OAIMessage] = []
+        # System messages kept in the conversation that arrive while tool calls await their results
+        # (with their cache_control): they follow the tool messages, which must come directly after
+        # the assistant turn that made the calls.
+        self.held_system: list[tuple[OAIMessage, Any]] = []
+        self.seen_assistant = False
 
     def tool_name(self, name: str) -> str:
         mapped = upstream_tool_name(name)
@@ -92,28 +101,30 @@ class MessageConverter:
 
     def text_part(self, text: str, cache_control: Any) -> Part:
         part: Part = {"type": "text", "text": text}
-        if cache_control is not None and self.kind_cache:
-            part["cache_control"] = cache_control
+        self.marks.put(part, cache_control)
         return part
 
-    # The leading system message collects `system` and, by default, every mid-conversation system
-    # message: many local chat templates reject a system message anywhere but first.
+    # The leading system message collects `system` and, by default, the opening's system messages:
+    # many local chat templates reject a system message anywhere but first.
     def messages(self, req: MessagesRequest) -> list[OAIMessage]:
         system_parts: list[Part] = []
-        if isinstance(req.system, str):
-            if req.system:
-                system_parts.append({"type": "text", "text": req.system})
-        elif req.system:
-            system_parts.extend(self.text_part(b.text, b.cache_control) for b in req.system if b.text.strip())
+        system = system_without_attribution(req.system)
+        if isinstance(system, str):
+            if system:
+                system_parts.append({"type": "text", "text": system})
+        elif system:
+            system_parts.extend(self.text_part(b.text, b.cache_control) for b in system if b.text.strip())
         out: list[OAIMessage] = []
         pending: list[str] = []  # tool_use ids of the last assistant turn still awaiting results
         for i, msg in enumerate(req.messages):
             if msg.role == "system":
-                self._system_message(_system_text(msg.content), system_parts, out, hold=bool(pending))
+                mark = _last_cache_control(msg.content)
+                self._system_message(_system_text(msg.content), mark, system_parts, out, hold=bool(pending))
                 continue
             if msg.role == "assistant":
                 self._answer_pending(pending, out)
                 pending = self._assistant(msg, out)
+                self.seen_assistant = True
             elif msg.role == "user":
                 pending = self._user(msg, i, pending, system_parts, out)
             else:
@@ -130,18 +141,37 @@ class MessageConverter:
             return parts
         return "\n\n".join(p["text"] for p in parts)
 
-    def _system_message(self, text: str, system_parts: list[Part], out: list[OAIMessage], *, hold: bool) -> None:
+    def _system_message(
+        self, text: str, mark: Any, system_parts: list[Part], out: list[OAIMessage], *, hold: bool
+    ) -> None:
+        """Hoisted into the leading system message while still in the opening (before the first
+        assistant turn); later, kept in place: as a system message (`system_messages = "keep"`) or
+        as user text. Its breakpoint goes on the block before it, where the cached prefix ends."""
         if not text.strip():
             return
-        if not self.system_in_place:
-            system_parts.append({"type": "text", "text": text})
-        elif hold:
-            self.held_system.append({"role": "system", "content": text})
+        if not self.system_in_place and not self.seen_assistant:
+            if not out or not self.marks.mark_last(out[-1], mark):
+                system_parts.append(self.text_part(text, mark))  # nothing before it: marks the system
+            else:
+                system_parts.append({"type": "text", "text": text})
+            return
+        message = {"role": "system" if self.system_in_place else "user", "content": text}
+        if hold:
+            self.held_system.append((message, mark))
         else:
-            out.append({"role": "system", "content": text})
+            self._place(message, mark, out)
+
+    def _place(self, message: OAIMessage, mark: Any, out: list[OAIMessage]) -> None:
+        if out:
+            self.marks.mark_last(out[-1], mark)
+        if message["role"] == "user":
+            self._append_user(message["content"], out)
+        else:
+            out.append(message)
 
     def _release_system(self, out: list[OAIMessage]) -> None:
-        out.extend(self.held_system)
+        for message, mark in self.held_system:
+            self._place(message, mark, out)
         self.held_system.clear()
 
     def _answer_pending(self, pending: list[str], out: list[OAIMessage]) -> None:
@@ -211,7 +241,8 @@ class MessageConverter:
                     parts.append({"type": "text", "text": f"[result of tool call {block.tool_use_id}]\n{text}"})
                     parts.extend(extra)
             elif isinstance(block, MidConversationSystemBlock):
-                self._system_message(_system_text(block.content), system_parts, out, hold=bool(pending))
+                mark = block.cache_control or _last_cache_control(block.content)
+                self._system_message(_system_text(block.content), mark, system_parts, out, hold=bool(pending))
             else:
                 parts.extend(self._user_parts(block, f"messages.{index}.content.{j}"))
         follow_up: list[Part] = []
@@ -222,8 +253,7 @@ class MessageConverter:
                 continue
             text, extra = self._result_content(result)
             tool_msg: OAIMessage = {"role": "tool", "tool_call_id": tid, "content": text}
-            if result.cache_control is not None and self.kind_cache:
-                tool_msg["cache_control"] = result.cache_control
+            self.marks.put(tool_msg, result.cache_control)
             out.append(tool_msg)
             if extra:
                 follow_up.append({"type": "text", "text": f"Attachments returned by tool call {result.tool_use_id}:"})
@@ -272,8 +302,7 @@ class MessageConverter:
         else:
             assert_never(src)
         part: Part = {"type": "image_url", "image_url": {"url": url}}
-        if block.cache_control is not None and self.kind_cache:
-            part["cache_control"] = block.cache_control
+        self.marks.put(part, block.cache_control)
         return part
 
     def _document(self, block: DocumentBlock, path: str) -> list[Part]:
@@ -282,8 +311,7 @@ class MessageConverter:
         if isinstance(src, Base64PDFSource | URLPDFSource):
             data = _data_url("application/pdf", src.data) if isinstance(src, Base64PDFSource) else src.url
             part: Part = {"type": "file", "file": {"filename": block.title or "document.pdf", "file_data": data}}
-            if block.cache_control is not None and self.kind_cache:
-                part["cache_control"] = block.cache_control
+            self.marks.put(part, block.cache_control)
             return [part]
         if isinstance(src, PlainTextSource):
             return [self.text_part(f"{header}\n\n{src.data}" if header else src.data, block.cache_control)]
@@ -376,6 +404,14 @@ def _data_url(media_type: str, data: msgspec.Raw) -> msgspec.Raw:
 
 def _as_parts(content: str | list[Part]) -> list[Part]:
     return [{"type": "text", "text": content}] if isinstance(content, str) else content
+
+
+def _last_cache_control(content: str | list[ContentBlock] | list[TextBlock]) -> Any:
+    """A system message's breakpoint: the one on its last marked block."""
+    if isinstance(content, str):
+        return None
+    marks = [b.cache_control for b in content if isinstance(b, TextBlock) and b.cache_control is not None]
+    return marks[-1] if marks else None
 
 
 def _system_text(content: str | list[ContentBlock] | list[TextBlock]) -> str:

@@ -29,6 +29,7 @@ from anthropic_gateway.schemas import (
     ToolUseBlock,
     URLPDFSource,
 )
+from anthropic_gateway.translate.prompt_cache import session_key
 from anthropic_gateway.translate.request import RequestContext, to_openai_request
 
 log = logging.getLogger(__name__)
@@ -43,11 +44,14 @@ def prepare_request(
     stream: bool,
     input_estimate: int = 0,
     default_params: dict[str, Any] | None = None,
+    session: str | None = None,
 ) -> tuple[dict[str, Any], RequestContext]:
+    """``session``: the client's conversation id (Claude Code's x-claude-code-session-id), if sent."""
     check_capabilities(req, route)
     req = clamp(req, route, input_estimate)
     body, ctx = to_openai_request(req, route, stream=stream)
     apply_parameters(body, req, route, default_params or {})
+    sticky_session(body, req, route, session)
     family = schema_family(route)
     if family == "gemini" and "tools" in body:
         for tool in body["tools"]:
@@ -175,6 +179,17 @@ def _plugins(transforms: list[str]) -> list[dict[str, Any]]:
     if "middle-out" in transforms:
         return [{"id": "context-compression"}]
     return [{"id": "context-compression", "enabled": False}]
+
+
+def sticky_session(body: dict[str, Any], req: MessagesRequest, route: Route, session: str | None) -> None:
+    """OpenRouter keeps a conversation on the provider holding its prompt cache when every turn
+    carries the same `session_id`; not when the client or the config pinned `provider.order`."""
+    if not route.backend.kind.openrouter_extensions or "session_id" in body:
+        return
+    provider = body.get("provider")
+    if isinstance(provider, dict) and provider.get("order"):
+        return
+    body["session_id"] = session_key(req, session)
 
 
 # --- tool schemas ------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ from anthropic_gateway.translate.context import RequestContext
 from anthropic_gateway.translate.context_management import takes_context_management
 from anthropic_gateway.translate.deferred_tools import callable_tools
 from anthropic_gateway.translate.messages import MessageConverter
+from anthropic_gateway.translate.prompt_cache import limit_breakpoints
 from anthropic_gateway.websearch.plan import (
     chooses_web_search,
     find_web_search,
@@ -83,8 +84,9 @@ def to_openai_request(req: MessagesRequest, route: Route, *, stream: bool) -> tu
         }
     if req.context_management is not None and takes_context_management(route):
         body["context_management"] = req.context_management
-    if req.cache_control is not None and kind.cache_control:
-        body["cache_control"] = req.cache_control
+    if req.cache_control is not None and conv.marks.style == "ttl" and kind.openrouter_extensions:
+        body["cache_control"] = req.cache_control  # automatic mode: Anthropic-family providers only
+    limit_breakpoints(body)
     if stream:
         body["stream"] = True
         if kind.include_usage_option:
@@ -161,8 +163,7 @@ def _tool(tool: Tool, index: int, conv: MessageConverter) -> dict[str, Any]:
     if tool.strict is not None:
         function["strict"] = tool.strict
     out: dict[str, Any] = {"type": "function", "function": function}
-    if tool.cache_control is not None and conv.kind_cache:
-        out["cache_control"] = tool.cache_control
+    conv.marks.put(out, tool.cache_control)
     return out
 
 
