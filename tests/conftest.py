@@ -117,9 +117,11 @@ def start_gateway(
         upstream_url,
         *extra_args,
     ]
-    # Each gateway keeps its store beside its log, never in the user's data directory.
-    store = {"ANTHROPIC_GATEWAY_DATABASE_URL": str(log_path.with_suffix(".db"))}
-    full_env = {**_clean_environ(), **store, **env, "PYTHONUNBUFFERED": "1"}
+    # Each gateway keeps its store beside its log, never in the user's data directory; it does not
+    # probe its backends (a probe would take a reply queued for a test) unless the test asks.
+    defaults = {"ANTHROPIC_GATEWAY_DATABASE_URL": str(log_path.with_suffix(".db")),
+                "ANTHROPIC_GATEWAY_HEALTH_PROBE_INTERVAL": "0"}  # fmt: skip
+    full_env = {**_clean_environ(), **defaults, **env, "PYTHONUNBUFFERED": "1"}
     with log_path.open("wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=full_env, cwd=cwd)
     gw = GatewayProcess(proc, port, log_path)

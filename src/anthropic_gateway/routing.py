@@ -65,6 +65,15 @@ class Route:
         return tuple(self.config.fallbacks) if self.config is not None else ()
 
 
+def tier_of(model: str) -> str | None:
+    """The Claude tier a name without a configured alias maps to: ``claude-*`` names by family (opus
+    / sonnet / haiku as substrings; other claude names → sonnet); None for any other name."""
+    lowered = model.lower()
+    if "/" in model or not lowered.startswith("claude"):
+        return None
+    return next((f for f in TIERS if f in lowered), "sonnet")
+
+
 def _is_glob(alias: str) -> bool:
     return any(c in alias for c in "*?[")
 
@@ -116,9 +125,8 @@ class Router:
             return Route(model, config.model or model, backend, config, alias)
         if "/" in model:
             return Route(model, model, self.default)
-        lowered = model.lower()
-        if lowered.startswith("claude"):
-            family = next((f for f in TIERS if f in lowered), "sonnet")
+        family = tier_of(model)
+        if family is not None:
             return Route(model, self.tiers[family], self.default)
         if self.passthrough:
             return Route(model, model, self.default)

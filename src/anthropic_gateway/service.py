@@ -111,6 +111,11 @@ class AnswerStream:
             log.exception("stream translation failed (request %s)", rid)
             return self._end(translator.fail(APIError(f"Internal gateway error (request {rid})")))
 
+    def end(self, err: GatewayError) -> bytes:
+        """End the stream now with an error event (the drain timed out); ``close()`` follows."""
+        self.record.extras["drained"] = True
+        return self._end(self.translator.fail(err))
+
     def _end(self, tail: bytes) -> bytes:
         t, record = self.translator, self.record
         record.upstream_seconds = self._upstream_from + (time.perf_counter() - self._dispatched_at)

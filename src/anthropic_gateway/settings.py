@@ -156,6 +156,10 @@ class Settings(BaseSettings):
         30.0, ge=0, description="On SIGTERM/SIGINT, seconds in-flight requests get to finish before streams are ended."
     )
     ledger_retention_days: float = Field(90.0, gt=0, description="Days the ledger keeps a request's row.")
+    health_probe_interval: float = Field(
+        30.0, ge=0, description="Seconds between background probes of each backend's /models (readiness and "
+        "/health/detailed); 0 turns them off.",
+    )
 
     @field_validator("default_params")
     @classmethod

@@ -138,6 +138,30 @@ class UpstreamClient:
                 ) from None
             raise connection_error(err) from None
 
+    async def ready(self) -> None:
+        """Load the client and open the pool now (the probes start timing only after it)."""
+        if self._session is None:
+            await self._open()
+
+    async def probe(self, backend: Backend, timeout: float) -> int:
+        """``GET {backend url}/models`` with the backend's key: the HTTP status, once the headers
+        arrived (the list itself is not read). Raises a GatewayError when the backend cannot be
+        reached. Only the background health probes call it, never a request."""
+        session = self._session or await self._open()
+        import aiohttp
+
+        headers = {"User-Agent": USER_AGENT, **dict(backend.headers)}
+        if backend.key is not None:
+            headers["Authorization"] = "Bearer " + backend.key.get_secret_value()
+        try:
+            async with session.get(backend.base_url + "/models", headers=headers,
+                                   timeout=aiohttp.ClientTimeout(total=timeout)) as resp:  # fmt: skip
+                return resp.status
+        except (TimeoutError, aiohttp.ServerTimeoutError):
+            raise GatewayTimeoutError(f"no answer within {timeout:g} s") from None
+        except aiohttp.ClientError as err:
+            raise connection_error(err) from None
+
 
 def _target(backend: Backend, stream: bool) -> tuple[Any, dict[str, str]]:
     import yarl  # comes with aiohttp

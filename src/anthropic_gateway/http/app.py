@@ -37,11 +37,15 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FrontDoor:
         # by it; a count before then loads it on demand.
         loop = asyncio.get_running_loop()
         warm_up = loop.call_later(0.3, tokens.start_warm_up, settings.sonnet_model) if settings.tokenizer_preload else None
+        gw.prober.start()
+        gw.lifecycle.serving()
         try:
             yield
         finally:
             if warm_up is not None:
                 warm_up.cancel()
+            gw.lifecycle.close()
+            await gw.prober.close()
             await gw.ledger.close()
             await gw.store.close()
             await gw.upstream.close()

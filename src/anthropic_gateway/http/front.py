@@ -26,6 +26,7 @@ from anthropic_gateway.http.body import ClientDisconnected
 from anthropic_gateway.http.errors import error_response
 from anthropic_gateway.http.gateway import Gateway
 from anthropic_gateway.http.table import fast_lane
+from anthropic_gateway.ops.lifecycle import drained_error
 from anthropic_gateway.ops.record import RequestRecord
 
 log = logging.getLogger("anthropic_gateway")
@@ -44,9 +45,11 @@ def _request_id(scope: Scope) -> str:
 class Exchange:
     """One request's disconnect watcher. ``watch()`` starts it (once the body is read: until then
     the handler itself is reading ``receive``); ``responded`` is set once the answer is complete, so
-    the server's end-of-response disconnect message is not taken for the client leaving."""
+    the server's end-of-response disconnect message is not taken for the client leaving.
+    ``end_for_drain()`` (a drain that timed out) cancels the request the same way, marked ``drained``
+    so the handler or the SSE response answers with an overloaded_error."""
 
-    __slots__ = ("disconnected", "receive", "record", "responded", "task", "watcher")
+    __slots__ = ("disconnected", "drained", "receive", "record", "responded", "task", "watcher")
 
     def __init__(self, receive: Receive, record: RequestRecord) -> None:
         self.receive = receive
@@ -54,6 +57,7 @@ class Exchange:
         self.task: asyncio.Task[None] | None = None
         self.watcher: asyncio.Task[None] | None = None
         self.disconnected = False
+        self.drained = False
         self.responded = False
 
     def watch(self) -> None:
@@ -73,12 +77,18 @@ class Exchange:
         if self.watcher is not None:
             self.watcher.cancel()
 
+    def end_for_drain(self) -> None:
+        if self.task is not None and not (self.responded or self.disconnected or self.drained):
+            self.drained = True
+            self.task.cancel()
+
 
 class FrontDoor:
     def __init__(self, app: Starlette, gateway: Gateway) -> None:
         self.app = app
         self.gateway = gateway
         self.fast = fast_lane()
+        self.life = gateway.lifecycle
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":  # lifespan (and websockets, which Starlette refuses)
@@ -90,6 +100,8 @@ class FrontDoor:
         state["request_id"] = rid
         state["record"] = record
         handler = self.fast.get(scope["path"]) if scope["method"] == "POST" else None
+        life = self.life
+        life.requests += 1
         try:
             if handler is not None:
                 record.route = scope["path"]
@@ -97,12 +109,15 @@ class FrontDoor:
             else:
                 await self._slow(scope, receive, send, record)
         finally:
+            life.requests -= 1
             self.gateway.recorder.emit(record)
 
     async def _fast(self, handler: object, scope: Scope, receive: Receive, send: Send, record: RequestRecord) -> None:
         scope["app"] = self.app
         exchange = Exchange(receive, record)
         scope["state"]["exchange"] = exchange
+        exchanges = self.life.exchanges
+        exchanges.add(exchange)
         request = Request(scope, receive)
         try:
             response: Response
@@ -113,6 +128,11 @@ class FrontDoor:
             except ClientDisconnected:
                 self._left(record)
                 return
+            except asyncio.CancelledError:
+                if not exchange.drained:
+                    raise
+                _uncancel()
+                response = error_response(request, drained_error())
             except Exception:
                 log.exception("unhandled error (request %s)", record.request_id)
                 response = error_response(request, APIError(f"Internal gateway error (request {record.request_id})"))
@@ -125,11 +145,10 @@ class FrontDoor:
         except asyncio.CancelledError:
             if not exchange.disconnected:
                 raise
-            task = asyncio.current_task()
-            if task is not None:
-                task.uncancel()
+            _uncancel()
             self._left(record)
         finally:
+            exchanges.discard(exchange)
             exchange.stop()
 
     def _left(self, record: RequestRecord) -> None:
@@ -152,6 +171,8 @@ class FrontDoor:
 
         try:
             await self.app(scope, receive, send_with_id)
+            route = scope.get("route")  # the Starlette route matched: its path is the template
+            record.route = getattr(route, "path", None)
         except ClientDisconnected:
             self._left(record)
         except Exception:
@@ -165,3 +186,8 @@ class FrontDoor:
                 await send({"type": "http.response.body", "body": body})
 
 
+def _uncancel() -> None:
+    """The cancellation was ours (the client left, or the drain ended the request): handled here."""
+    task = asyncio.current_task()
+    if task is not None:
+        task.uncancel()

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from starlette.requests import Request
 
 from anthropic_gateway.auth import Authenticator
 from anthropic_gateway.ops.access_log import AccessLog
+from anthropic_gateway.ops.health import Prober, StatusProvider
 from anthropic_gateway.ops.ledger import Ledger
+from anthropic_gateway.ops.lifecycle import Lifecycle
+from anthropic_gateway.ops.metrics import Metrics
 from anthropic_gateway.ops.record import Recorder, RequestRecord
 from anthropic_gateway.routing import Router
 from anthropic_gateway.service import MessagesService
@@ -29,6 +32,11 @@ class Gateway:
     recorder: Recorder
     store: Store
     ledger: Ledger
+    prober: Prober
+    metrics: Metrics
+    lifecycle: Lifecycle = field(default_factory=Lifecycle)
+    # Sections of /health/detailed that other parts contribute (e.g. "catalogue": its age and size).
+    status_providers: dict[str, StatusProvider] = field(default_factory=dict)
 
     @classmethod
     def build(cls, settings: Settings) -> Gateway:
@@ -37,10 +45,14 @@ class Gateway:
         store = open_store(settings.database_url)
         ledger = Ledger(store, retention_days=settings.ledger_retention_days)
         service = MessagesService(settings, router, upstream, ThreadKeeper(settings, store))
+        prober = Prober(upstream, list(router.backends.values()), settings.health_probe_interval)
+        life = Lifecycle()
+        metrics = Metrics(settings.models, router.backends, lambda: (life.requests, life.streams))
         gw = cls(settings, router, Authenticator(settings), upstream, service,
-                 Recorder(), store, ledger)  # fmt: skip
+                 Recorder(), store, ledger, prober, metrics, life)  # fmt: skip
         gw.recorder.add(AccessLog(settings.log_format, bodies=settings.log_bodies, redact=gw.redact))
         gw.recorder.add(ledger)
+        gw.recorder.add(metrics)
         return gw
 
     def secrets(self) -> list[str]:

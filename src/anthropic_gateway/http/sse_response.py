@@ -15,6 +15,7 @@ import logging
 from starlette.types import Receive, Scope, Send
 
 from anthropic_gateway import sse
+from anthropic_gateway.ops.lifecycle import drained_error
 from anthropic_gateway.service import AnswerStream
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,15 @@ class SSEResponse:
             async def write(data: bytes) -> None:
                 await send({"type": "http.response.body", "body": data, "more_body": True})
 
-            tail = await stream.pump(write)
+            try:
+                tail = await stream.pump(write)
+            except asyncio.CancelledError:
+                if exchange is None or not exchange.drained:
+                    raise
+                task = asyncio.current_task()
+                if task is not None:
+                    task.uncancel()  # the drain timed out: the stream ends with an overloaded_error event
+                tail = stream.end(drained_error())
             self.finished = True
             self._ping_timer.cancel()
             if self._ping_task is not None:

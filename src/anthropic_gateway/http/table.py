@@ -11,8 +11,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from anthropic_gateway import __version__
-from anthropic_gateway.http import messages, models
+from anthropic_gateway import __version__, compatibility
+from anthropic_gateway.http import messages, models, ops
 from anthropic_gateway.http.body import JSONResponse
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -36,7 +36,8 @@ class Endpoint:
 
 
 async def root(request: Request) -> Response:
-    return JSONResponse({"name": "anthropic-gateway", "version": __version__, "endpoints": endpoint_list()})
+    return JSONResponse({"name": "anthropic-gateway", "version": __version__, "endpoints": endpoint_list(),
+                         "compatibility": compatibility.summary()})  # fmt: skip
 
 
 async def openapi(request: Request) -> Response:
@@ -71,6 +72,15 @@ ENDPOINTS: list[Endpoint] = [
              responses={"200": {"description": "a page of models"}}),
     Endpoint(("GET",), "/v1/models/{model_id:path}", models.get_model, "One model alias",
              responses={"200": {"description": "a model"}}),
+    Endpoint(("GET",), "/health", ops.health, "Liveness: 200 while the process serves (no upstream call)",
+             responses={"200": _OK}),
+    Endpoint(("GET",), "/health/ready", ops.ready, "Readiness: 503 while starting, draining or when no "
+             "backend answered its last probe", responses={"200": _OK, "503": {"description": "not ready"}}),
+    Endpoint(("GET",), "/health/detailed", ops.detailed, "Admin: version, uptime, backend probes, requests in "
+             "flight, store, ledger, configuration (secrets masked)", responses={"200": _OK}),
+    Endpoint(("GET",), "/metrics", ops.metrics, "Admin: Prometheus metrics (text format)",
+             responses={"200": {"description": "Prometheus text exposition",
+                                "content": {"text/plain": {"schema": {"type": "string"}}}}}),
 ]  # fmt: skip
 
 
