@@ -70,6 +70,7 @@ class Launcher:
             "PATH": f"{self.bin}{os.pathsep}/usr/bin{os.pathsep}/bin",
             "HOME": str(self.tmp / "home"),
             "ANTHROPIC_GATEWAY_PORT": str(self.port),
+            "ANTHROPIC_GATEWAY_HEALTH_PROBE_INTERVAL": "0",  # no background probe of the (real) default URL
             "FAKE_CLAUDE_RECORD": str(self.record_path),
             **extra,
         }

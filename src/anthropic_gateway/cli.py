@@ -142,9 +142,11 @@ def serve(args: argparse.Namespace) -> int:
 
     from anthropic_gateway.connection_limits import protocol_for
     from anthropic_gateway.http import create_app
+    from anthropic_gateway.http.server import serve as serve_http
 
+    app = create_app(settings)
     config = uvicorn.Config(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         loop="uvloop" if sys.platform != "win32" else "asyncio",
@@ -157,7 +159,7 @@ def serve(args: argparse.Namespace) -> int:
         proxy_headers=False,  # nothing to trust: the gateway is not behind a proxy by default
     )
     log.info("anthropic-gateway %s → %s (%s)", __version__, settings.upstream_url, settings.resolved_backend_kind())
-    uvicorn.Server(config).run()
+    serve_http(app, config, settings.drain_timeout)
     return 0
 
 

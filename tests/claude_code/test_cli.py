@@ -224,6 +224,7 @@ def test_launcher_runs_the_cli_and_routes_the_haiku_tier(
         ANTHROPIC_GATEWAY_OPUS_MODEL=OPUS,
         ANTHROPIC_GATEWAY_SONNET_MODEL=SONNET,
         ANTHROPIC_GATEWAY_HAIKU_MODEL=HAIKU,
+        ANTHROPIC_GATEWAY_HEALTH_PROBE_INTERVAL="0",  # a probe would take the reply scripted for the CLI
     )
     del env["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"]  # the launcher sets it
     cmd = [sys.executable, "-m", "anthropic_gateway", "claude", "-p", "Say hello", "--model", "haiku",

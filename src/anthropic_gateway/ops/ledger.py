@@ -51,6 +51,7 @@ class Ledger:
         self.failed_writes = 0
         self._warned_at = 0.0
         self._wake = asyncio.Event()
+        self._closing = False
         self._task: asyncio.Task[None] | None = None
         self._cleanup: asyncio.Task[None] | None = None
 
@@ -78,7 +79,7 @@ class Ledger:
         self._cleanup = asyncio.create_task(self._clean_periodically())
 
     async def _run(self) -> None:
-        while True:
+        while not self._closing:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.flush_interval):
                     await self._wake.wait()
@@ -99,11 +100,16 @@ class Ledger:
             self.written += n
 
     async def close(self) -> None:
-        for task in (self._task, self._cleanup):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        # The writer is stopped between batches, never cancelled inside one: a write cancelled
+        # mid-transaction would lose its rows (popped from the queue, rolled back).
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+        if self._cleanup is not None:
+            self._cleanup.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._cleanup
         await self.flush()
 
     async def _clean_periodically(self) -> None:
