@@ -193,6 +193,7 @@ def test_claude_starts_a_gateway_passes_args_env_and_exit_code_then_stops_it(lau
     assert record["argv"] == args
     assert record["probe"] == [200, "anthropic-gateway"]  # the gateway served while claude ran
     claude_vars = {k: v for k, v in record["env"].items() if k.startswith(("ANTHROPIC_", "CLAUDE_"))}
+    del claude_vars["ANTHROPIC_GATEWAY_HEALTH_PROBE_INTERVAL"]  # this test's own setting, passed through
     assert claude_vars == {
         "ANTHROPIC_BASE_URL": url,
         "ANTHROPIC_AUTH_TOKEN": DUMMY_TOKEN,

@@ -109,6 +109,7 @@ SAMPLES: dict[str, Sample] = {
     "threads": Sample("false", "threads = false", lambda s: s.threads, False),
     "thread_ttl": Sample("60", "thread_ttl = 60", lambda s: s.thread_ttl, 60.0),
     "thread_max_bytes": Sample("1000", "thread_max_bytes = 1000", lambda s: s.thread_max_bytes, 1000),
+    "health_probe_interval": Sample("2.5", "health_probe_interval = 2.5", lambda s: s.health_probe_interval, 2.5),
 }  # fmt: skip
 
 
