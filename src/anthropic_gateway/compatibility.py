@@ -1,5 +1,5 @@
 """The compatibility summary ``GET /`` shows: how each request field and each message content kind is
-handled (translated, degraded, ignored, refused), as the tables of docs/compatibility.md state it.
+handled (translated, emulated, degraded, ignored, refused), as the tables of docs/compatibility.md state it.
 
 The document explains; this module is its data for the root route (the document is not shipped in
 the package). tests/test_compatibility_doc.py parses the document's tables and fails when the two
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-Policy = Literal["translated", "degraded", "ignored", "refused"]
-POLICIES: tuple[Policy, ...] = ("translated", "degraded", "ignored", "refused")
+Policy = Literal["translated", "emulated", "degraded", "ignored", "refused"]
+POLICIES: tuple[Policy, ...] = ("translated", "emulated", "degraded", "ignored", "refused")
 
 # docs/compatibility.md, "## Request fields": (field, policy), in the document's order.
 REQUEST_FIELDS: tuple[tuple[str, Policy], ...] = (
@@ -20,7 +20,8 @@ REQUEST_FIELDS: tuple[tuple[str, Policy], ...] = (
     ("temperature", "translated"), ("top_p", "translated"), ("top_k", "translated"), ("tools", "translated"),
     ("tool_choice", "translated"), ("thinking", "translated"), ("output_config", "translated"),
     ("output_format", "translated"), ("metadata", "translated"), ("cache_control", "translated"),
-    ("mcp_servers", "refused"), ("context_management", "ignored"), ("service_tier", "ignored"),
+    ("mcp_servers", "refused"), ("context_management", "emulated"),
+    ("thread", "translated"), ("service_tier", "ignored"),
     ("container", "ignored"), ("inference_geo", "ignored"), ("speed", "ignored"), ("provider", "translated"),
     ("models", "translated"), ("transforms", "translated"), ("min_p", "translated"), ("top_a", "translated"),
     ("repetition_penalty", "translated"), ("reasoning", "translated"), ("frequency_penalty", "translated"),
