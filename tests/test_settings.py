@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -191,3 +192,24 @@ def test_a_chat_completions_url_is_cut_to_its_base_with_a_warning() -> None:
         "/chat/completions itself; set the URL without it)",
     ]
     assert load_settings(environ={}).warnings() == []
+
+
+def test_error_lines_never_print_keys_or_headers(tmp_path: Path) -> None:
+    cfg = tmp_path / "gw.toml"
+    cfg.write_text('api_keys = ["client-key-SECRET-1"]\n[backends.x]\nheaders = { Authorization = "Bearer sk-hdr-SECRET" }\n')
+    with pytest.raises(SettingsError) as err:
+        load_settings(environ={}, config_path=cfg)
+    assert "SECRET" not in str(err.value)
+
+
+def test_unrelated_dotenv_variables_do_not_stop_start_up_and_key_env_may_live_there(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text(
+        "FOO=bar\nOPENAI_API_KEY=sk-from-dotenv\nANTHROPIC_GATEWAY_PORT=9123\n"
+        'ANTHROPIC_GATEWAY_BACKENDS={"oa": {"url": "http://127.0.0.1:9/v1", "key_env": "OPENAI_API_KEY"}}\n'
+    )
+    code = ("from anthropic_gateway.settings import load_settings; s = load_settings(); "
+            "print(s.port, s.backend_key('oa').get_secret_value())")  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_GATEWAY_", "OPENAI_", "OPENROUTER_"))}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["9123", "sk-from-dotenv"]

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
+import time
 
 import anthropic
+import httpx2
 
-from e2e import MODEL, USER_HELLO
+from conftest import GATEWAY_ENV, SpawnGateway
+from e2e import MODEL, USER_HELLO, post_raw
 from fake_upstream import FakeUpstream, Reply, finish_chunk, text_chunk
 
 CLOSE_WAIT = 5.0  # seconds the gateway gets to close the upstream connection
@@ -68,3 +73,31 @@ def test_disconnect_before_first_upstream_byte_closes_upstream(
     assert first.type == "message_start"
     assert upstream.wait_for_requests(1)
     assert upstream.streams[0].disconnected.wait(CLOSE_WAIT)
+
+
+HELLO = {"max_tokens": 10, "messages": [{"role": "user", "content": "Hi"}]}
+
+
+def test_a_non_streaming_client_that_disconnects_closes_the_upstream_call(
+    spawn_gateway: SpawnGateway, upstream: FakeUpstream
+) -> None:
+    gw = spawn_gateway(GATEWAY_ENV)
+    # A first call loads the upstream client and the tokenizer, so the next reaches the upstream at once.
+    upstream.expect(Reply.auto([text_chunk("warm"), finish_chunk("stop")]))
+    assert post_raw(gw.url, "/v1/messages", {"model": "a/b", **HELLO}).status_code == 200
+    upstream.reset()
+    upstream.expect(Reply.stream([text_chunk("slow")], done=False, hold=True, hold_timeout=20))
+
+    def client() -> None:
+        with contextlib.suppress(httpx2.TimeoutException):  # the client gives up and closes its connection
+            httpx2.post(gw.url + "/v1/messages", json={"model": "a/b", **HELLO},
+                        headers={"x-api-key": "k"}, timeout=0.5)  # fmt: skip
+
+    t = threading.Thread(target=client)
+    t.start()
+    t.join(5)
+    deadline = time.monotonic() + 5
+    while not upstream.streams and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert upstream.streams, "the upstream never saw the call"
+    assert upstream.streams[0].disconnected.wait(5), "the gateway kept the upstream call open"

@@ -3,14 +3,16 @@ and after the stream started (one ``event: error`` frame, then the stream ends).
 
 from __future__ import annotations
 
+import json
 import re
+import time
 from typing import Any
 
 import anthropic
 import pytest
 
 from conftest import GATEWAY_ENV, UPSTREAM_KEY, SpawnGateway, free_port
-from e2e import MODEL, USER_HELLO, check_well_formed, error_of, parse_sse, reduce_blocks, stream_raw
+from e2e import MODEL, USER_HELLO, check_well_formed, error_of, parse_sse, post_raw, reduce_blocks, stream_raw
 from fake_upstream import (
     FakeUpstream,
     Reply,
@@ -385,3 +387,42 @@ def test_finish_then_eof_without_done_or_usage_is_not_an_error(
         final = stream.get_final_message()
     assert final.stop_reason == "end_turn"
     assert [b.model_dump(exclude_none=True) for b in final.content] == [{"type": "text", "text": "fine"}]
+
+
+HELLO = {"max_tokens": 10, "messages": [{"role": "user", "content": "Hi"}]}
+
+
+OK = Reply.auto([text_chunk("ok"), finish_chunk("stop")])
+
+
+def test_passthrough_clients_never_spend_a_backends_own_key(
+    spawn_gateway: SpawnGateway, upstream: FakeUpstream, _upstream_server: FakeUpstream
+) -> None:
+    gw = spawn_gateway({
+        **{k: v for k, v in GATEWAY_ENV.items() if k != "ANTHROPIC_GATEWAY_UPSTREAM_KEY"},
+        "ANTHROPIC_GATEWAY_PASSTHROUGH_AUTH": "true",
+        "ANTHROPIC_GATEWAY_API_KEYS": "gw-member-key",
+        "ANTHROPIC_GATEWAY_BACKENDS": json.dumps({"own": {"url": _upstream_server.base_url, "key_env": "OWN_KEY"}}),
+        "ANTHROPIC_GATEWAY_MODELS": json.dumps({"m": {"backend": "own", "model": "x/y"}}),
+        "OWN_KEY": "sk-own-backend-secret",
+    })  # fmt: skip
+    upstream.always(OK)
+    stranger = post_raw(gw.url, "/v1/messages", {"model": "m", **HELLO}, headers={"x-api-key": "sk-or-strangers-own"})
+    member = post_raw(gw.url, "/v1/messages", {"model": "m", **HELLO}, headers={"x-api-key": "gw-member-key"})
+    assert (stranger.status_code, member.status_code) == (200, 200)
+    auth = [r.headers["authorization"] for r in upstream.requests]
+    assert auth == ["Bearer sk-or-strangers-own", "Bearer sk-own-backend-secret"]
+
+
+def test_an_upstream_error_echoing_the_key_is_redacted_in_the_log(
+    spawn_gateway: SpawnGateway, upstream: FakeUpstream
+) -> None:
+    gw = spawn_gateway({**GATEWAY_ENV, "ANTHROPIC_GATEWAY_RETRIES": "0"})
+    upstream.expect(Reply.json(error_body(500, f"internal failure handling key {UPSTREAM_KEY}", "server"), status=500))
+    resp = post_raw(gw.url, "/v1/messages", {"model": "a/b", **HELLO})
+    assert resp.status_code == 500
+    assert UPSTREAM_KEY not in resp.text and "[redacted]" in resp.text
+    time.sleep(0.2)  # let the log line reach the file
+    log = gw.log_text()
+    assert "internal failure handling key [redacted]" in log
+    assert UPSTREAM_KEY not in log

@@ -14,9 +14,10 @@ import pytest
 from anthropic_gateway.backends import KINDS
 from anthropic_gateway.errors import InvalidRequestError
 from anthropic_gateway.routing import Route, Router
-from anthropic_gateway.settings import load_settings
+from anthropic_gateway.schemas import decode_messages_request
+from anthropic_gateway.settings import SettingsError, load_settings
 from anthropic_gateway.translate.policy import gemini_schema, prepare_request
-from routing.helpers import claude_code_body, haiku_body, request_of, route_of, simple
+from routing.helpers import claude_code_body, haiku_body, request_of, route_of, settings_of, simple
 from routing.test_config import EXAMPLE
 
 # --- tool schemas for Gemini ----------------------------------------------------------------------
@@ -410,3 +411,25 @@ def test_configured_openrouter_only_defaults_are_dropped_for_openai_kind() -> No
     out = _prepare({"model": "g", "max_tokens": 100, "messages": [{"role": "user", "content": "Hi"}]}, route)
     assert out["temperature"] == 0.4
     assert {"min_p", "transforms", "plugins"} & set(out) == set()
+
+
+def test_gemini_stripping_tolerates_an_enum_that_is_not_a_list() -> None:
+    assert gemini_schema({"type": "object", "properties": {"x": {"type": "integer", "enum": 5}}}) == {
+        "type": "object", "properties": {"x": {"type": "integer"}},
+    }  # fmt: skip
+
+
+def test_defaults_never_turn_on_reasoning_and_transforms_become_plugins() -> None:
+    route = route_of("m", {"model": "x/y", "defaults": {"reasoning": {"effort": "low"}, "transforms": ["middle-out"]}})
+    req = decode_messages_request(json.dumps({"model": "m", "max_tokens": 10,
+                                              "messages": [{"role": "user", "content": "hi"}]}).encode())  # fmt: skip
+    body, _ = prepare_request(req, route, stream=False)
+    assert "reasoning" not in body
+    assert body["plugins"] == [{"id": "context-compression"}] and "transforms" not in body
+
+
+def test_a_fallback_served_by_a_pattern_or_tier_validates() -> None:
+    s = settings_of({"claude-*sonnet*": {"model": "x/s"}, "claude-*haiku*": {"model": "x/h", "fallbacks": ["claude-sonnet-4-5"]}})
+    assert s.models["claude-*haiku*"].fallbacks == ["claude-sonnet-4-5"]
+    with pytest.raises(SettingsError, match="'nowhere' is not another configured model alias"):
+        settings_of({"a": {"model": "x/a", "fallbacks": ["nowhere"]}})

@@ -264,3 +264,19 @@ def test_body_that_is_not_json_is_a_400() -> None:
         decode_count_tokens_request(b"not json")
     assert info.value.http_status == 400
     assert info.value.message.startswith("Request body is not valid JSON")
+
+
+def test_a_million_spaces_are_counted_not_a_crash() -> None:
+    assert 5_000 < count_text_tokens(" " * 1_000_000, "a/b") < 300_000
+
+
+def test_long_text_counts_as_in_one_piece_within_a_token_or_two() -> None:
+    text = "hello world, this is a sentence. " * 5_000
+    whole = count_text_tokens(text[:30_000], "a/b") * 5 + count_text_tokens(text[150_000:], "a/b")
+    assert abs(count_text_tokens(text, "a/b") - whole) <= 10
+
+
+def test_tool_input_orjson_cannot_encode_is_still_counted() -> None:
+    block = {"type": "tool_use", "id": "t1", "name": "n", "input": {"x": 10**22}}
+    body = {"model": "a/b", "messages": [{"role": "assistant", "content": [block]}]}
+    assert count_request_tokens(decode_count_tokens_request(json.dumps(body).encode()), "a/b") > 10

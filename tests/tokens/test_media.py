@@ -129,3 +129,12 @@ def test_pdf_pages_inside_compressed_object_streams() -> None:
 def test_pdf_without_page_objects_uses_count_then_one() -> None:
     assert media.pdf_page_count(b"%PDF-1.4\n<< /Type /Pages /Count 7 >>") == 7
     assert media.pdf_page_count(b"%PDF-1.4\n") == 1
+
+
+def test_unterminated_pdf_streams_are_scanned_linearly() -> None:
+    assert media.pdf_page_count(b"%PDF-1.4 " + b"stream\n" * 40_000) == 1
+
+
+def test_a_huge_pdf_count_is_capped() -> None:
+    assert media.pdf_page_count(b"%PDF-1.4 /Count " + b"9" * 5_000) == 1
+    assert media.pdf_page_count(b"%PDF-1.4 /Type /Pages /Count 12") == 12

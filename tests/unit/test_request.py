@@ -714,3 +714,17 @@ def test_unsigned_thinking_not_sent_to_claude() -> None:
                                      {"type": "text", "text": "a"}]), user("b")]  # fmt: skip
     body, _ = upstream_body(model="claude-opus-4-8", messages=history)
     assert "reasoning_details" not in body["messages"][1] and "unsigned" not in json.dumps(body)
+
+
+def test_kept_system_message_waits_for_the_tool_messages() -> None:
+    messages = [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "Read", "input": {}}]},
+        {"role": "system", "content": "Mind the budget."},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "done"}]},
+    ]
+    tools = [{"name": "Read", "input_schema": {"type": "object"}}]
+    body, _ = upstream_body(model="a/b", kind="openai-compatible", env={"system_messages": "keep"},
+                            messages=messages, tools=tools)  # fmt: skip
+    assert [m["role"] for m in body["messages"]] == ["user", "assistant", "tool", "system"]
+    assert body["messages"][3]["content"] == "Mind the budget."
