@@ -14,10 +14,11 @@ A=${1:?revision A}; B=${2:?revision B}; C=${3:-32}; MODE=${4:-}; ROUNDS=${5:-2}
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 PY=${PYTHON:-$REPO/.venv/bin/python}
 WORK=$(mktemp -d)
-MOCK_PORT=18971; GW_PORT=18972
-cleanup() {
-  pkill -f "mock_upstream.py --port $MOCK_PORT" 2>/dev/null || true
-  pkill -f "serve --port $GW_PORT" 2>/dev/null || true
+# Ports of one's own (AB_MOCK_PORT / AB_GW_PORT) let two developers run it at once on a shared machine.
+MOCK_PORT=${AB_MOCK_PORT:-18971}; GW_PORT=${AB_GW_PORT:-18972}
+MOCK_PID=""
+cleanup() {  # by pid: never another run's processes
+  [ -n "$MOCK_PID" ] && kill "$MOCK_PID" 2>/dev/null || true
   for rev in a b; do git -C "$REPO" worktree remove --force "$WORK/$rev" 2>/dev/null || true; done
   rm -rf "$WORK"
 }
@@ -25,9 +26,13 @@ trap cleanup EXIT
 git -C "$REPO" worktree add -q "$WORK/a" "$A"
 git -C "$REPO" worktree add -q "$WORK/b" "$B"
 taskset -c 1 "$PY" "$REPO/bench/mock_upstream.py" --port $MOCK_PORT > "$WORK/mock.log" 2>&1 &
+MOCK_PID=$!
 sleep 1
 run() {  # $1 = worktree, $2 = label
-  PYTHONPATH="$1/src" ANTHROPIC_GATEWAY_UPSTREAM_KEY=bench-key taskset -c 0 "$PY" -m anthropic_gateway serve \
+  # The store (ledger) in the work directory: not the user's, nor shared with another run.
+  rm -f "$WORK/gateway.db"*
+  PYTHONPATH="$1/src" ANTHROPIC_GATEWAY_UPSTREAM_KEY=bench-key ANTHROPIC_GATEWAY_DATABASE_URL="$WORK/gateway.db" \
+    taskset -c 0 "$PY" -m anthropic_gateway serve \
     --port $GW_PORT --upstream-url "http://127.0.0.1:$MOCK_PORT/v1" > "$WORK/gw.log" 2>&1 &
   local gw=$!
   for _ in $(seq 50); do curl -sf "http://127.0.0.1:$GW_PORT/" > /dev/null 2>&1 && break; sleep 0.1; done

@@ -192,6 +192,7 @@ def start_mock(port: int, log: Path) -> subprocess.Popen[bytes]:
 
 def start_gateway(port: int, mock_port: int, log: Path) -> tuple[subprocess.Popen[bytes], float | None]:
     env = dict(os.environ, ANTHROPIC_GATEWAY_UPSTREAM_KEY="bench-key")
+    env["ANTHROPIC_GATEWAY_DATABASE_URL"] = str(log.with_suffix(".db"))  # never the user's store
     env["PYTHONPATH"] = str(REPO / "src") + os.pathsep + env.get("PYTHONPATH", "")
     cmd = ["taskset", "-c", GATEWAY_CORE, PY, "-m", "anthropic_gateway", "serve"]
     cmd += ["--host", "127.0.0.1", "--port", str(port), "--upstream-url", f"http://127.0.0.1:{mock_port}/v1"]
