@@ -118,9 +118,11 @@ def start_gateway(
         *extra_args,
     ]
     # Each gateway keeps its store beside its log, never in the user's data directory; it does not
-    # probe its backends (a probe would take a reply queued for a test) unless the test asks.
+    # probe its backends nor fetch a model catalogue (either would take a reply queued for a test:
+    # the fake answers in queue order whatever the path) unless the test asks.
     defaults = {"ANTHROPIC_GATEWAY_DATABASE_URL": str(log_path.with_suffix(".db")),
-                "ANTHROPIC_GATEWAY_HEALTH_PROBE_INTERVAL": "0"}  # fmt: skip
+                "ANTHROPIC_GATEWAY_HEALTH_PROBE_INTERVAL": "0",
+                "ANTHROPIC_GATEWAY_CATALOGUE_REFRESH_HOURS": "0"}  # fmt: skip
     full_env = {**_clean_environ(), **defaults, **env, "PYTHONUNBUFFERED": "1"}
     with log_path.open("wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=full_env, cwd=cwd)

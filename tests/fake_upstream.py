@@ -18,6 +18,9 @@ SSE when the request body says ``"stream": true`` and with the equivalent aggreg
 ``chat.completion`` JSON otherwise, so one script drives the streaming and the non-streaming path.
 ``upstream.always(reply)`` sets a reply used whenever the queue is empty (for gateways that
 retry). With an empty queue and no ``always`` reply the fake answers 500 with a body that says so.
+``upstream.on_path("/v1/models", reply)`` answers that one path (query string aside) with ``reply``
+every time, outside the queue; those requests are recorded in ``upstream.path_requests``, not in
+``requests`` (a gateway's background model-catalogue fetch then leaves the chat script alone).
 
 Stream items: a ``dict`` is sent as ``data: {json}\\n\\n``; ``str``/``bytes`` are written as-is
 (comments, split lines, split UTF-8, malformed JSON); ``Pause(seconds)`` sleeps. Options: ``done``
@@ -411,6 +414,8 @@ class FakeUpstream:
         self.streams: list[StreamHandle] = []
         self._queue: deque[AnyReply] = deque()
         self._fallback: AnyReply | None = None
+        self._paths: dict[str, AnyReply] = {}
+        self.path_requests: list[RecordedRequest] = []
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
@@ -433,10 +438,20 @@ class FakeUpstream:
         with self._lock:
             self._fallback = reply
 
+    def on_path(self, path: str, reply: AnyReply | None) -> None:
+        """Answer every request for ``path`` with ``reply`` (None: back to the queue)."""
+        with self._lock:
+            if reply is None:
+                self._paths.pop(path, None)
+            else:
+                self._paths[path] = reply
+
     def reset(self) -> None:
         with self._lock:
             self._queue.clear()
             self._fallback = None
+            self._paths.clear()
+            self.path_requests.clear()
             self.requests.clear()
             self.streams.clear()
 
@@ -544,8 +559,12 @@ class FakeUpstream:
             raw=raw,
         )
         with self._lock:
-            self.requests.append(record)
-            reply = self._queue.popleft() if self._queue else self._fallback
+            reply = self._paths.get(request.path)
+            if reply is not None:
+                self.path_requests.append(record)
+            else:
+                self.requests.append(record)
+                reply = self._queue.popleft() if self._queue else self._fallback
         if reply is None:
             message = f"fake upstream: no reply queued for {request.method} {request.path_qs}"
             return web.json_response({"error": {"code": 500, "message": message}}, status=500)

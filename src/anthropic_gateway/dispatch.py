@@ -122,7 +122,7 @@ async def _send(
             no_key = no_key or err
             continue
         info = CallInfo(input_estimate=estimate, max_tokens=req.max_tokens, client_key_used=client_key_used,
-                        context_window=candidate.config.context_window if candidate.config else None,
+                        context_window=candidate.context_window,
                         key_sent=key is not None, key_hint=key_hint(candidate.backend))  # fmt: skip
         payload = _encode(body)
         refused = upstream.refusals.lookup(candidate.backend.name, key, body, payload)

@@ -116,6 +116,16 @@ class BackendConfig(_Strict):
         return self.kind if self.kind != "auto" else kind_for_url(self.url)
 
 
+class ModelPrices(_Strict):
+    """A model's prices in USD per million tokens (``[prices."openai/gpt-4o"]``). Cache reads and
+    writes without a price of their own cost what input does."""
+
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+    cache_read: float | None = Field(None, ge=0)
+    cache_write: float | None = Field(None, ge=0)
+
+
 class ModelConfig(_Strict):
     backend: str | None = Field(None, description="Backend name; the default backend when absent.")
     model: str | None = Field(None, description="Upstream model id; the alias itself when absent.")

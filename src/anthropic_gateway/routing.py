@@ -50,6 +50,8 @@ class Route:
     config: ModelConfig | None = None
     alias: str | None = None
     max_output_tokens: int | None = None  # the target's own output limit, when known (output_limits)
+    context_window: int | None = None  # the configured one, else the model catalogue's
+    catalogue_capabilities: frozenset[str] | None = None  # the catalogue's, where the alias sets none
 
     @property
     def target_is_claude(self) -> bool:
@@ -58,7 +60,9 @@ class Route:
 
     @property
     def capabilities(self) -> frozenset[str]:
-        return self.config.capability_set() if self.config is not None else ALL_CAPABILITIES
+        if self.config is not None and self.config.capabilities is not None:
+            return self.config.capability_set()
+        return self.catalogue_capabilities if self.catalogue_capabilities is not None else ALL_CAPABILITIES
 
     @property
     def fallbacks(self) -> tuple[str, ...]:
@@ -72,6 +76,14 @@ def tier_of(model: str) -> str | None:
     if "/" in model or not lowered.startswith("claude"):
         return None
     return next((f for f in TIERS if f in lowered), "sonnet")
+
+
+@dataclass(frozen=True, slots=True)
+class ModelHint:
+    """What a model catalogue knows of a model that routing uses (None: unknown)."""
+
+    context_window: int | None = None
+    capabilities: frozenset[str] | None = None
 
 
 def _is_glob(alias: str) -> bool:
@@ -98,12 +110,21 @@ class Router:
         self.patterns = [(a, m) for a, m in settings.models.items() if _is_glob(a)]
         self.passthrough = settings.passthrough_models
         self.output_limits = OutputLimits(m.max_output_tokens for m in settings.models.values())
+        # (backend name, upstream model id) → (context window, capabilities), from a model catalogue.
+        self.model_hints: dict[tuple[str, str], ModelHint] = {}
         self._cache: dict[str, Route] = {}
 
     def feed_output_limits(self, limits: Mapping[str, int]) -> None:
         """Upstream model id → its output limit (from a model catalogue): clamps and the max_tokens
         ceiling use them from the next request on."""
         self.output_limits.feed(limits)
+        self._cache.clear()
+
+    def feed_model_hints(self, backend: str, hints: Mapping[str, ModelHint]) -> None:
+        """A backend's models' context windows and capabilities (from a model catalogue); an alias's
+        own ``context_window`` and ``capabilities`` win over them."""
+        self.model_hints = {k: v for k, v in self.model_hints.items() if k[0] != backend}
+        self.model_hints.update(((backend, model), hint) for model, hint in hints.items())
         self._cache.clear()
 
     def resolve(self, model: str) -> Route:
@@ -113,10 +134,22 @@ class Router:
             limit = self.output_limits.of(route.upstream_model, route.config.max_output_tokens if route.config else None)
             if limit is not None:
                 route = dataclasses.replace(route, max_output_tokens=limit)
+            route = self._hinted(route)
             # Bounded in count and size: clients choose these strings.
             if len(self._cache) < 4096 and len(model) <= 256:
                 self._cache[model] = route
         return route
+
+    def _hinted(self, route: Route) -> Route:
+        cfg = route.config
+        context = cfg.context_window if cfg is not None else None
+        hint = self.model_hints.get((route.backend.name, route.upstream_model)) if self.model_hints else None
+        if hint is None and self.model_hints and ":" in route.upstream_model:  # a variant (":nitro") of a model
+            hint = self.model_hints.get((route.backend.name, route.upstream_model.rsplit(":", 1)[0]))
+        if hint is None:
+            return route if context is None else dataclasses.replace(route, context_window=context)
+        caps = hint.capabilities if cfg is None or cfg.capabilities is None else None
+        return dataclasses.replace(route, context_window=context or hint.context_window, catalogue_capabilities=caps)
 
     def _resolve(self, model: str) -> Route:
         alias, config = self._configured(model)

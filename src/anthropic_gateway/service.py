@@ -26,6 +26,8 @@ import orjson
 from anthropic_gateway import dispatch, ids
 from anthropic_gateway.auth import Client
 from anthropic_gateway.errors import APIError, GatewayError
+from anthropic_gateway.ops.cost import Pricer, upstream_cost
+from anthropic_gateway.ops.param_stats import ParamStats
 from anthropic_gateway.ops.record import RequestRecord
 from anthropic_gateway.routing import Route, Router
 from anthropic_gateway.schemas import CountTokensRequest, MessagesRequest
@@ -68,10 +70,12 @@ class AnswerStream:
     pool when the upstream finished cleanly and closes it otherwise. Usage lands in the record.
     """
 
-    def __init__(self, answer: dispatch.Answer, translator: StreamTranslator, record: RequestRecord) -> None:
+    def __init__(self, answer: dispatch.Answer, translator: StreamTranslator, record: RequestRecord,
+                 pricer: Pricer | None = None) -> None:  # fmt: skip
         self.answer = answer
         self.translator = translator
         self.record = record
+        self.pricer = pricer
         self.writes = 0  # chunks written: the SSE response's ping timer watches it
         self._errors = stream_errors()
         self._upstream_from = record.upstream_seconds  # time already spent before the stream
@@ -125,6 +129,9 @@ class AnswerStream:
         if t.error is not None:
             record.error_type = t.error.error_type
             record.error_message = t.error.message
+        record.upstream_cost_usd = upstream_cost(t.usage)
+        if self.pricer is not None:
+            self.pricer.price(record)
         return tail
 
     async def close(self) -> None:
@@ -162,12 +169,15 @@ class AnswerStream:
 
 class MessagesService:
     def __init__(
-        self, settings: Settings, router: Router, upstream: UpstreamClient, threads: ThreadKeeper | None = None
-    ) -> None:
+        self, settings: Settings, router: Router, upstream: UpstreamClient, threads: ThreadKeeper | None = None, *,
+        pricer: Pricer | None = None, param_stats: ParamStats | None = None,
+    ) -> None:  # fmt: skip
         self.settings = settings
         self.router = router
         self.upstream = upstream
         self.threads = threads or ThreadKeeper(settings, None)
+        self.pricer = pricer or Pricer(settings.prices)
+        self.param_stats = param_stats or ParamStats()
 
     async def count(self, req: CountTokensRequest, model: str, size: int) -> int:
         if not is_ready(model):
@@ -236,6 +246,7 @@ class MessagesService:
             return await answer_search(self, req, client=client, record=record, stream=stream, size=size)
         record.stream = stream
         route = self.resolve(req.model, record)
+        self.param_stats.count(req, route.backend.kind)
         # The estimate fills message_start (the real figure follows in message_delta), sizes the
         # context-window clamp, and numbers context-overflow errors whose upstream text has none.
         estimate = await self.count(req, route.upstream_model, size)
@@ -252,13 +263,15 @@ class MessagesService:
         answer.ctx.context_management = edits
         if stream:
             translator = StreamTranslator(answer.ctx, ids.message_id(), estimate, secret=answer.key)
-            return AnswerStream(answer, translator, record)
+            return AnswerStream(answer, translator, record, self.pricer)
         started = time.perf_counter()
         try:
             raw = await _read_completion(answer)
         finally:
             record.upstream_seconds += time.perf_counter() - started
-        return Completed(_to_message(raw, answer, record))
+        message = _to_message(raw, answer, record)
+        self.pricer.price(record)
+        return Completed(message)
 
 
 def _count_as(req: CountTokensRequest, *, model: str) -> int:
@@ -307,7 +320,5 @@ def _to_message(raw: bytes, answer: dispatch.Answer, record: RequestRecord) -> d
     if isinstance(completion, dict):
         model = completion.get("model")
         record.response_model = model if isinstance(model, str) else None
-        usage = completion.get("usage")
-        if isinstance(usage, dict) and isinstance(usage.get("cost"), int | float):
-            record.upstream_cost_usd = float(usage["cost"])
+        record.upstream_cost_usd = upstream_cost(completion.get("usage"))
     return message

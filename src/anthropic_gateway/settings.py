@@ -43,7 +43,7 @@ from pydantic_settings import (
 
 from anthropic_gateway import setting_names
 from anthropic_gateway.backends import kind_for_url, strip_chat_path
-from anthropic_gateway.model_config import BackendConfig, ModelConfig, validate_parameters
+from anthropic_gateway.model_config import BackendConfig, ModelConfig, ModelPrices, validate_parameters
 from anthropic_gateway.setting_names import ENV_PREFIX
 
 UPSTREAM_KEY_VARS = ("OPENROUTER_API_KEY", "ANTHROPIC_GATEWAY_UPSTREAM_KEY")
@@ -159,6 +159,16 @@ class Settings(BaseSettings):
     health_probe_interval: float = Field(
         30.0, ge=0, description="Seconds between background probes of each backend's /models (readiness and "
         "/health/detailed); 0 turns them off.",
+    )
+    prices: dict[str, ModelPrices] = Field(
+        default_factory=dict,
+        description="USD per million tokens by upstream model id: input, output, cache_read, cache_write "
+        "([prices.\"MODEL\"] tables in TOML); they win over the model catalogue's prices when the upstream "
+        "reports no cost.",
+    )
+    catalogue_refresh_hours: float = Field(
+        24.0, ge=0, description="Hours between fetches of OpenRouter backends' GET /models (the model catalogue: "
+        "prices, context and output limits, capabilities); 0: never fetch, use the stored copy."
     )
 
     @field_validator("default_params")

@@ -110,6 +110,11 @@ SAMPLES: dict[str, Sample] = {
     "thread_ttl": Sample("60", "thread_ttl = 60", lambda s: s.thread_ttl, 60.0),
     "thread_max_bytes": Sample("1000", "thread_max_bytes = 1000", lambda s: s.thread_max_bytes, 1000),
     "health_probe_interval": Sample("2.5", "health_probe_interval = 2.5", lambda s: s.health_probe_interval, 2.5),
+    "prices": Sample('{"x/m": {"input": 3, "output": 15, "cache_read": 0.3}}',
+                     '[prices."x/m"]\ninput = 3\noutput = 15\ncache_read = 0.3',
+                     lambda s: {k: v.model_dump() for k, v in s.prices.items()},
+                     {"x/m": {"input": 3.0, "output": 15.0, "cache_read": 0.3, "cache_write": None}}),
+    "catalogue_refresh_hours": Sample("0", "catalogue_refresh_hours = 0", lambda s: s.catalogue_refresh_hours, 0.0),
 }  # fmt: skip
 
 

@@ -33,6 +33,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FrontDoor:
             gw.ledger.start()
         except StoreError as err:  # the gateway serves without its ledger; /health/detailed says why
             log.error("%s: requests are served, but not recorded in the ledger", err)
+        await gw.catalogue.start()  # the stored copy, then fetches in the background
         # Load the tokenizer (~0.25 s) in a thread once the server is up, so readiness is not delayed
         # by it; a count before then loads it on demand.
         loop = asyncio.get_running_loop()
@@ -46,6 +47,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FrontDoor:
                 warm_up.cancel()
             gw.lifecycle.close()
             await gw.prober.close()
+            await gw.catalogue.close()
             await gw.ledger.close()
             await gw.store.close()
             await gw.upstream.close()

@@ -7,11 +7,14 @@ from dataclasses import dataclass, field
 from starlette.requests import Request
 
 from anthropic_gateway.auth import Authenticator
+from anthropic_gateway.catalogue import Catalogue
 from anthropic_gateway.ops.access_log import AccessLog
+from anthropic_gateway.ops.cost import Pricer
 from anthropic_gateway.ops.health import Prober, StatusProvider
 from anthropic_gateway.ops.ledger import Ledger
 from anthropic_gateway.ops.lifecycle import Lifecycle
 from anthropic_gateway.ops.metrics import Metrics
+from anthropic_gateway.ops.param_stats import ParamStats
 from anthropic_gateway.ops.record import Recorder, RequestRecord
 from anthropic_gateway.routing import Router
 from anthropic_gateway.service import MessagesService
@@ -34,6 +37,8 @@ class Gateway:
     ledger: Ledger
     prober: Prober
     metrics: Metrics
+    catalogue: Catalogue  # OpenRouter backends' GET /models: prices, limits, capabilities
+    param_stats: ParamStats  # extension parameters forwarded / dropped per backend kind: snapshot()
     lifecycle: Lifecycle = field(default_factory=Lifecycle)
     # Sections of /health/detailed that other parts contribute (e.g. "catalogue": its age and size).
     status_providers: dict[str, StatusProvider] = field(default_factory=dict)
@@ -44,12 +49,17 @@ class Gateway:
         upstream = UpstreamClient(settings)
         store = open_store(settings.database_url)
         ledger = Ledger(store, retention_days=settings.ledger_retention_days)
-        service = MessagesService(settings, router, upstream, ThreadKeeper(settings, store))
+        catalogue = Catalogue(router, store, settings.catalogue_refresh_hours)
+        param_stats = ParamStats()
+        service = MessagesService(settings, router, upstream, ThreadKeeper(settings, store),
+                                  pricer=Pricer(settings.prices, catalogue), param_stats=param_stats)  # fmt: skip
         prober = Prober(upstream, list(router.backends.values()), settings.health_probe_interval)
         life = Lifecycle()
         metrics = Metrics(settings.models, router.backends, lambda: (life.requests, life.streams))
         gw = cls(settings, router, Authenticator(settings), upstream, service,
-                 Recorder(), store, ledger, prober, metrics, life)  # fmt: skip
+                 Recorder(), store, ledger, prober, metrics, catalogue, param_stats, life)  # fmt: skip
+        gw.status_providers["catalogue"] = catalogue.status
+        gw.status_providers["parameters"] = param_stats.snapshot  # type: ignore[assignment]
         gw.recorder.add(AccessLog(settings.log_format, bodies=settings.log_bodies, redact=gw.redact))
         gw.recorder.add(ledger)
         gw.recorder.add(metrics)

@@ -10,6 +10,7 @@ from starlette.responses import Response
 from anthropic_gateway.http.body import JSONResponse, read_body
 from anthropic_gateway.http.gateway import gateway_of, record_of
 from anthropic_gateway.http.sse_response import SSEResponse
+from anthropic_gateway.ops.cost import cost_header
 from anthropic_gateway.schemas import decode_count_tokens_request, decode_messages_request
 from anthropic_gateway.service import Completed
 
@@ -41,7 +42,7 @@ async def _messages(request: Request, *, force_stream: bool) -> Response:
     if isinstance(answer, Completed):
         if gw.settings.log_bodies:
             record.extras["response_body"] = answer.message
-        return JSONResponse(answer.message)
+        return JSONResponse(answer.message, headers=cost_header(record))
     return SSEResponse(answer, gw.settings.ping_interval, record.request_id)  # type: ignore[return-value]
 
 

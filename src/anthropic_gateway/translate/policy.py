@@ -108,7 +108,6 @@ def clamp(req: MessagesRequest, route: Route, input_estimate: int) -> MessagesRe
     """Fit max_tokens to the model's output limit and to what its context window leaves; keep a
     thinking budget below the new max_tokens (at least 1,024) or drop thinking. Also drops thinking
     for models configured without the reasoning capability."""
-    cfg = route.config
     thinking = req.thinking
     if thinking is not None and "reasoning" not in route.capabilities:
         log.debug("model %s has no reasoning capability: thinking dropped", route.upstream_model)
@@ -116,8 +115,9 @@ def clamp(req: MessagesRequest, route: Route, input_estimate: int) -> MessagesRe
     max_tokens = req.max_tokens
     if route.max_output_tokens is not None and max_tokens > route.max_output_tokens:
         max_tokens = route.max_output_tokens
-    if cfg is not None and cfg.context_window is not None and max_tokens > cfg.context_window - input_estimate:
-        max_tokens = max(cfg.context_window - input_estimate, 1)
+    window = route.context_window  # the alias's, else the model catalogue's
+    if window is not None and max_tokens > window - input_estimate:
+        max_tokens = max(window - input_estimate, 1)
     if max_tokens != req.max_tokens:
         log.info("max_tokens clamped from %d to %d for %s", req.max_tokens, max_tokens, route.upstream_model)
     if isinstance(thinking, ThinkingEnabled) and thinking.budget_tokens >= max_tokens:
