@@ -28,7 +28,7 @@ def test_root_endpoint_list_comes_from_the_table() -> None:
     assert endpoint_list() == [
         "GET /", "GET /openapi.json", "POST /v1/messages", "POST /v1/messages/stream",
         "POST /v1/messages/count_tokens", "GET /v1/models", "GET /v1/models/{model_id}",
-        "GET /health", "GET /health/ready", "GET /health/detailed", "GET /metrics",
+        "GET /health", "GET /health/ready", "GET /health/detailed", "GET /metrics", "GET /v1/usage",
     ]  # fmt: skip
 
 

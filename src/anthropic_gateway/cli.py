@@ -69,6 +69,17 @@ def _parser() -> argparse.ArgumentParser:
         "--online", action="store_true",
         help="also probe each backend's /models endpoint and look up every alias's upstream model there",
     )  # fmt: skip
+    usage = sub.add_parser(
+        "usage", help="print a running gateway's request, token and cost totals as a table",
+        description="Print the totals of a running gateway's ledger (GET /v1/usage) as a table. The gateway "
+        "and key come from the same settings as `anthropic-gateway env` (the first of "
+        "ANTHROPIC_GATEWAY_ADMIN_KEYS is sent). Exits 1 when no gateway answers or it refuses the key.",
+    )  # fmt: skip
+    usage.add_argument("--since", default="7d", metavar="WHEN",
+                       help="start: 30m, 24h, 7d, 2w ago, an ISO date or time, or Unix seconds (default 7d)")  # fmt: skip
+    usage.add_argument("--until", metavar="WHEN", help="end, exclusive, in the same forms (default now)")
+    usage.add_argument("--by", default="model", choices=("model", "key", "day", "backend", "status"),
+                       help="one row per requested model (default), key label, UTC day, backend or status")  # fmt: skip
     return parser
 
 
@@ -185,6 +196,10 @@ def main(argv: list[str] | None = None) -> int:
         return serve(args)
     if args.command == "check":
         return _check(args)
+    if args.command == "usage":
+        from anthropic_gateway import usage_report
+
+        return usage_report.run(args.since, args.until, args.by)
     if args.command in ("claude", "env"):
         from anthropic_gateway import launcher  # deferred like uvicorn; launcher imports check_startup
 

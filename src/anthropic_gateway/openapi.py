@@ -46,6 +46,12 @@ PARAMETERS: dict[str, list[dict[str, Any]]] = {
         _query("after_id", {"type": "string"}, "The page after this model id"),
         _query("before_id", {"type": "string"}, "The page before this model id"),
     ],
+    "/v1/usage": [
+        _query("start", {"type": "string"}, "ISO 8601 date or date-time, or Unix seconds (default: 7 days before end)"),
+        _query("end", {"type": "string"}, "ISO 8601 date or date-time, or Unix seconds; exclusive (default: now)"),
+        _query("group_by", {"type": "string", "enum": ["model", "key", "day", "backend", "status"]},
+               "Totals per requested model, key label, UTC day, backend or status (default: one total)"),
+    ],
     "/v1/models/{model_id}": [
         {"name": "model_id", "in": "path", "required": True, "schema": {"type": "string"},
          "description": "A model alias or upstream id (may contain '/')"},

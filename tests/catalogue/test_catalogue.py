@@ -9,6 +9,8 @@ import json
 import time
 from pathlib import Path
 
+import httpx2
+
 from catalogue import DEEPSEEK, SONNET, models_answer
 from conftest import GATEWAY_ENV, UPSTREAM_KEY, GatewayProcess, SpawnGateway, stop_gateway
 from e2e import post_raw
@@ -58,6 +60,8 @@ def test_catalogue_clamps_prices_and_survives_a_restart_offline(
     sent, headers = ask(gw, upstream, "claude-sonnet-4-5")
     assert sent == 64_000  # the top provider's max_completion_tokens
     assert headers["anthropic-gateway-cost-usd"] == f"{SONNET_COST:.8f}"
+    info = httpx2.get(gw.url + "/v1/models/claude-sonnet-4-5", headers={"x-api-key": "k"}).json()
+    assert (info["max_input_tokens"], info["max_tokens"]) == (1_000_000, 64_000)
     sent, _ = ask(gw, upstream, "claude-haiku-4-5", max_tokens=4000)
     assert sent == 4000  # under the limit: unchanged
     sent, _ = ask(gw, upstream, "claude-haiku-4-5", max_tokens=20_000)

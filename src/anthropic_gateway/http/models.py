@@ -23,10 +23,11 @@ def _model_info(alias: str, route: Route) -> dict[str, Any]:
         "display_name": (cfg.display_name if cfg and cfg.display_name else f"{alias} ({route.upstream_model})"),
         "created_at": _EPOCH,
     }
-    if cfg is not None and cfg.context_window is not None:
-        info["max_input_tokens"] = cfg.context_window
-    if cfg is not None and cfg.max_output_tokens is not None:
-        info["max_tokens"] = cfg.max_output_tokens
+    # The alias's own limits, else the model catalogue's (OpenRouter backends).
+    if route.context_window is not None:
+        info["max_input_tokens"] = route.context_window
+    if route.max_output_tokens is not None:
+        info["max_tokens"] = route.max_output_tokens
     return info
 
 

@@ -12,7 +12,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from anthropic_gateway import __version__, compatibility
-from anthropic_gateway.http import messages, models, ops
+from anthropic_gateway.http import messages, models, ops, usage
 from anthropic_gateway.http.body import JSONResponse
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -81,6 +81,8 @@ ENDPOINTS: list[Endpoint] = [
     Endpoint(("GET",), "/metrics", ops.metrics, "Admin: Prometheus metrics (text format)",
              responses={"200": {"description": "Prometheus text exposition",
                                 "content": {"text/plain": {"schema": {"type": "string"}}}}}),
+    Endpoint(("GET",), "/v1/usage", usage.usage, "Request, token and cost totals from the ledger (admin key "
+             "where keys are configured): start, end, group_by", responses={"200": {"description": "totals"}}),
 ]  # fmt: skip
 
 
