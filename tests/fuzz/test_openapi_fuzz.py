@@ -4,11 +4,15 @@ schemathesis and run under hypothesis directly (its pytest plugin does not load 
 
 from __future__ import annotations
 
+import pytest
+
+pytest.importorskip("hypothesis", reason="a dev dependency: pip install -e '.[dev]' (.ci/run does)")
+pytest.importorskip("schemathesis", reason="a dev dependency: pip install -e '.[dev]' (.ci/run does)")
+
 from collections.abc import Iterator
 from typing import Any
 
 import httpx2
-import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode

@@ -4,6 +4,10 @@ dropped or added, types changed, bytes truncated or corrupted)."""
 
 from __future__ import annotations
 
+import pytest
+
+pytest.importorskip("hypothesis", reason="a dev dependency: pip install -e '.[dev]' (.ci/run does)")
+
 import copy
 import json
 from collections.abc import Iterator
