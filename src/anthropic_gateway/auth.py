@@ -13,12 +13,17 @@ import hashlib
 import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from anthropic_gateway.errors import AuthenticationError, PermissionDeniedError
 from anthropic_gateway.keys import missing_key_error
 from anthropic_gateway.routing import Backend
 from anthropic_gateway.settings import Settings
 from anthropic_gateway.upstream_errors import NO_RETRY
+
+if TYPE_CHECKING:
+    from anthropic_gateway.quota.keys import KeyStore
+    from anthropic_gateway.quota.policy import KeyLimits
 
 
 def client_key(headers: Mapping[str, str]) -> str | None:
@@ -41,6 +46,7 @@ class Client:
     # Who owns server-held state (threads): a digest of the key presented, "" when none was.
     partition: str = ""
     label: str = "open"  # names the caller in logs, metrics and the ledger; never the key itself
+    limits: KeyLimits | None = None  # the key's allowed models, rate limits and budgets
 
 
 def key_label(prefix: str, key: str) -> str:
@@ -53,9 +59,29 @@ class Authenticator:
         self.passthrough = settings.passthrough_auth
         self.keys = [k.encode() for k in settings.client_keys()]
         self.admin_keys = [k.encode() for k in settings.admin_key_list()]
+        self.labelled = [(label, key.encode(), limits) for label, key, limits in settings.gateway_keys()]
+        self.stored: KeyStore | None = None  # keys created with `anthropic-gateway keys create`
 
-    def _is_gateway_key(self, presented: str | None) -> bool:
-        return _matches(presented, self.keys)
+    @property
+    def requires_key(self) -> bool:
+        return bool(self.keys or self.labelled or (self.stored is not None and self.stored.by_hash))
+
+    def _member(self, presented: str) -> Client | None:
+        """The client a gateway key names, or None. Configured keys are compared in constant time,
+        all of them; stored keys are found by their hash."""
+        if self.keys and _matches(presented, self.keys):
+            return Client(trusted=True, label=key_label("key", presented))
+        given = presented.encode()
+        found: Client | None = None
+        for label, key, limits in self.labelled:
+            if hmac.compare_digest(given, key):
+                found = Client(trusted=True, label=label, limits=limits if limits.limited or limits.models else None)
+        if found is None and self.stored is not None:
+            hit = self.stored.lookup(presented)
+            if hit is not None:
+                label, limits = hit
+                found = Client(trusted=True, label=label, limits=limits if limits.limited or limits.models else None)
+        return found
 
     def check(self, headers: Mapping[str, str]) -> Client:
         client = self._check(headers)
@@ -67,8 +93,9 @@ class Authenticator:
 
     def _check(self, headers: Mapping[str, str]) -> Client:
         presented = client_key(headers)
-        if self.keys and presented and self._is_gateway_key(presented):
-            return Client(trusted=True, label=key_label("key", presented))
+        member = self._member(presented) if presented and self.requires_key else None
+        if member is not None:
+            return member
         if self.admin_keys and presented and _matches(presented, self.admin_keys):
             return Client(trusted=True, label="admin")
         if self.passthrough:
@@ -78,7 +105,7 @@ class Authenticator:
                     headers=NO_RETRY,
                 )
             return Client(trusted=False, key=presented, label=key_label("passthrough", presented))
-        if self.keys:
+        if self.requires_key:
             raise AuthenticationError("Invalid API key for this gateway", headers=NO_RETRY)
         return Client(trusted=True)  # an open gateway (loopback, or a network declared trusted)
 
@@ -86,7 +113,7 @@ class Authenticator:
     @property
     def admin_open(self) -> bool:
         """An open gateway (no keys of any kind, loopback or a trusted network): admin routes too."""
-        return not self.keys and not self.admin_keys and not self.passthrough
+        return not self.requires_key and not self.admin_keys and not self.passthrough
 
     def check_admin(self, headers: Mapping[str, str]) -> None:
         """Admin routes: open on an open gateway; otherwise an admin key (401 without any key, 403

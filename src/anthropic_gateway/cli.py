@@ -65,6 +65,9 @@ def _parser() -> argparse.ArgumentParser:
         "exits 1 on any problem, 2 on an invalid configuration.",
     )  # fmt: skip
     check.add_argument("--config", type=Path, metavar="FILE", help="TOML configuration file")
+    from anthropic_gateway.quota import cli as keys_cli
+
+    keys_cli.add_parser(sub)
     check.add_argument(
         "--online", action="store_true",
         help="also probe each backend's /models endpoint and look up every alias's upstream model there",
@@ -186,6 +189,17 @@ def _check(args: argparse.Namespace) -> int:
     return check.run(settings, args.online, sys.stdout)
 
 
+def _keys(args: argparse.Namespace) -> int:
+    from anthropic_gateway.quota import cli as keys_cli
+
+    try:
+        settings = load_settings(config_path=args.config)
+    except SettingsError as err:
+        print(f"anthropic-gateway: {err}", file=sys.stderr)
+        return 2
+    return keys_cli.run(args, settings.database_url)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -200,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
         from anthropic_gateway import usage_report
 
         return usage_report.run(args.since, args.until, args.by)
+    if args.command == "keys":
+        return _keys(args)
     if args.command in ("claude", "env"):
         from anthropic_gateway import launcher  # deferred like uvicorn; launcher imports check_startup
 

@@ -52,6 +52,9 @@ PARAMETERS: dict[str, list[dict[str, Any]]] = {
         _query("group_by", {"type": "string", "enum": ["model", "key", "day", "backend", "status"]},
                "Totals per requested model, key label, UTC day, backend or status (default: one total)"),
     ],
+    "/admin/keys/{label}": [
+        {"name": "label", "in": "path", "required": True, "schema": {"type": "string"}, "description": "The key's label"},
+    ],
     "/v1/models/{model_id}": [
         {"name": "model_id", "in": "path", "required": True, "schema": {"type": "string"},
          "description": "A model alias or upstream id (may contain '/')"},
@@ -80,7 +83,7 @@ def build_spec(endpoints: list[Endpoint]) -> dict[str, Any]:
                 op["requestBody"] = {"required": True, "content": {"application/json": {"schema": schema}}}
             if e.public_path in PARAMETERS:
                 op["parameters"] = PARAMETERS[e.public_path]
-            if e.public_path.startswith("/v1/"):
+            if e.public_path.startswith(("/v1/", "/admin/")):
                 op["security"] = _SECURITY
             paths.setdefault(e.public_path, {})[method.lower()] = op
     return {

@@ -44,6 +44,7 @@ from pydantic_settings import (
 from anthropic_gateway import setting_names
 from anthropic_gateway.backends import kind_for_url, strip_chat_path
 from anthropic_gateway.model_config import BackendConfig, ModelConfig, ModelPrices, validate_parameters
+from anthropic_gateway.quota.policy import KeyConfig, KeyLimits
 from anthropic_gateway.setting_names import ENV_PREFIX
 
 UPSTREAM_KEY_VARS = ("OPENROUTER_API_KEY", "ANTHROPIC_GATEWAY_UPSTREAM_KEY")
@@ -188,6 +189,10 @@ class Settings(BaseSettings):
     def _lower(cls, v: Any) -> Any:
         return v.lower() if isinstance(v, str) else v
 
+    keys: dict[str, KeyConfig] = Field(
+        default_factory=dict,
+        description="Labelled gateway keys ([keys.LABEL]: key_env, models, rate limits, budgets); see README.",
+    )
     backends: dict[str, BackendConfig] = Field(
         default_factory=dict, description="Named upstreams besides the default one (see README)."
     )
@@ -214,6 +219,7 @@ class Settings(BaseSettings):
     first_byte_timeout: float | None = Field(None, gt=0, description="Seconds until the upstream's response headers.")
 
     _backend_keys: dict[str, SecretStr | None] = PrivateAttr(default_factory=dict)
+    _gateway_keys: dict[str, SecretStr | None] = PrivateAttr(default_factory=dict)
     _warnings: list[str] = PrivateAttr(default_factory=list)
 
     @model_validator(mode="after")
@@ -270,6 +276,16 @@ class Settings(BaseSettings):
 
     def client_keys(self) -> list[str]:
         return _split_keys(self.api_keys)
+
+    def gateway_keys(self) -> list[tuple[str, str, KeyLimits]]:
+        """(label, key, limits) of every [keys.LABEL] whose key_env variable is set."""
+        out = []
+        for label, cfg in self.keys.items():
+            value = self._gateway_keys.get(label)
+            if value is not None:
+                limits = KeyLimits.model_validate(cfg.model_dump(exclude={"key_env"}))
+                out.append((label, value.get_secret_value(), limits))
+        return out
 
     def admin_key_list(self) -> list[str]:
         return _split_keys(self.admin_keys)
@@ -405,6 +421,7 @@ def load_settings(
     finally:
         _SOURCES.reset(token)
     key_envs = {b.key_env.upper() for b in settings.backends.values() if b.key_env}
+    key_envs |= {k.key_env.upper() for k in settings.keys.values()}
     unknown = setting_names.first_unknown(
         [("the environment", given), (origins.dotenv_path, dotenv)], _valid_env_names(), exempt=key_envs
     )
@@ -414,6 +431,9 @@ def load_settings(
     for name, backend in settings.backends.items():
         value = env.get(backend.key_env.upper()) if backend.key_env else None
         settings._backend_keys[name] = SecretStr(value) if value else None
+    for label, key_cfg in settings.keys.items():
+        value = env.get(key_cfg.key_env.upper())
+        settings._gateway_keys[label] = SecretStr(value) if value else None
     return settings
 
 

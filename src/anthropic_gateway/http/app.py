@@ -31,6 +31,8 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FrontDoor:
         try:
             await gw.store.open()
             gw.ledger.start()
+            await gw.keys.reload()
+            gw.keys.start()
         except StoreError as err:  # the gateway serves without its ledger; /health/detailed says why
             log.error("%s: requests are served, but not recorded in the ledger", err)
         await gw.catalogue.start()  # the stored copy, then fetches in the background
@@ -48,6 +50,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FrontDoor:
             gw.lifecycle.close()
             await gw.prober.close()
             await gw.catalogue.close()
+            await gw.keys.close()
             await gw.ledger.close()
             await gw.store.close()
             await gw.upstream.close()

@@ -16,6 +16,8 @@ from anthropic_gateway.ops.lifecycle import Lifecycle
 from anthropic_gateway.ops.metrics import Metrics
 from anthropic_gateway.ops.param_stats import ParamStats
 from anthropic_gateway.ops.record import Recorder, RequestRecord
+from anthropic_gateway.quota.keys import KeyStore
+from anthropic_gateway.quota.limits import MemoryLimiter, QuotaSink
 from anthropic_gateway.routing import Router
 from anthropic_gateway.service import MessagesService
 from anthropic_gateway.settings import Settings
@@ -39,6 +41,8 @@ class Gateway:
     metrics: Metrics
     catalogue: Catalogue  # OpenRouter backends' GET /models: prices, limits, capabilities
     param_stats: ParamStats  # extension parameters forwarded / dropped per backend kind: snapshot()
+    keys: KeyStore
+    limiter: MemoryLimiter
     lifecycle: Lifecycle = field(default_factory=Lifecycle)
     # Sections of /health/detailed that other parts contribute (e.g. "catalogue": its age and size).
     status_providers: dict[str, StatusProvider] = field(default_factory=dict)
@@ -49,6 +53,7 @@ class Gateway:
         upstream = UpstreamClient(settings)
         store = open_store(settings.database_url)
         ledger = Ledger(store, retention_days=settings.ledger_retention_days)
+        keys = KeyStore(store)
         catalogue = Catalogue(router, store, settings.catalogue_refresh_hours)
         param_stats = ParamStats()
         service = MessagesService(settings, router, upstream, ThreadKeeper(settings, store),
@@ -57,12 +62,15 @@ class Gateway:
         life = Lifecycle()
         metrics = Metrics(settings.models, router.backends, lambda: (life.requests, life.streams))
         gw = cls(settings, router, Authenticator(settings), upstream, service,
-                 Recorder(), store, ledger, prober, metrics, catalogue, param_stats, life)  # fmt: skip
+                 Recorder(), store, ledger, prober, metrics, catalogue, param_stats, keys, MemoryLimiter(ledger.spend),
+                 life)  # fmt: skip
+        gw.auth.stored = keys
         gw.status_providers["catalogue"] = catalogue.status
         gw.status_providers["parameters"] = param_stats.snapshot  # type: ignore[assignment]
         gw.recorder.add(AccessLog(settings.log_format, bodies=settings.log_bodies, redact=gw.redact))
         gw.recorder.add(ledger)
         gw.recorder.add(metrics)
+        gw.recorder.add(QuotaSink(gw.limiter))
         return gw
 
     def secrets(self) -> list[str]:
@@ -71,7 +79,8 @@ class Gateway:
 
     def redact(self, text: str) -> str:
         """``text`` without any key the gateway holds or accepts (upstream, client, admin)."""
-        for secret in (*self.secrets(), *self.settings.client_keys(), *self.settings.admin_key_list()):
+        held = (k for _, k, _ in self.settings.gateway_keys())
+        for secret in (*self.secrets(), *self.settings.client_keys(), *self.settings.admin_key_list(), *held):
             text = redact(text, secret)
         return text
 

@@ -7,10 +7,13 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from anthropic_gateway.auth import Client
 from anthropic_gateway.http.body import JSONResponse, read_body
-from anthropic_gateway.http.gateway import gateway_of, record_of
+from anthropic_gateway.http.gateway import Gateway, gateway_of, record_of
 from anthropic_gateway.http.sse_response import SSEResponse
 from anthropic_gateway.ops.cost import cost_header
+from anthropic_gateway.ops.record import RequestRecord
+from anthropic_gateway.quota.limits import QUOTA
 from anthropic_gateway.schemas import decode_count_tokens_request, decode_messages_request
 from anthropic_gateway.service import Completed
 
@@ -35,6 +38,7 @@ async def _messages(request: Request, *, force_stream: bool) -> Response:
     if gw.settings.log_bodies:
         record.extras["request_body"] = body
     req = decode_messages_request(body)
+    quota_headers = await admit(gw, client, req.model, record)
     answer = await gw.service.answer(
         req, client=client, record=record, stream=force_stream or bool(req.stream), size=len(body),
         session=request.headers.get(SESSION_HEADER),
@@ -42,8 +46,19 @@ async def _messages(request: Request, *, force_stream: bool) -> Response:
     if isinstance(answer, Completed):
         if gw.settings.log_bodies:
             record.extras["response_body"] = answer.message
-        return JSONResponse(answer.message, headers=cost_header(record))
-    return SSEResponse(answer, gw.settings.ping_interval, record.request_id)  # type: ignore[return-value]
+        return JSONResponse(answer.message, headers={**cost_header(record), **quota_headers})
+    sse = SSEResponse(answer, gw.settings.ping_interval, record.request_id)
+    sse.headers += [(k.encode(), v.encode()) for k, v in quota_headers.items()]
+    return sse  # type: ignore[return-value]
+
+
+async def admit(gw: Gateway, client: Client, model: str, record: RequestRecord) -> dict[str, str]:
+    """A key with limits: count the request in (or refuse it); the rate-limit headers to send."""
+    if client.limits is None:
+        return {}
+    headers = await gw.limiter.admit(client.label, client.limits, model)
+    record.extras[QUOTA] = client.label
+    return headers
 
 
 async def count_tokens(request: Request) -> Response:

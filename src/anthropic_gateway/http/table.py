@@ -14,6 +14,7 @@ from starlette.routing import Route
 from anthropic_gateway import __version__, compatibility
 from anthropic_gateway.http import messages, models, ops, usage
 from anthropic_gateway.http.body import JSONResponse
+from anthropic_gateway.quota import admin as keys_admin
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -83,6 +84,16 @@ ENDPOINTS: list[Endpoint] = [
                                 "content": {"text/plain": {"schema": {"type": "string"}}}}}),
     Endpoint(("GET",), "/v1/usage", usage.usage, "Request, token and cost totals from the ledger (admin key "
              "where keys are configured): start, end, group_by", responses={"200": {"description": "totals"}}),
+    Endpoint(("GET",), "/admin/keys", keys_admin.list_keys, "Stored gateway keys (admin): labels, prefixes, limits",
+             responses={"200": {"description": "the keys, never their values"}}),
+    Endpoint(("POST",), "/admin/keys", keys_admin.create_key,
+             "Create a gateway key (admin): {label, models, requests_per_minute, tokens_per_minute, "
+             "max_concurrent, daily_budget_usd, monthly_budget_usd}; the key is in this answer only",
+             responses={"201": {"description": "the new key"}}),
+    Endpoint(("POST",), "/admin/keys/{label}", keys_admin.set_key, "Replace a stored key's limits (admin)",
+             responses={"200": {"description": "the key"}}),
+    Endpoint(("DELETE",), "/admin/keys/{label}", keys_admin.revoke_key, "Revoke a stored key (admin)",
+             responses={"200": {"description": "revoked"}}),
 ]  # fmt: skip
 
 

@@ -127,6 +127,13 @@ class Ledger:
 
     # --- the reports --------------------------------------------------------------------------
 
+    async def spend(self, key_label: str, start: float, end: float) -> float:
+        """USD spent by one key over [start, end) (what budgets are checked against)."""
+        await self.flush()
+        row = await self.store.fetchone("SELECT SUM(COALESCE(cost_usd, 0)) FROM ledger WHERE key_label = ? AND ts >= ? "
+                                        "AND ts < ?", (key_label, start, end))  # fmt: skip
+        return float(row[0] or 0.0) if row else 0.0
+
     async def totals(self, start: float, end: float, group_by: str | None) -> list[dict[str, Any]]:
         """Sums over [start, end) grouped by model, key, day, backend or status (or one total)."""
         await self.flush()

@@ -77,7 +77,19 @@ _THREADS = (
     "CREATE INDEX threads_expires ON threads (expires_at)",
 )
 
+_KEYS = (
+    """CREATE TABLE gateway_keys (
+        label TEXT PRIMARY KEY,
+        key_hash TEXT NOT NULL UNIQUE,
+        prefix TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        revoked_at REAL,
+        limits TEXT NOT NULL
+    )""",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "ledger and key-value", _LEDGER, _pg(_LEDGER)),
     Migration(2, "message threads", _THREADS, _pg(_THREADS)),
+    Migration(40, "gateway keys", _KEYS, _pg(_KEYS)),
 )

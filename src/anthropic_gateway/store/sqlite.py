@@ -84,7 +84,7 @@ class SQLiteStore:
             await tx.execute("CREATE TABLE IF NOT EXISTS schema_migrations "
                              "(number INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)")  # fmt: skip
             done = {r[0] for r in await tx.fetchall("SELECT number FROM schema_migrations")}
-            for m in MIGRATIONS:
+            for m in sorted(MIGRATIONS, key=lambda m: m.number):
                 if m.number in done:
                     continue
                 for statement in m.statements(self.dialect):
