@@ -22,11 +22,14 @@ log = logging.getLogger("anthropic_gateway")
 
 
 def _redact(request: Request, err: GatewayError) -> None:
-    """No upstream key may reach a client or a log line, whatever an upstream echoed."""
+    """No key may reach a client or a log line, whatever an upstream or the request itself echoed:
+    not the keys the gateway holds or accepts, and not the key this request presented."""
     gw = getattr(request.app.state, "gateway", None)
     if gw is not None:
-        for secret in gw.secrets():
-            err.message = redact(err.message, secret)
+        err.message = gw.redact(err.message)
+    record = request.scope.get("state", {}).get("record")
+    if record is not None and record.secret:  # the key this request presented (set by the front door)
+        err.message = redact(err.message, record.secret)
 
 
 def error_response(request: Request, err: GatewayError) -> Response:

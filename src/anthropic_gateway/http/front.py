@@ -35,11 +35,17 @@ _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
 DISCONNECTED = 499  # the record's status for a request whose client left before the answer (nginx's)
 
 
-def _request_id(scope: Scope) -> str:
+def _identify(scope: Scope) -> tuple[str, str | None]:
+    """(the request id, the key the request presents - kept only to be redacted wherever it is echoed)."""
+    rid = presented = None
     for name, value in scope["headers"]:
         if name == b"x-request-id":
-            return value.decode() if _REQUEST_ID.match(value) else ids.request_id()
-    return ids.request_id()
+            rid = value.decode() if _REQUEST_ID.match(value) else None
+        elif name == b"x-api-key":
+            presented = value.decode("latin-1")
+        elif name == b"authorization" and value[:7].lower() == b"bearer " and presented is None:
+            presented = value[7:].decode("latin-1").strip()
+    return rid or ids.request_id(), presented
 
 
 class Exchange:
@@ -94,8 +100,10 @@ class FrontDoor:
         if scope["type"] != "http":  # lifespan (and websockets, which Starlette refuses)
             await self.app(scope, receive, send)
             return
-        rid = _request_id(scope)
+        rid, presented = _identify(scope)
         record = RequestRecord(rid, scope["method"], scope["path"])
+        if presented is not None and len(presented) >= 12:  # shorter is no real key, and would mangle words
+            record.secret = presented
         state = scope.setdefault("state", {})
         state["request_id"] = rid
         state["record"] = record

@@ -106,7 +106,10 @@ class AccessLog:
                 if name in rec.extras:
                     f[name] = self._body(rec.extras[name])
         line = orjson.dumps(f).decode() if self.fmt == "json" else _console(f)
-        access.log(level, "%s", self.redact(line))
+        line = self.redact(line)
+        if rec.secret and rec.secret in line:
+            line = line.replace(rec.secret, "[redacted]")
+        access.log(level, "%s", line)
 
     def _body(self, value: Any) -> str:
         raw = value if isinstance(value, bytes) else orjson.dumps(value)

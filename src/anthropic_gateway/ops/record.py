@@ -53,6 +53,7 @@ class RequestRecord:
     client_disconnected: bool = False
     cache: str | None = None  # response cache result: hit, miss, bypass
     extras: dict[str, Any] = field(default_factory=dict)  # whatever a later layer adds
+    secret: str | None = field(default=None, repr=False)  # the key the request presented: only ever redacted
     finished: float | None = None
 
     @property

@@ -1,17 +1,16 @@
-"""Keys and auth: the upstream key never leaks, a missing key is a clear 500, gateway keys are checked.
-
-Named ``zz`` so it runs last: the final test greps the whole session's gateway log.
-"""
+"""Keys and auth: the upstream key never leaks, a missing key is a clear 500, gateway keys are checked,
+and a run through every error path with recognisable keys leaves none in a log, a response or the store."""
 
 from __future__ import annotations
 
 import subprocess
+import time
 
 import anthropic
 import httpx2
 import pytest
 
-from conftest import GATEWAY_ENV, UPSTREAM_KEY, GatewayProcess, SpawnGateway
+from conftest import GATEWAY_ENV, UPSTREAM_KEY, GatewayProcess, SpawnGateway, stop_gateway
 from e2e import MODEL, USER_HELLO, error_of, parse_sse, post_raw, stream_raw
 from fake_upstream import FakeUpstream, Reply, error_body, error_chunk, finish_chunk, text_chunk
 
@@ -122,9 +121,62 @@ def test_invalid_setting_stops_startup_with_one_line(spawn_gateway: SpawnGateway
     assert UPSTREAM_KEY not in out
 
 
-def test_upstream_key_never_in_session_log(gateway: GatewayProcess) -> None:
-    """Runs last: the session gateway has served every test above at debug level."""
-    log = gateway.log_text()
-    assert log.strip() != "", "the gateway wrote no log at all; nothing to check"
-    assert UPSTREAM_KEY not in log
-    assert "sk-upstream-test" not in log
+# Recognisable fake keys of every kind the gateway holds or is shown.
+HELD = "sk-or-v1-HELD0upstream0key0000000000000000001"  # the gateway's own upstream key
+CLIENT = "gw-client-LABELLED-key-0000000002"  # a labelled client key
+ADMIN = "gw-admin-key-0000000000000000003"
+PASSTHROUGH = "sk-or-v1-CLIENTS0own0key000000000000000004"  # a passthrough client's own key
+
+
+def test_no_key_of_any_kind_reaches_a_log_a_response_or_the_store(
+    spawn_gateway: SpawnGateway, upstream: FakeUpstream
+) -> None:
+    env = {**NO_KEY_ENV, "OPENROUTER_API_KEY": HELD, "ANTHROPIC_GATEWAY_ADMIN_KEYS": ADMIN, "T_KEY": CLIENT,
+           "ANTHROPIC_GATEWAY_KEYS": '{"team": {"key_env": "T_KEY", "requests_per_minute": 1000}}',
+           "ANTHROPIC_GATEWAY_RETRIES": "0", "ANTHROPIC_GATEWAY_LOG_BODIES": "true"}  # fmt: skip
+    held = spawn_gateway(env)
+    through = spawn_gateway({**NO_KEY_ENV, "ANTHROPIC_GATEWAY_PASSTHROUGH_AUTH": "true", "ANTHROPIC_GATEWAY_RETRIES": "0",
+                             "ANTHROPIC_GATEWAY_LOG_BODIES": "true"})  # fmt: skip
+    responses: list[str] = []
+
+    def call(gw: GatewayProcess, key: str, body: dict[str, object] | bytes, path: str = "/v1/messages") -> int:
+        r = post_raw(gw.url, path, body, headers={"x-api-key": key})
+        responses.append(r.text + "".join(f"{k}: {v}" for k, v in r.headers.items()))
+        return r.status_code
+
+    echo = "key {} is not valid for this model"
+    streamed = {**GOOD, "stream": True}
+    for gw, key, upstream_key in ((held, CLIENT, HELD), (through, PASSTHROUGH, PASSTHROUGH)):
+        upstream.reset()
+        upstream.expect(
+            Reply.auto([text_chunk("ok"), finish_chunk("stop")]),
+            Reply.json(error_body(400, echo.format(upstream_key), "invalid_request"), 400),
+            Reply.json(error_body(401, f"Bearer {upstream_key} rejected"), 401),
+            Reply.json(error_body(402, f"no credits left on {upstream_key}"), 402),
+            Reply.json(error_body(429, f"slow down {upstream_key}"), 429, headers={"Retry-After": "1"}),
+            Reply.json(error_body(500, f"crashed handling {upstream_key}"), 500),
+            Reply.stream([text_chunk("a"), error_chunk(502, f"lost {upstream_key}")], done=False),
+        )
+        statuses = [call(gw, key, GOOD) for _ in range(6)] + [call(gw, key, streamed)]
+        assert statuses[0] == statuses[6] == 200 and all(400 <= st < 600 for st in statuses[1:6]), statuses
+        assert call(gw, key, {**GOOD, "model": f"nothing-{key}"}) in (400, 404)  # a key-looking model name
+        assert call(gw, key, b"{not json") == 400
+        call(gw, key + "x", GOOD)  # a near miss (passthrough: used as the client's key)
+    assert call(held, CLIENT, b"", "/v1/messages/count_tokens") == 400
+    for path in ("/health/detailed", "/metrics", "/v1/usage", "/admin/keys"):
+        r = httpx2.get(held.url + path, headers={"x-api-key": CLIENT}, timeout=10)
+        responses.append(r.text)
+        r = httpx2.get(held.url + path, headers={"x-api-key": ADMIN}, timeout=10)
+        responses.append(r.text)
+    time.sleep(0.5)  # the ledger's next flush
+    stop_gateway(held)
+    stop_gateway(through)
+    places = {"responses": "\n".join(responses)}
+    for gw in (held, through):
+        places[str(gw.log_path)] = gw.log_text()
+        for f in gw.log_path.parent.glob(gw.log_path.with_suffix(".db").name + "*"):  # the store, WAL included
+            places[str(f)] = f.read_bytes().decode("latin-1")
+    for name, text in places.items():
+        for secret in (HELD, CLIENT, ADMIN, PASSTHROUGH):
+            assert secret not in text, f"{secret} found in {name}"
+    assert "[redacted]" in places["responses"]
