@@ -26,7 +26,9 @@ def test_root_endpoint_list_comes_from_the_table() -> None:
     assert listed[:7] == [
         "GET /", "GET /openapi.json", "POST /v1/messages", "POST /v1/messages/stream",
         "POST /v1/messages/count_tokens", "GET /v1/models", "GET /v1/models/{model_id}",
-        "GET /health", "GET /health/ready", "GET /health/detailed", "GET /metrics", "GET /v1/usage",
     ]  # fmt: skip
+    for route in ("GET /health", "GET /health/ready", "GET /health/detailed", "GET /metrics", "GET /v1/usage",
+                  "GET /admin/keys"):
+        assert route in listed
     assert len(listed) == len(set(listed)) and not any(e.startswith("HEAD ") for e in listed)
     assert listed == [f"{m} {e.public_path}" for e in ENDPOINTS if e.listed for m in e.methods if m != "HEAD"]
