@@ -138,6 +138,7 @@ class ModelConfig(_Strict):
         "auto", description="cache_control breakpoints: ttl (kept whole), breakpoints (without ttl), off; "
         "auto: by model family (Claude: ttl; Gemini, Qwen: breakpoints; others off)."
     )
+    response_cache: bool | None = Field(None, description="Response cache for this alias; the global setting when absent.")
     defaults: dict[str, Any] = Field(default_factory=dict, description="Parameters used unless the client sets them.")
     force: dict[str, Any] = Field(default_factory=dict, description="Parameters that override the client's.")
     fallbacks: list[str] = Field(default_factory=list, description="Aliases tried in order on 429/5xx/timeouts.")

@@ -171,6 +171,15 @@ class Settings(BaseSettings):
         24.0, ge=0, description="Hours between fetches of OpenRouter backends' GET /models (the model catalogue: "
         "prices, context and output limits, capabilities); 0: never fetch, use the stored copy."
     )
+    # The response cache (cache/): exact-match answers, in memory.
+    response_cache: bool = Field(False, description="Serve repeated identical requests from the response cache "
+                                 "(per alias: [models.X] response_cache; per request: the x-gateway-cache header).")
+    response_cache_ttl: float = Field(3600.0, gt=0, description="Seconds a cached answer is served.")
+    response_cache_max_bytes: int = Field(64 * 1024 * 1024, ge=4096, description="Bytes the cached answers may hold "
+                                          "(least recently used go first).")
+    response_cache_shared: bool = Field(False, description="One cache for all callers instead of one per key label.")
+    response_cache_nondeterministic: bool = Field(False, description="Also cache requests without temperature 0 or "
+                                                  "a seed.")
 
     @field_validator("default_params")
     @classmethod

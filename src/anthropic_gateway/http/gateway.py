@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from starlette.requests import Request
 
 from anthropic_gateway.auth import Authenticator
+from anthropic_gateway.cache import ResponseCache
 from anthropic_gateway.catalogue import Catalogue
 from anthropic_gateway.ops.access_log import AccessLog
 from anthropic_gateway.ops.cost import Pricer
@@ -43,6 +44,7 @@ class Gateway:
     param_stats: ParamStats  # extension parameters forwarded / dropped per backend kind: snapshot()
     keys: KeyStore
     limiter: MemoryLimiter
+    response_cache: ResponseCache
     lifecycle: Lifecycle = field(default_factory=Lifecycle)
     # Sections of /health/detailed that other parts contribute (e.g. "catalogue": its age and size).
     status_providers: dict[str, StatusProvider] = field(default_factory=dict)
@@ -63,7 +65,7 @@ class Gateway:
         metrics = Metrics(settings.models, router.backends, lambda: (life.requests, life.streams))
         gw = cls(settings, router, Authenticator(settings), upstream, service,
                  Recorder(), store, ledger, prober, metrics, catalogue, param_stats, keys, MemoryLimiter(ledger.spend),
-                 life)  # fmt: skip
+                 ResponseCache(settings, service), life)  # fmt: skip
         gw.auth.stored = keys
         gw.status_providers["catalogue"] = catalogue.status
         gw.status_providers["parameters"] = param_stats.snapshot  # type: ignore[assignment]

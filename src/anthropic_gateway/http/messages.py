@@ -8,6 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from anthropic_gateway.auth import Client
+from anthropic_gateway.cache.policy import CACHE_HEADER
 from anthropic_gateway.http.body import JSONResponse, read_body
 from anthropic_gateway.http.gateway import Gateway, gateway_of, record_of
 from anthropic_gateway.http.sse_response import SSEResponse
@@ -39,17 +40,22 @@ async def _messages(request: Request, *, force_stream: bool) -> Response:
         record.extras["request_body"] = body
     req = decode_messages_request(body)
     quota_headers = await admit(gw, client, req.model, record)
-    answer = await gw.service.answer(
+    answer = await gw.response_cache.answer(
         req, client=client, record=record, stream=force_stream or bool(req.stream), size=len(body),
-        session=request.headers.get(SESSION_HEADER),
+        session=request.headers.get(SESSION_HEADER), header=request.headers.get(CACHE_HEADER),
     )
     if isinstance(answer, Completed):
         if gw.settings.log_bodies:
             record.extras["response_body"] = answer.message
-        return JSONResponse(answer.message, headers={**cost_header(record), **quota_headers})
-    sse = SSEResponse(answer, gw.settings.ping_interval, record.request_id)
-    sse.headers += [(k.encode(), v.encode()) for k, v in quota_headers.items()]
-    return sse  # type: ignore[return-value]
+        headers = {**(cost_header(record) or {}), **quota_headers}
+        if record.cache:
+            headers[CACHE_HEADER] = record.cache
+        return JSONResponse(answer.message, headers=headers or None)
+    response = SSEResponse(answer, gw.settings.ping_interval, record.request_id)
+    response.headers += [(k.encode(), v.encode()) for k, v in quota_headers.items()]
+    if record.cache:
+        response.headers.append((CACHE_HEADER.encode(), record.cache.encode()))
+    return response  # type: ignore[return-value]
 
 
 async def admit(gw: Gateway, client: Client, model: str, record: RequestRecord) -> dict[str, str]:

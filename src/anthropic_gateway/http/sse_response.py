@@ -11,18 +11,40 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Protocol
 
 from starlette.types import Receive, Scope, Send
 
 from anthropic_gateway import sse
+from anthropic_gateway.errors import GatewayError
 from anthropic_gateway.ops.lifecycle import drained_error
-from anthropic_gateway.service import AnswerStream
+from anthropic_gateway.ops.record import RequestRecord
+from anthropic_gateway.service import Write
 
 log = logging.getLogger(__name__)
 
 
+class Streamed(Protocol):
+    """What the response sends: service.AnswerStream, or the response cache's replay / tee."""
+
+    record: RequestRecord
+
+    @property
+    def writes(self) -> int: ...
+
+    def start(self) -> bytes: ...
+
+    async def pump(self, write: Write) -> bytes: ...
+
+    def end(self, err: GatewayError) -> bytes: ...
+
+    async def close(self) -> None: ...
+
+    def abort(self) -> None: ...
+
+
 class SSEResponse:
-    def __init__(self, stream: AnswerStream, ping_interval: float, request_id: str) -> None:
+    def __init__(self, stream: Streamed, ping_interval: float, request_id: str) -> None:
         self.stream = stream
         self.headers = [
             (b"content-type", b"text/event-stream; charset=utf-8"),

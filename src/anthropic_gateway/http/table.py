@@ -12,6 +12,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from anthropic_gateway import __version__, compatibility
+from anthropic_gateway.cache import admin as cache_admin
 from anthropic_gateway.http import messages, models, ops, usage
 from anthropic_gateway.http.body import JSONResponse
 from anthropic_gateway.quota import admin as keys_admin
@@ -68,6 +69,13 @@ ENDPOINTS: list[Endpoint] = [
              fast=True, body=True, responses={"200": _MESSAGE}),
     Endpoint(("POST",), "/v1/messages/count_tokens", messages.count_tokens, "Count input tokens locally",
              fast=True, body=True, responses={"200": _COUNT}),
+    Endpoint(("GET",), "/v1/messages/cache/stats", cache_admin.stats,
+             "Response cache figures: entries, bytes, hits, misses, hit ratio, evictions, expired, coalesced, "
+             "estimated tokens and USD saved (admin)", responses={"200": _OK}),
+    Endpoint(("DELETE",), "/v1/messages/cache/clear", cache_admin.clear,
+             "Empty the response cache; returns how many entries it held (admin)", responses={"200": _OK}),
+    Endpoint(("POST",), "/v1/messages/cache/cleanup", cache_admin.cleanup,
+             "Remove expired response-cache entries; returns how many (admin)", responses={"200": _OK}),
     Endpoint(("GET",), "/v1/models", models.list_models,
              "Configured model aliases in Anthropic's shape (limit, after_id, before_id)",
              responses={"200": {"description": "a page of models"}}),

@@ -1,0 +1,220 @@
+"""The response cache in front of MessagesService.answer.
+
+    ResponseCache.answer(req, client=, record=, stream=, size=, session=, header=)
+        → Completed | AnswerStream (the cache is off or bypassed: the service's own answer)
+        | Completed / ReplayStream (a hit, in the mode asked for) | TeeStream (a streamed miss)
+
+A miss becomes the leader of its key: identical requests arriving meanwhile wait for its answer
+instead of calling the upstream themselves (and get its error if it fails); if its client goes away
+before the answer is complete, one of them becomes the next leader. ``record.cache`` says what
+happened: ``hit``, ``miss`` or ``bypass`` (a waiter served by a leader counts as a hit there and as
+``coalesced`` in the stats).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from anthropic_gateway import ids
+from anthropic_gateway.auth import Client
+from anthropic_gateway.cache.key import cache_key
+from anthropic_gateway.cache.policy import deterministic, request_mode, storable
+from anthropic_gateway.cache.store import CacheStore, MemoryStore
+from anthropic_gateway.cache.streams import ReplayStream, TeeStream
+from anthropic_gateway.errors import GatewayError
+from anthropic_gateway.ops.record import RequestRecord
+from anthropic_gateway.routing import Route
+from anthropic_gateway.schemas import MessagesRequest
+from anthropic_gateway.service import AnswerStream, Completed, MessagesService
+from anthropic_gateway.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Answer = Completed | AnswerStream | ReplayStream | TeeStream
+
+
+class _Abandoned(Exception):
+    """The leader's client went away before its answer was complete: a waiter leads next."""
+
+
+@dataclass(slots=True)
+class CacheStats:
+    hits: int = 0
+    misses: int = 0
+    bypassed: int = 0
+    coalesced: int = 0
+    stored: int = 0
+    tokens_saved: int = 0
+    usd_saved: float = 0.0
+
+
+class ResponseCache:
+    def __init__(self, settings: Settings, service: MessagesService, store: CacheStore | None = None) -> None:
+        self.settings = settings
+        self.service = service
+        self.store: CacheStore = store or MemoryStore(settings.response_cache_max_bytes)
+        self.stats = CacheStats()
+        self._inflight: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        # Whether any request can use the cache without asking: if not, answer() is one call.
+        self._anywhere = settings.response_cache or any(m.response_cache for m in settings.models.values())
+
+    async def answer(
+        self, req: MessagesRequest, *, client: Client, record: RequestRecord, stream: bool, size: int,
+        session: str | None = None, header: str | None = None,
+    ) -> Answer:  # fmt: skip
+        settings = self.settings
+        # A threaded request (threads/) stands for a history held in the store: its body is no key.
+        if (header is None and not self._anywhere) or req.thread is not None:
+            return await self.service.answer(req, client=client, record=record, stream=stream, size=size,
+                                             session=session)  # fmt: skip
+        route = self.service.resolve(req.model, record)
+        mode = request_mode(settings, route, header)
+        if mode in ("on", "refresh") and not (
+            settings.response_cache_nondeterministic or deterministic(req, route, settings.default_params)
+        ):
+            mode = "bypass"
+        if mode in ("disabled", "bypass"):
+            if mode == "bypass":
+                record.cache = "bypass"
+                self.stats.bypassed += 1
+            return await self.service.answer(req, client=client, record=record, stream=stream, size=size,
+                                             session=session)  # fmt: skip
+        partition = "*" if settings.response_cache_shared else (client.label or "-")
+        key = cache_key(req, route, partition)
+        while True:
+            if mode == "on":
+                raw = await self.store.get(key)
+                if raw is not None:
+                    return self._hit(raw, req, record, stream)
+            waiting = self._inflight.get(key)
+            if waiting is None:
+                return await self._lead(key, req, route, client=client, record=record, stream=stream, size=size,
+                                        session=session)  # fmt: skip
+            try:
+                message = await asyncio.shield(waiting)
+            except _Abandoned:
+                continue
+            self.stats.coalesced += 1
+            record.cache = "hit"
+            record.stop_reason = message.get("stop_reason")
+            return self._serve(message, req, record, stream)
+
+    # --- a hit --------------------------------------------------------------------------------------
+
+    def _hit(self, raw: bytes, req: MessagesRequest, record: RequestRecord, stream: bool) -> Answer:
+        entry = orjson.loads(raw)
+        message: dict[str, Any] = entry["m"]
+        self.stats.hits += 1
+        self.stats.tokens_saved += _tokens(message)
+        self.stats.usd_saved += entry.get("usd") or 0.0
+        record.cache = "hit"
+        record.stop_reason = message.get("stop_reason")
+        record.extras["cache_saved_tokens"] = _tokens(message)
+        return self._serve(message, req, record, stream)
+
+    def _serve(self, message: dict[str, Any], req: MessagesRequest, record: RequestRecord, stream: bool) -> Answer:
+        served = {**message, "id": ids.message_id(), "model": req.model}
+        if stream:
+            return ReplayStream(served, record)
+        return Completed(served)
+
+    # --- a miss: the leader -------------------------------------------------------------------------
+
+    async def _lead(
+        self, key: str, req: MessagesRequest, route: Route, *, client: Client, record: RequestRecord,
+        stream: bool, size: int, session: str | None,
+    ) -> Answer:  # fmt: skip
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        future.add_done_callback(_retrieve)
+        self._inflight[key] = future
+        record.cache = "miss"
+        self.stats.misses += 1
+        try:
+            answer = await self.service.answer(req, client=client, record=record, stream=stream, size=size,
+                                               session=session)  # fmt: skip
+        except GatewayError as err:
+            self._settle(key, future, None, err)
+            raise
+        except BaseException:
+            self._settle(key, future, None, None)
+            raise
+        if isinstance(answer, Completed):
+            await self._keep(key, answer.message, record)
+            self._settle(key, future, answer.message, None)
+            return answer
+
+        def settle(message: dict[str, Any] | None, error: GatewayError | None) -> None:
+            if message is not None and storable(message):
+                task = asyncio.ensure_future(self._keep(key, message, record))
+                task.add_done_callback(lambda t: self._settle(key, future, message, None))
+            else:
+                self._settle(key, future, message, error)
+
+        return TeeStream(answer, settle)
+
+    def _settle(self, key: str, future: asyncio.Future[dict[str, Any]], message: dict[str, Any] | None,
+                error: GatewayError | None) -> None:  # fmt: skip
+        if self._inflight.get(key) is future:
+            del self._inflight[key]
+        if future.done():
+            return
+        if message is not None:
+            future.set_result(message)
+        else:
+            future.set_exception(error if error is not None else _Abandoned())
+
+    async def _keep(self, key: str, message: dict[str, Any], record: RequestRecord) -> None:
+        if not storable(message):
+            return
+        entry = {"m": message, "usd": self._usd(message, record)}
+        try:
+            if await self.store.put(key, orjson.dumps(entry), self.settings.response_cache_ttl):
+                self.stats.stored += 1
+        except Exception:  # a failing store never fails the answer
+            log.exception("response cache store failed (request %s)", record.request_id)
+
+    def _usd(self, message: dict[str, Any], record: RequestRecord) -> float | None:
+        for value in (record.upstream_cost_usd, record.cost_usd):
+            if value is not None:
+                return value
+        price = self.settings.input_prices.get(record.upstream_model or "")
+        if price is None:
+            return None
+        usage = message.get("usage") or {}
+        tokens = sum(int(usage.get(k) or 0) for k in ("input_tokens", "cache_read_input_tokens",
+                                                      "cache_creation_input_tokens"))  # fmt: skip
+        return tokens * price / 1_000_000
+
+    # --- admin ------------------------------------------------------------------------------------
+
+    async def report(self) -> dict[str, Any]:
+        usage = await self.store.usage()
+        s = self.stats
+        served = s.hits + s.coalesced
+        lookups = served + s.misses
+        return {
+            "enabled": self.settings.response_cache,
+            "entries": usage.entries, "bytes": usage.bytes, "max_bytes": usage.max_bytes,
+            "hits": s.hits, "misses": s.misses, "coalesced": s.coalesced, "bypassed": s.bypassed,
+            "hit_ratio": round(served / lookups, 4) if lookups else 0.0,
+            "stored": s.stored, "evictions": usage.evictions, "expired": usage.expired,
+            "estimated_tokens_saved": s.tokens_saved, "estimated_usd_saved": round(s.usd_saved, 6),
+            "ttl_seconds": self.settings.response_cache_ttl, "shared": self.settings.response_cache_shared,
+        }  # fmt: skip
+
+
+def _tokens(message: dict[str, Any]) -> int:
+    usage = message.get("usage") or {}
+    keys = ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens", "output_tokens")
+    return sum(int(usage.get(k) or 0) for k in keys)
+
+
+def _retrieve(future: asyncio.Future[dict[str, Any]]) -> None:
+    """Nobody may be waiting: the exception counts as seen (no 'never retrieved' warning)."""
+    if not future.cancelled():
+        future.exception()
