@@ -27,3 +27,20 @@ def test_counts_per_kind_and_outcome() -> None:
         "openrouter": {"forwarded": {"provider": 1, "seed": 1}, "dropped": {}},
         "openai": {"forwarded": {"seed": 2}, "dropped": {"min_p": 1, "provider": 1}},
     }
+
+
+def test_counts_are_a_prometheus_family() -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    stats = ParamStats()
+    stats.count(_req(provider={"sort": "price"}, min_p=0.1), KINDS["openai"])  # type: ignore[arg-type]
+
+    class _Collector:
+        def collect(self):  # type: ignore[no-untyped-def]
+            return stats.collect()
+
+    registry = CollectorRegistry()
+    registry.register(_Collector())  # type: ignore[arg-type]
+    text = generate_latest(registry).decode()
+    assert 'anthropic_gateway_extension_parameters_total{kind="openai",outcome="dropped",parameter="min_p"} 1.0' in text
+    assert 'anthropic_gateway_extension_parameters_total{kind="openai",outcome="dropped",parameter="provider"} 1.0' in text

@@ -69,6 +69,7 @@ class Gateway:
         gw.auth.stored = keys
         gw.status_providers["catalogue"] = catalogue.status
         gw.status_providers["parameters"] = param_stats.snapshot  # type: ignore[assignment]
+        metrics.add_collector(param_stats.collect)
         gw.recorder.add(AccessLog(settings.log_format, bodies=settings.log_bodies, redact=gw.redact))
         gw.recorder.add(ledger)
         gw.recorder.add(metrics)

@@ -8,6 +8,9 @@ route's backend kind. /health/detailed and /metrics read :meth:`ParamStats.snaps
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 from anthropic_gateway.backends import BackendKind
 from anthropic_gateway.schemas import EXTRA_PARAMETERS, MessagesRequest
 
@@ -33,3 +36,17 @@ class ParamStats:
             per_kind = out.setdefault(kind, {"forwarded": {}, "dropped": {}})
             per_kind["forwarded" if forwarded else "dropped"][name] = n
         return out
+
+    def collect(self) -> Iterator[Any]:
+        """The counts as a Prometheus family (for Metrics.add_collector); the labels are bounded: backend
+        kinds and the fixed list of extension parameters."""
+        from prometheus_client.core import CounterMetricFamily
+
+        family = CounterMetricFamily(
+            "anthropic_gateway_extension_parameters",
+            "Requests carrying an extension parameter, by backend kind, forwarded to the upstream or dropped",
+            labels=["kind", "parameter", "outcome"],
+        )
+        for (kind, name, forwarded), n in sorted(self._counts.items()):
+            family.add_metric([kind, name, "forwarded" if forwarded else "dropped"], n)
+        yield family
