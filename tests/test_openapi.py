@@ -26,6 +26,10 @@ def test_root_endpoint_list_comes_from_the_table() -> None:
     core = [
         "GET /", "GET /openapi.json", "POST /v1/messages", "POST /v1/messages/stream",
         "POST /v1/messages/count_tokens", "GET /v1/models", "GET /v1/models/{model_id}",
+        "POST /v1/messages/batches", "GET /v1/messages/batches", "GET /v1/messages/batches/{batch_id}",
+        "DELETE /v1/messages/batches/{batch_id}", "POST /v1/messages/batches/{batch_id}/cancel",
+        "GET /v1/messages/batches/{batch_id}/results", "POST /v1/messages/batch",
+        "GET /v1/messages/batch/{batch_id}/status",
     ]  # fmt: skip
     assert [e for e in listed if e in core] == core  # in the table's order, whatever lies between
     for route in ("GET /health", "GET /health/ready", "GET /health/detailed", "GET /metrics", "GET /v1/usage",

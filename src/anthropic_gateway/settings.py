@@ -180,6 +180,13 @@ class Settings(BaseSettings):
     response_cache_shared: bool = Field(False, description="One cache for all callers instead of one per key label.")
     response_cache_nondeterministic: bool = Field(False, description="Also cache requests without temperature 0 or "
                                                   "a seed.")
+    batch_concurrency: int = Field(8, ge=1, le=1024, description="Message Batches: concurrent requests per backend.")
+    batch_max_body_bytes: int = Field(256 * 1024 * 1024, gt=0, description="Largest batch creation body (413 above).")
+    batch_max_requests: int = Field(100_000, ge=1, description="Most requests in one batch.")
+    batch_expiry_hours: float = Field(24.0, gt=0, description="Hours after creation when a batch's unfinished requests expire.")
+    batch_retention_days: float = Field(29.0, gt=0, description="Days a batch and its results are kept after creation.")
+    batch_cleanup_interval: float = Field(60.0, gt=0, description="Seconds between batch expiry and retention sweeps.")
+    batch_rate_limit_retries: int = Field(8, ge=0, le=100, description="Times a batch request rate-limited (429/529) is retried after back-off.")
 
     @field_validator("default_params")
     @classmethod

@@ -33,6 +33,8 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FrontDoor:
             gw.ledger.start()
             await gw.keys.reload()
             gw.keys.start()
+            if gw.batches is not None:
+                await gw.batches.start()
         except StoreError as err:  # the gateway serves without its ledger; /health/detailed says why
             log.error("%s: requests are served, but not recorded in the ledger", err)
         await gw.catalogue.start()  # the stored copy, then fetches in the background
@@ -47,6 +49,8 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FrontDoor:
         finally:
             if warm_up is not None:
                 warm_up.cancel()
+            if gw.batches is not None:
+                await gw.batches.close()
             gw.lifecycle.close()
             await gw.prober.close()
             await gw.catalogue.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 
@@ -27,6 +28,9 @@ from anthropic_gateway.threads.keeper import ThreadKeeper
 from anthropic_gateway.upstream import UpstreamClient
 from anthropic_gateway.upstream_errors import redact
 
+if TYPE_CHECKING:
+    from anthropic_gateway.batches.engine import BatchEngine
+
 
 @dataclass(slots=True)
 class Gateway:
@@ -48,6 +52,7 @@ class Gateway:
     lifecycle: Lifecycle = field(default_factory=Lifecycle)
     # Sections of /health/detailed that other parts contribute (e.g. "catalogue": its age and size).
     status_providers: dict[str, StatusProvider] = field(default_factory=dict)
+    batches: BatchEngine | None = None  # started by the app's lifespan once the store is open
 
     @classmethod
     def build(cls, settings: Settings) -> Gateway:
@@ -74,6 +79,9 @@ class Gateway:
         gw.recorder.add(ledger)
         gw.recorder.add(metrics)
         gw.recorder.add(QuotaSink(gw.limiter))
+        from anthropic_gateway.batches.engine import BatchEngine
+
+        gw.batches = BatchEngine(gw)
         return gw
 
     def secrets(self) -> list[str]:

@@ -12,6 +12,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from anthropic_gateway import __version__, compatibility
+from anthropic_gateway.batches import routes as batches
 from anthropic_gateway.cache import admin as cache_admin
 from anthropic_gateway.http import messages, models, ops, usage
 from anthropic_gateway.http.body import JSONResponse
@@ -55,6 +56,8 @@ _MESSAGE = {
 _COUNT = {"description": "token count", "content": {"application/json": {"schema": {
     "type": "object", "properties": {"input_tokens": {"type": "integer"}}, "required": ["input_tokens"]}}}}  # fmt: skip
 _OK = {"description": "ok"}
+_BATCH = {"description": "a message_batch object"}
+_JSONL = {"description": "JSON Lines, one result per request", "content": {"application/x-jsonl": {"schema": {"type": "string"}}}}
 
 ENDPOINTS: list[Endpoint] = [
     Endpoint(("GET", "HEAD"), "/", root, "Name, version and endpoints; 200 once requests can be served "
@@ -102,6 +105,23 @@ ENDPOINTS: list[Endpoint] = [
              responses={"200": {"description": "the key"}}),
     Endpoint(("DELETE",), "/admin/keys/{label}", keys_admin.revoke_key, "Revoke a stored key (admin)",
              responses={"200": {"description": "revoked"}}),
+    Endpoint(("POST",), "/v1/messages/batches", batches.create_batch,
+             "Create a Message Batch (Anthropic's Batches API; any model)", body=True, responses={"200": _BATCH}),
+    Endpoint(("GET",), "/v1/messages/batches", batches.list_batches,
+             "Message Batches, most recent first (limit, after_id, before_id)", responses={"200": _OK}),
+    Endpoint(("GET",), "/v1/messages/batches/{batch_id}", batches.retrieve_batch, "One Message Batch",
+             responses={"200": _BATCH}),
+    Endpoint(("DELETE",), "/v1/messages/batches/{batch_id}", batches.delete_batch, "Delete an ended batch",
+             responses={"200": _OK}),
+    Endpoint(("POST",), "/v1/messages/batches/{batch_id}/cancel", batches.cancel_batch, "Cancel a batch",
+             responses={"200": _BATCH}),
+    Endpoint(("GET",), "/v1/messages/batches/{batch_id}/results", batches.batch_results,
+             "An ended batch's results, JSON Lines", responses={"200": _JSONL}),
+    Endpoint(("POST",), "/v1/messages/batch", batches.run_batch, "Run a batch and stream its results as "
+             "JSON Lines as each request finishes (batch id in the anthropic-gateway-batch-id header)",
+             body=True, responses={"200": _JSONL}),
+    Endpoint(("GET",), "/v1/messages/batch/{batch_id}/status", batches.batch_status,
+             "A batch and its live per-state progress", responses={"200": _BATCH}),
 ]  # fmt: skip
 
 

@@ -88,8 +88,43 @@ _KEYS = (
     )""",
 )
 
+# Message Batches (anthropic_gateway.batches): a batch row, and one row per request holding its params
+# until it has a result. ``done_seq`` orders results as they finish (the streamed seed endpoint).
+_BATCHES = (
+    """CREATE TABLE batches (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        owner TEXT NOT NULL,
+        status TEXT NOT NULL,
+        total INTEGER NOT NULL,
+        created_at REAL NOT NULL,
+        expires_at REAL NOT NULL,
+        ended_at REAL,
+        cancel_initiated_at REAL,
+        succeeded INTEGER NOT NULL DEFAULT 0,
+        errored INTEGER NOT NULL DEFAULT 0,
+        canceled INTEGER NOT NULL DEFAULT 0,
+        expired INTEGER NOT NULL DEFAULT 0
+    )""",
+    "CREATE INDEX batches_owner ON batches (owner, seq)",
+    "CREATE INDEX batches_status ON batches (status)",
+    """CREATE TABLE batch_items (
+        batch_id TEXT NOT NULL,
+        idx INTEGER NOT NULL,
+        custom_id TEXT NOT NULL,
+        state TEXT NOT NULL,
+        params BLOB,
+        result BLOB,
+        done_seq INTEGER,
+        PRIMARY KEY (batch_id, idx)
+    )""",
+    "CREATE INDEX batch_items_state ON batch_items (batch_id, state, idx)",
+    "CREATE INDEX batch_items_done ON batch_items (batch_id, done_seq)",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "ledger and key-value", _LEDGER, _pg(_LEDGER)),
     Migration(2, "message threads", _THREADS, _pg(_THREADS)),
+    Migration(30, "message batches", _BATCHES, _pg(_BATCHES)),
     Migration(40, "gateway keys", _KEYS, _pg(_KEYS)),
 )
