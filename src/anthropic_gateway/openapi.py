@@ -33,12 +33,23 @@ BODIES = {
     "/v1/messages": "MessagesRequest",
     "/v1/messages/stream": "MessagesRequest",
     "/v1/messages/count_tokens": "CountTokensRequest",
+    "/v1/messages/batches": "MessageBatchCreate",
+    "/v1/messages/batch": "MessageBatchCreate",
 }
 
 
 def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
 
+
+_BATCH_ID = {"name": "batch_id", "in": "path", "required": True, "schema": {"type": "string"},
+             "description": "A msgbatch_ id"}  # fmt: skip
+# Message Batches (anthropic_gateway.batches): each item's params are validated when it runs.
+_BATCH_CREATE = {"type": "object", "required": ["requests"], "additionalProperties": False, "properties": {
+    "requests": {"type": "array", "minItems": 1, "items": {
+        "type": "object", "required": ["custom_id", "params"], "additionalProperties": False, "properties": {
+            "custom_id": {"type": "string", "pattern": "^[a-zA-Z0-9_-]{1,64}$"},
+            "params": {"$ref": _REF.format(name="MessagesRequest")}}}}}}  # fmt: skip
 
 PARAMETERS: dict[str, list[dict[str, Any]]] = {
     "/v1/models": [
@@ -59,6 +70,13 @@ PARAMETERS: dict[str, list[dict[str, Any]]] = {
         {"name": "model_id", "in": "path", "required": True, "schema": {"type": "string"},
          "description": "A model alias or upstream id (may contain '/')"},
     ],
+    "/v1/messages/batches": [
+        _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 20}, "Page size"),
+        _query("after_id", {"type": "string"}, "The page after this batch id (older batches)"),
+        _query("before_id", {"type": "string"}, "The page before this batch id (newer batches)"),
+    ],
+    **{path: [_BATCH_ID] for path in ("/v1/messages/batches/{batch_id}", "/v1/messages/batches/{batch_id}/cancel",
+                                      "/v1/messages/batches/{batch_id}/results", "/v1/messages/batch/{batch_id}/status")},
 }  # fmt: skip
 
 
@@ -69,6 +87,7 @@ def request_schemas() -> dict[str, Any]:
     components["Tool"]["properties"]["input_schema"] = {"type": "object", "description": "JSON Schema of the input"}
     for name in ("Base64ImageSource", "Base64PDFSource"):
         components[name]["properties"]["data"] = {"type": "string", "contentEncoding": "base64"}
+    components["MessageBatchCreate"] = _BATCH_CREATE
     out: dict[str, Any] = components
     return out
 
