@@ -83,6 +83,9 @@ def _parser() -> argparse.ArgumentParser:
     usage.add_argument("--until", metavar="WHEN", help="end, exclusive, in the same forms (default now)")
     usage.add_argument("--by", default="model", choices=("model", "key", "day", "backend", "status"),
                        help="one row per requested model (default), key label, UTC day, backend or status")  # fmt: skip
+    from anthropic_gateway.batches import cli as batch_cli  # argparse and the stdlib only
+
+    batch_cli.add_parser(sub)
     return parser
 
 
@@ -216,6 +219,10 @@ def main(argv: list[str] | None = None) -> int:
         return usage_report.run(args.since, args.until, args.by)
     if args.command == "keys":
         return _keys(args)
+    if args.command == "batch":
+        from anthropic_gateway.batches import cli as batch_cli
+
+        return batch_cli.run(args)
     if args.command in ("claude", "env"):
         from anthropic_gateway import launcher  # deferred like uvicorn; launcher imports check_startup
 
