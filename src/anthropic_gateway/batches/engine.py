@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 FEED_PAGE = 200
 WRITE_ROWS = 1000
+MAX_UNWRITTEN = 4 * WRITE_ROWS  # results in hand but not yet written: workers wait past this
 MAX_BACKOFF = 60.0
 
 
@@ -55,6 +56,7 @@ class BatchEngine:
         self._queue: asyncio.Queue[Work] | None = None
         self._writes: list[tuple[str, int, str, bytes | None]] = []
         self._write_ready = asyncio.Event()
+        self._written = asyncio.Event()
         self._write_lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._seq = 0
@@ -170,6 +172,9 @@ class BatchEngine:
                 raise
             self._writes.append((work.batch_id, work.idx, outcome.state, outcome.result))
             self._write_ready.set()
+            while len(self._writes) >= MAX_UNWRITTEN:  # the store is behind: results stay bounded
+                self._written.clear()
+                await self._written.wait()
 
     async def _run(self, work: Work) -> Outcome:
         try:
@@ -223,6 +228,7 @@ class BatchEngine:
                 except BaseException:
                     self._writes[:0] = rows
                     raise
+            self._written.set()
             touched = set()
             for batch_id, idx, _, _ in rows:
                 self._inflight.get(batch_id, set()).discard(idx)

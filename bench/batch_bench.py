@@ -1,0 +1,187 @@
+"""Message Batches benchmark (issue 10): one N-request batch vs the same N requests sent one by one.
+
+Starts the fast mock upstream (bench/mock_upstream.py) and, for each mode, a fresh gateway on its own
+store file, then measures:
+
+- ``batch``: POST /v1/messages/batches with N requests, poll until ended, then read every result line
+  through /results. Requests/s from submission to ``ended``; results read time.
+- ``individual``: the same N requests as POST /v1/messages, non-streamed, from C concurrent
+  connections (C = the batch engine's concurrency).
+
+Each mode reports the gateway's peak RSS (VmHWM, so nothing between samples is missed) and, for the
+batch, the store's size (database + WAL) after the results are read. ``--sizes`` runs the batch mode
+for several N to show the peak RSS is flat in the batch size.
+
+    python bench/batch_bench.py                      # N=10000, C=32
+    python bench/batch_bench.py --sizes 1000,10000,50000 --only batch
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+REPO = Path(__file__).resolve().parents[1]
+PY = sys.executable
+MODEL = "bench/text-20"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes], limit: float = 30.0) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"{url}: the process exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except Exception:
+            time.sleep(0.05)
+    raise SystemExit(f"{url} did not answer within {limit}s")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def start_gateway(mock_port: int, db: Path, concurrency: int, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")}
+    env |= {"ANTHROPIC_GATEWAY_UPSTREAM_KEY": "bench-key", "ANTHROPIC_GATEWAY_DATABASE_URL": str(db),
+            "ANTHROPIC_GATEWAY_BATCH_CONCURRENCY": str(concurrency), "ANTHROPIC_GATEWAY_ACCESS_LOG": "false",
+            "ANTHROPIC_GATEWAY_LOG_LEVEL": "warning"}  # fmt: skip
+    cmd = [PY, "-m", "anthropic_gateway", "serve", "--port", str(port),
+           "--upstream-url", f"http://127.0.0.1:{mock_port}/v1"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=log.open("ab"), stderr=subprocess.STDOUT, env=env, cwd=REPO)
+    url = f"http://127.0.0.1:{port}"
+    wait_ready(url + "/", proc)
+    return proc, url
+
+
+def params(i: int) -> dict[str, Any]:
+    return {"model": MODEL, "max_tokens": 64, "messages": [{"role": "user", "content": f"Say hello to number {i}."}]}
+
+
+async def run_batch(url: str, n: int) -> dict[str, Any]:
+    body = json.dumps({"requests": [{"custom_id": f"r{i}", "params": params(i)} for i in range(n)]}).encode()
+    async with aiohttp.ClientSession() as http:
+        t0 = time.perf_counter()
+        async with http.post(url + "/v1/messages/batches", data=body,
+                             headers={"content-type": "application/json"}) as resp:  # fmt: skip
+            batch = await resp.json()
+            assert resp.status == 200, batch
+        accepted = time.perf_counter() - t0
+        while True:
+            async with http.get(f"{url}/v1/messages/batches/{batch['id']}") as resp:
+                batch = await resp.json()
+            if batch["processing_status"] == "ended":
+                break
+            await asyncio.sleep(0.1)
+        ended = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        lines = succeeded = 0
+        async with http.get(url + batch["results_url"]) as resp:
+            async for line in resp.content:
+                lines += 1
+                succeeded += b'"type":"succeeded"' in line
+        read = time.perf_counter() - t1
+    assert lines == n and succeeded == n, (lines, succeeded, batch["request_counts"])
+    return {"accepted_s": round(accepted, 3), "ended_s": round(ended, 2), "requests_per_s": round(n / ended, 1),
+            "results_read_s": round(read, 2), "body_mb": round(len(body) / 1e6, 2)}  # fmt: skip
+
+
+async def run_individual(url: str, n: int, concurrency: int) -> dict[str, Any]:
+    queue = iter(range(n))
+    ok = 0
+
+    async def client(http: aiohttp.ClientSession) -> None:
+        nonlocal ok
+        for i in queue:
+            async with http.post(url + "/v1/messages", json=params(i)) as resp:
+                body = await resp.read()
+                ok += resp.status == 200 and b'"type":"message"' in body
+
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as http:
+        t0 = time.perf_counter()
+        await asyncio.gather(*(client(http) for _ in range(concurrency)))
+        took = time.perf_counter() - t0
+    assert ok == n, ok
+    return {"ended_s": round(took, 2), "requests_per_s": round(n / took, 1)}
+
+
+def store_mb(db: Path) -> float:
+    return round(sum(p.stat().st_size for p in db.parent.glob(db.name + "*")) / 1e6, 2)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default="10000", help="comma-separated batch sizes (default 10000)")
+    ap.add_argument("--concurrency", type=int, default=32, help="batch_concurrency and client connections")
+    ap.add_argument("--only", choices=("batch", "individual"), help="run one mode")
+    args = ap.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    work = Path(tempfile.mkdtemp(prefix="batch-bench-"))
+    mock_port = free_port()
+    mock = subprocess.Popen([PY, str(REPO / "bench" / "mock_upstream.py"), "--port", str(mock_port), "--chunks", "20"],
+                            stdout=(work / "mock.log").open("wb"), stderr=subprocess.STDOUT)  # fmt: skip
+    report: list[dict[str, Any]] = []
+    try:
+        wait_ready(f"http://127.0.0.1:{mock_port}/", mock)
+        for n in sizes:
+            modes = [args.only] if args.only else ["batch", "individual"]
+            for mode in modes:
+                db = work / f"{mode}-{n}.db"
+                gw, url = start_gateway(mock_port, db, args.concurrency, work / f"{mode}-{n}.log")
+                try:
+                    base_rss = peak_rss_mb(gw.pid)
+                    if mode == "batch":
+                        row = asyncio.run(run_batch(url, n))
+                        row["store_mb"] = store_mb(db)
+                    else:
+                        row = asyncio.run(run_individual(url, n, args.concurrency))
+                    row |= {"mode": mode, "n": n, "concurrency": args.concurrency,
+                            "rss_at_start_mb": round(base_rss, 1), "peak_rss_mb": round(peak_rss_mb(gw.pid), 1)}  # fmt: skip
+                finally:
+                    stop(gw)
+                report.append(row)
+                print(json.dumps(row), flush=True)
+    finally:
+        stop(mock)
+    print(f"(logs and stores in {work})")
+
+
+if __name__ == "__main__":
+    main()
