@@ -19,7 +19,7 @@ from anthropic_gateway.batches import db
 from anthropic_gateway.batches.envelope import parse_envelope
 from anthropic_gateway.batches.objects import Batch, result_line
 from anthropic_gateway.errors import APIError, InvalidRequestError, NotFoundError, shown
-from anthropic_gateway.http.body import JSONResponse, read_body
+from anthropic_gateway.http.body import JSONResponse, page_limit, read_body
 from anthropic_gateway.http.gateway import gateway_of, record_of
 
 if TYPE_CHECKING:
@@ -78,12 +78,7 @@ async def retrieve_batch(request: Request) -> Response:
 async def list_batches(request: Request) -> Response:
     _, client, engine = _caller(request)
     q = request.query_params
-    try:
-        limit = int(q.get("limit", "20"))
-    except ValueError:
-        raise InvalidRequestError("limit: Input should be a valid integer") from None
-    if not 1 <= limit <= 1000:
-        raise InvalidRequestError("limit: Input should be between 1 and 1000")
+    limit = page_limit(q)
     owner = None if client.label == ADMIN else client.label
     batches, more = await db.page(engine.store, owner, limit, q.get("after_id"), q.get("before_id"))
     return JSONResponse({

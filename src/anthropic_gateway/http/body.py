@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from anthropic_gateway.errors import RequestTooLargeError
+from anthropic_gateway.errors import InvalidRequestError, RequestTooLargeError
 
 
 class ClientDisconnected(Exception):
@@ -56,3 +57,14 @@ def _watch(request: Request) -> None:
     exchange = request.scope.get("state", {}).get("exchange")
     if exchange is not None:
         exchange.watch()
+
+
+def page_limit(query: Mapping[str, str]) -> int:
+    """The `limit` of a paginated list route (Anthropic's: 1 to 1000, default 20), or a 400 naming it."""
+    try:
+        limit = int(query.get("limit", "20"))
+    except ValueError:
+        raise InvalidRequestError("limit: Input should be a valid integer") from None
+    if not 1 <= limit <= 1000:
+        raise InvalidRequestError("limit: Input should be between 1 and 1000")
+    return limit

@@ -7,8 +7,8 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from anthropic_gateway.errors import InvalidRequestError, NotFoundError, shown
-from anthropic_gateway.http.body import JSONResponse
+from anthropic_gateway.errors import NotFoundError, shown
+from anthropic_gateway.http.body import JSONResponse, page_limit
 from anthropic_gateway.http.gateway import gateway_of
 from anthropic_gateway.routing import Route
 
@@ -35,12 +35,7 @@ async def list_models(request: Request) -> Response:
     gw = gateway_of(request)
     gw.auth.check(request.headers)
     q = request.query_params
-    try:
-        limit = int(q.get("limit", "20"))
-    except ValueError:
-        raise InvalidRequestError("limit: Input should be a valid integer") from None
-    if not 1 <= limit <= 1000:
-        raise InvalidRequestError("limit: Input should be between 1 and 1000")
+    limit = page_limit(q)
     items = [_model_info(alias, route) for alias, route in gw.router.aliases()]
     ids_ = [m["id"] for m in items]
     after, before = q.get("after_id"), q.get("before_id")
