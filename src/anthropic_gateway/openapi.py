@@ -63,6 +63,13 @@ PARAMETERS: dict[str, list[dict[str, Any]]] = {
         _query("group_by", {"type": "string", "enum": ["model", "key", "day", "backend", "status"]},
                "Totals per requested model, key label, UTC day, backend or status (default: one total)"),
     ],
+    "/status/data": [
+        _query("range", {"type": "string", "enum": ["15m", "1h", "24h", "7d"], "default": "15m"},
+               "The last 15 minutes or hour (10-second points), 24 hours (15-minute points) or 7 days (hourly)"),
+    ],
+    "/status/static/{name}": [
+        {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}, "description": "app.js, app.css or icon.svg"},
+    ],
     "/admin/keys/{label}": [
         {"name": "label", "in": "path", "required": True, "schema": {"type": "string"}, "description": "The key's label"},
     ],

@@ -127,6 +127,10 @@ class BatchEngine:
         """An event set whenever results of the batch are committed (for the streamed endpoint)."""
         return _watch(self._watchers, batch_id)
 
+    def unfinished(self) -> list[tuple[str, str]]:
+        """(id, in_progress | canceling | expiring) of every batch not yet ended, oldest first."""
+        return list(self._status.items())
+
     async def live_counts(self, batch_id: str) -> dict[str, int]:
         c = await db.counts(self.store, batch_id)
         inflight = len(self._inflight.get(batch_id, ()))

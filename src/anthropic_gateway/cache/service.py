@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -191,6 +192,22 @@ class ResponseCache:
         return tokens * price / 1_000_000
 
     # --- admin ------------------------------------------------------------------------------------
+
+    def collect(self) -> Iterator[Any]:
+        """The /metrics families: lookups by result, and what the cache saved."""
+        from prometheus_client.core import CounterMetricFamily
+
+        s = self.stats
+        lookups = CounterMetricFamily("gateway_response_cache_lookups", "Response cache lookups by result (hit, "
+                                      "miss, coalesced: served by a request already running, bypassed)",
+                                      labels=["result"])  # fmt: skip
+        for result, n in (("hit", s.hits), ("miss", s.misses), ("coalesced", s.coalesced), ("bypassed", s.bypassed)):
+            lookups.add_metric([result], n)
+        yield lookups
+        yield CounterMetricFamily("gateway_response_cache_tokens_saved", "Tokens the response cache answered "
+                                  "without the upstream (estimated)", value=s.tokens_saved)  # fmt: skip
+        yield CounterMetricFamily("gateway_response_cache_usd_saved", "US dollars the response cache saved "
+                                  "(estimated)", value=s.usd_saved)  # fmt: skip
 
     async def report(self) -> dict[str, Any]:
         usage = await self.store.usage()

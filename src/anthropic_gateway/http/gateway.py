@@ -23,6 +23,7 @@ from anthropic_gateway.quota.limits import MemoryLimiter, QuotaSink
 from anthropic_gateway.routing import Router
 from anthropic_gateway.service import MessagesService
 from anthropic_gateway.settings import Settings
+from anthropic_gateway.status.buckets import StatusBuckets
 from anthropic_gateway.store import Store, open_store
 from anthropic_gateway.threads.keeper import ThreadKeeper
 from anthropic_gateway.upstream import UpstreamClient
@@ -53,6 +54,7 @@ class Gateway:
     # Sections of /health/detailed that other parts contribute (e.g. "catalogue": its age and size).
     status_providers: dict[str, StatusProvider] = field(default_factory=dict)
     batches: BatchEngine | None = None  # started by the app's lifespan once the store is open
+    status: StatusBuckets = field(default_factory=StatusBuckets)  # the status page's last hour (a sink)
 
     @classmethod
     def build(cls, settings: Settings) -> Gateway:
@@ -79,6 +81,8 @@ class Gateway:
         gw.recorder.add(ledger)
         gw.recorder.add(metrics)
         gw.recorder.add(QuotaSink(gw.limiter))
+        gw.recorder.add(gw.status)
+        metrics.add_collector(gw.response_cache.collect)
         from anthropic_gateway.batches.engine import BatchEngine
 
         gw.batches = BatchEngine(gw)

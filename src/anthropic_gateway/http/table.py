@@ -17,6 +17,7 @@ from anthropic_gateway.cache import admin as cache_admin
 from anthropic_gateway.http import messages, models, ops, usage
 from anthropic_gateway.http.body import JSONResponse
 from anthropic_gateway.quota import admin as keys_admin
+from anthropic_gateway.status import routes as status
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -93,6 +94,13 @@ ENDPOINTS: list[Endpoint] = [
     Endpoint(("GET",), "/metrics", ops.metrics, "Admin: Prometheus metrics (text format)",
              responses={"200": {"description": "Prometheus text exposition",
                                 "content": {"text/plain": {"schema": {"type": "string"}}}}}),
+    Endpoint(("GET",), "/status", status.page, "The status page (HTML): traffic, latency, tokens, cost, backends, "
+             "batches and the last requests, live; its data needs the admin key where keys are configured",
+             responses={"200": {"description": "the page", "content": {"text/html": {"schema": {"type": "string"}}}}}),
+    Endpoint(("GET",), "/status/static/{name}", status.static, "The status page's script and style sheet",
+             responses={"200": {"description": "app.js, app.css or icon.svg"}}, listed=False),
+    Endpoint(("GET",), "/status/data", status.data, "The status page's figures as JSON (admin): range 15m, 1h "
+             "(10-second points from memory), 24h or 7d (from the ledger)", responses={"200": _OK}),
     Endpoint(("GET",), "/v1/usage", usage.usage, "Request, token and cost totals from the ledger (admin key "
              "where keys are configured): start, end, group_by", responses={"200": {"description": "totals"}}),
     Endpoint(("GET",), "/admin/keys", keys_admin.list_keys, "Stored gateway keys (admin): labels, prefixes, limits",
