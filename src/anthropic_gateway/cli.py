@@ -83,6 +83,21 @@ def _parser() -> argparse.ArgumentParser:
     usage.add_argument("--until", metavar="WHEN", help="end, exclusive, in the same forms (default now)")
     usage.add_argument("--by", default="model", choices=("model", "key", "day", "backend", "status"),
                        help="one row per requested model (default), key label, UTC day, backend or status")  # fmt: skip
+    top = sub.add_parser(
+        "top", help="show a running gateway's live status (the status page in a terminal)",
+        description="Show a running gateway's live status from GET /status/data: traffic, errors, latency, "
+        "tokens, cost, backends, batches and the last requests, redrawn every few seconds (Ctrl-C ends it). "
+        "The gateway is the one `anthropic-gateway env` points at, and the key sent the first of "
+        "ANTHROPIC_GATEWAY_ADMIN_KEYS, unless --url and --key say otherwise. Exits 1 when no gateway answers "
+        "or it refuses the key.",
+    )  # fmt: skip
+    top.add_argument("--url", metavar="URL", help="the gateway's base URL (default: as `anthropic-gateway env`)")
+    top.add_argument("--key", metavar="KEY", help="the admin key to send (default: the first of "
+                     "ANTHROPIC_GATEWAY_ADMIN_KEYS)")  # fmt: skip
+    top.add_argument("--range", default="15m", choices=("15m", "1h", "24h", "7d"),
+                     help="the figures of the last 15 minutes (default), hour, 24 hours or 7 days")  # fmt: skip
+    top.add_argument("--interval", type=float, default=2.0, metavar="S", help="seconds between redraws (default 2)")
+    top.add_argument("--once", action="store_true", help="print the figures once and exit")
     from anthropic_gateway.batches import cli as batch_cli  # argparse and the stdlib only
 
     batch_cli.add_parser(sub)
@@ -219,6 +234,10 @@ def main(argv: list[str] | None = None) -> int:
         return usage_report.run(args.since, args.until, args.by)
     if args.command == "keys":
         return _keys(args)
+    if args.command == "top":
+        from anthropic_gateway.status import top
+
+        return top.run(args.url, args.key, args.range, max(args.interval, 0.2), args.once)
     if args.command == "batch":
         from anthropic_gateway.batches import cli as batch_cli
 
