@@ -113,6 +113,7 @@ class Bucket:
     cache_misses: int = 0
     # backend → [requests, errors, latency seconds summed]
     backends: dict[str, list[float]] = field(default_factory=dict)
+    point: tuple[Any, ...] | None = None  # its figures for a chart, once its 10 seconds are over (data.py)
 
     def reset(self, slot: int) -> None:
         self.slot = slot
@@ -122,6 +123,7 @@ class Bucket:
         self.tokens = [0, 0, 0, 0]
         self.cost = 0.0
         self.cost_by_model, self.cost_by_key, self.backends = {}, {}, {}
+        self.point = None
 
 
 @dataclass(slots=True)
@@ -191,12 +193,19 @@ class StatusBuckets:
         self.recent: deque[Recent] = deque(maxlen=RECENT)
         self.today = Today()
         self.created_at: float = clock()
+        # data.py's sums over the buckets already over, per window length: (slot they end before, sums).
+        self.sums: dict[int, tuple[int, Any]] = {}
+        self.sums_slot = 0
 
     def bucket(self, now: float) -> Bucket:
         slot = int(now // STEP)
         b = self.ring[slot % SLOTS]
         if b.slot != slot:
             b.reset(slot)
+        if slot < self.sums_slot:  # a record for 10 seconds taken as over (the clock went back): sum again
+            self.sums.clear()
+            self.sums_slot = 0
+            b.point = None
         return b
 
     def record(self, rec: RequestRecord) -> None:

@@ -69,90 +69,129 @@ def cache_read_share(tokens: dict[str, int]) -> float | None:
     return round(tokens["cache_read"] / base, 4) if base else None
 
 
-def from_buckets(buckets: StatusBuckets, rng: Range, now: float) -> dict[str, Any]:
-    """The series and totals of the last ``rng.seconds`` from the ring."""
-    window = buckets.window(rng.seconds, now)
-    end_slot = int(now // STEP)
-    t0 = (end_slot - len(window) + 1) * STEP
-    latency, ttft, overhead = Histogram(), Histogram(), Histogram()
-    classes = [0] * 5
-    tokens = [0, 0, 0, 0]
-    requests = model_requests = streams = hits = misses = 0
-    cost = 0.0
-    by_model: dict[str, float] = {}
-    by_key: dict[str, float] = {}
-    backends: dict[str, list[float]] = {}
-    s: dict[str, list[Any]] = {name: [] for name in ("requests", *CLASSES, "p50", "p95", "p99", "ttft_p50",
-                                                      *TOKEN_KINDS, "cost_per_hour")}  # fmt: skip
-    per_second = 1 / STEP
-    for b in window:
+_COUNTED = ("requests", *CLASSES, *TOKEN_KINDS, "cost_per_hour")
+_MEASURED = ("p50", "p95", "p99", "ttft_p50")
+_EMPTY_POINT = (*(0 for _ in _COUNTED), *(None for _ in _MEASURED))
+_NAMES = (*_COUNTED, *_MEASURED)
+
+
+class _Acc:
+    """Sums over buckets, and their points (the series)."""
+
+    __slots__ = ("backends", "by_key", "by_model", "classes", "cost", "hits", "latency", "misses", "model_requests",
+                 "overhead", "points", "requests", "streams", "tokens", "ttft")  # fmt: skip
+
+    def __init__(self) -> None:
+        self.latency, self.ttft, self.overhead = Histogram(), Histogram(), Histogram()
+        self.classes = [0] * 5
+        self.tokens = [0, 0, 0, 0]
+        self.requests = self.model_requests = self.streams = self.hits = self.misses = 0
+        self.cost = 0.0
+        self.by_model: dict[str, float] = {}
+        self.by_key: dict[str, float] = {}
+        self.backends: dict[str, list[float]] = {}
+        self.points: list[tuple[Any, ...]] = []
+
+    def copy(self) -> _Acc:
+        c = _Acc()
+        for h, mine in ((c.latency, self.latency), (c.ttft, self.ttft), (c.overhead, self.overhead)):
+            h.merge(mine)
+        c.classes, c.tokens = list(self.classes), list(self.tokens)
+        c.requests, c.model_requests, c.streams = self.requests, self.model_requests, self.streams
+        c.hits, c.misses, c.cost = self.hits, self.misses, self.cost
+        c.by_model, c.by_key = dict(self.by_model), dict(self.by_key)
+        c.backends = {k: list(v) for k, v in self.backends.items()}
+        c.points = list(self.points)
+        return c
+
+    def add(self, b: Bucket | None, done: bool) -> None:
+        """One bucket; ``done`` when its 10 seconds are over (its point is kept on it)."""
         if b is None:
-            for name in ("requests", *CLASSES, *TOKEN_KINDS, "cost_per_hour"):
-                s[name].append(0)
-            for name in ("p50", "p95", "p99", "ttft_p50"):
-                s[name].append(None)
-            continue
-        _point(s, b, per_second)
-        requests += b.requests
-        model_requests += b.model_requests
-        streams += b.streams
-        hits += b.cache_hits
-        misses += b.cache_misses
-        cost += b.cost
+            self.points.append(_EMPTY_POINT)
+            return
+        point = b.point if done else None
+        if point is None:
+            point = _point(b)
+            if done:
+                b.point = point
+        self.points.append(point)
+        self.requests += b.requests
+        self.model_requests += b.model_requests
+        self.streams += b.streams
+        self.hits += b.cache_hits
+        self.misses += b.cache_misses
+        self.cost += b.cost
+        classes, tokens = self.classes, self.tokens
         for i in range(5):
             classes[i] += b.classes[i]
         for i in range(4):
             tokens[i] += b.tokens[i]
-        latency.merge(b.latency)
-        ttft.merge(b.ttft)
-        overhead.merge(b.overhead)
-        for name, v in b.cost_by_model.items():
-            by_model[name] = by_model.get(name, 0.0) + v
-        for name, v in b.cost_by_key.items():
-            by_key[name] = by_key.get(name, 0.0) + v
+        self.latency.merge(b.latency)
+        self.ttft.merge(b.ttft)
+        self.overhead.merge(b.overhead)
+        for series, mine in ((b.cost_by_model, self.by_model), (b.cost_by_key, self.by_key)):
+            for name, v in series.items():
+                mine[name] = mine.get(name, 0.0) + v
         for name, (n, errors, seconds) in b.backends.items():
-            acc = backends.setdefault(name, [0, 0, 0.0])
+            acc = self.backends.get(name)
+            if acc is None:
+                acc = self.backends[name] = [0, 0, 0.0]
             acc[0] += n
             acc[1] += errors
             acc[2] += seconds
+
+
+def _point(b: Bucket) -> tuple[Any, ...]:
+    per_second = 1 / STEP
+    p50, p95, p99 = b.latency.percentiles(QUANTILES)
+    return (round(b.requests * per_second, 3), *(round(n * per_second, 3) for n in b.classes),
+            *(round(n * per_second, 2) for n in b.tokens), round(b.cost * 3600 / STEP, 6),
+            _ms(p50), _ms(p95), _ms(p99), _ms(b.ttft.percentiles((0.5,))[0]))  # fmt: skip
+
+
+def from_buckets(buckets: StatusBuckets, rng: Range, now: float) -> dict[str, Any]:
+    """The series and totals of the last ``rng.seconds`` from the ring. The sums over the buckets
+    whose 10 seconds are over are kept until the next bucket starts: a page polling every 2 seconds
+    adds only the current bucket to them four times in five."""
+    window = buckets.window(rng.seconds, now)
+    end_slot = int(now // STEP)
+    t0 = (end_slot - len(window) + 1) * STEP
+    kept = buckets.sums.get(rng.seconds)
+    if kept is None or kept[0] != end_slot:
+        done = _Acc()
+        for b in window[:-1]:
+            done.add(b, True)
+        buckets.sums[rng.seconds] = kept = (end_slot, done)
+        buckets.sums_slot = end_slot
+    acc = kept[1].copy()
+    acc.add(window[-1], False)
     span = len(window) * STEP
-    token_totals = dict(zip(TOKEN_KINDS, tokens, strict=True))
+    columns = list(zip(*acc.points, strict=True))
+    series: dict[str, Any] = {"t": [t0 + i * STEP for i in range(len(window))]}
+    series.update((name, list(col)) for name, col in zip(_NAMES, columns, strict=True))
+    token_totals = dict(zip(TOKEN_KINDS, acc.tokens, strict=True))
+    classes, requests, hits, misses, cost = acc.classes, acc.requests, acc.hits, acc.misses, acc.cost
     errors = classes[3] + classes[4]
     totals = {
-        "requests": requests, "model_requests": model_requests, "streams": streams,
+        "requests": requests, "model_requests": acc.model_requests, "streams": acc.streams,
         "requests_per_second": _rate(requests, span), "errors": errors, "errors_per_second": _rate(errors, span),
         "error_rate": round(errors / requests, 4) if requests else 0.0,
         "by_class": dict(zip(CLASSES, classes, strict=True)),
-        "latency_ms": _pcts(latency), "ttft_ms": _pcts(ttft), "overhead_ms": _pcts(overhead),
+        "latency_ms": _pcts(acc.latency), "ttft_ms": _pcts(acc.ttft), "overhead_ms": _pcts(acc.overhead),
         "tokens": token_totals, "tokens_per_second": {k: _rate(v, span) for k, v in token_totals.items()},
         "cache_read_share": cache_read_share(token_totals),
         "cost_usd": round(cost, 6), "cost_per_hour": round(cost * 3600 / span, 6) if span else 0.0,
-        "cost_by_model": _ranked(by_model), "cost_by_key": _ranked(by_key),
+        "cost_by_model": _ranked(acc.by_model), "cost_by_key": _ranked(acc.by_key),
         "response_cache": {"hits": hits, "misses": misses,
                            "hit_ratio": round(hits / (hits + misses), 4) if hits + misses else None},
     }  # fmt: skip
     backend_stats = {
         name: {"requests": int(n), "errors": int(e), "error_rate": round(e / n, 4) if n else 0.0,
                "mean_upstream_ms": round(sec * 1000 / n, 1) if n else None}
-        for name, (n, e, sec) in backends.items()
+        for name, (n, e, sec) in acc.backends.items()
     }  # fmt: skip
     return {"range": rng.name, "source": rng.source, "step": STEP, "start": t0, "end": t0 + span,
-            "series": {"t": [t0 + i * STEP for i in range(len(window))], **s}, "totals": totals,
-            "backend_stats": backend_stats}  # fmt: skip
-
-
-def _point(s: dict[str, list[Any]], b: Bucket, per_second: float) -> None:
-    s["requests"].append(round(b.requests * per_second, 3))
-    for i, cls in enumerate(CLASSES):
-        s[cls].append(round(b.classes[i] * per_second, 3))
-    p50, p95, p99 = b.latency.percentiles(QUANTILES)
-    s["p50"].append(_ms(p50))
-    s["p95"].append(_ms(p95))
-    s["p99"].append(_ms(p99))
-    s["ttft_p50"].append(_ms(b.ttft.percentiles((0.5,))[0]))
-    for i, kind in enumerate(TOKEN_KINDS):
-        s[kind].append(round(b.tokens[i] * per_second, 2))
-    s["cost_per_hour"].append(round(b.cost * 3600 / STEP, 6))
+            "series": series, "totals": totals, "backend_stats": backend_stats}
 
 
 # --- the ledger's ranges ---------------------------------------------------------------------------
