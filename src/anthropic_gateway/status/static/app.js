@@ -8,13 +8,21 @@
   const $ = (id) => document.getElementById(id);
   let range = "15m", timer = 0, first = true, failures = 0;
 
-  const num = (x, d = 0) => x == null ? "–" : Number(x).toLocaleString("en-US", {maximumFractionDigits: d, minimumFractionDigits: d});
+  // Plain formatting, no Intl: its first use loads locale data, which costs more than the page.
+  const num = (x, d = 0) => {
+    if (x == null) return "–";
+    const [whole, frac] = Math.abs(x).toFixed(d).split(".");
+    return (x < 0 && Number(x.toFixed(d)) !== 0 ? "-" : "") + whole.replace(/\B(?=(\d{3})+(?!\d))/g, ",") + (frac ? "." + frac : "");
+  };
   const short = (x) => x == null ? "–" : x >= 1e6 ? num(x / 1e6, 1) + "M" : x >= 1e4 ? num(x / 1e3, 1) + "k" : num(x, x < 10 && x % 1 ? 2 : 0);
   const ms = (x) => x == null ? "–" : x < 10 ? num(x, 2) : num(x, 0);
   const usd = (x) => x == null ? "–" : "$" + (x < 1 ? num(x, 4) : num(x, 2));
   const pct = (x) => x == null ? "–" : num(x * 100, 1) + "%";
-  const clock = (t) => new Date(t * 1000).toLocaleTimeString("en-GB", {hour12: false});
-  const when = (t, step) => step >= 3600 ? new Date(t * 1000).toLocaleString("en-GB", {weekday: "short", hour: "2-digit", minute: "2-digit"}) : clock(t).slice(0, 5);
+  const two = (n) => (n < 10 ? "0" : "") + n;
+  const hm = (d) => two(d.getHours()) + ":" + two(d.getMinutes());
+  const clock = (t) => { const d = new Date(t * 1000); return hm(d) + ":" + two(d.getSeconds()); };
+  const DAYS = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+  const when = (t, step) => { const d = new Date(t * 1000); return step >= 3600 ? DAYS[d.getDay()] + " " + hm(d) : hm(d); };
   const set = (id, text) => { $(id).textContent = text; };
 
   function el(tag, text, cls) {
@@ -84,7 +92,11 @@
   }
 
   function render(d) {
-    const s = d.series, tot = d.totals, step = d.step;
+    const tot = d.totals, step = d.step;
+    // The charts end at the last whole point: the one under way would read as a sudden drop.
+    const whole = d.series.t.length && d.now - d.series.t[d.series.t.length - 1] < step ? d.series.t.length - 1 : d.series.t.length;
+    const s = {};
+    for (const [name, values] of Object.entries(d.series)) s[name] = values.slice(0, whole);
     set("t-rps", num(tot.requests_per_second, 2));
     set("t-requests", num(tot.requests) + " requests");
     set("t-eps", num(tot.errors_per_second, 2));
