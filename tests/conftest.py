@@ -240,3 +240,41 @@ def spawn_gateway(tmp_path: Path, _upstream_server: FakeUpstream) -> Iterator[Sp
     for gw in started:
         with contextlib.suppress(Exception):
             stop_gateway(gw)
+
+
+# --- Redis (redis_url): the shared server at 127.0.0.1:6379 with a prefix of the test's own ---------
+
+
+@pytest.fixture
+def redis_prefix() -> Iterator[str]:
+    """A key prefix for this test in the shared Redis; every key under it is deleted afterwards."""
+    from redis_support import delete_prefix, new_prefix, redis_unavailable
+
+    why = redis_unavailable()
+    if why is not None:
+        if os.environ.get("CI") == "true":  # CI starts Redis: its absence is a failure there
+            pytest.fail(why)
+        pytest.skip(why)
+    prefix = new_prefix()
+    yield prefix
+    delete_prefix(prefix)
+
+
+@pytest.fixture(params=["memory", "redis"])
+def state_backend(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
+    """The settings that put a gateway's shared state in memory (none) or in Redis (a prefix of the
+    test's own): a suite whose ``spawn_gateway`` adds them runs once for each."""
+    if request.param == "memory":
+        yield {}
+        return
+    from redis_support import REDIS_URL
+
+    prefix = request.getfixturevalue("redis_prefix")
+    yield {"ANTHROPIC_GATEWAY_REDIS_URL": REDIS_URL, "ANTHROPIC_GATEWAY_REDIS_PREFIX": prefix}
+
+
+def with_state_backend(spawn: SpawnGateway, extra: dict[str, str]) -> SpawnGateway:
+    def spawn_with(env: dict[str, str], *args: object, **kw: object) -> GatewayProcess:
+        return spawn({**env, **extra}, *args, **kw)
+
+    return spawn_with

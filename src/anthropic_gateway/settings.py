@@ -180,6 +180,16 @@ class Settings(BaseSettings):
     response_cache_shared: bool = Field(False, description="One cache for all callers instead of one per key label.")
     response_cache_nondeterministic: bool = Field(False, description="Also cache requests without temperature 0 or "
                                                   "a seed.")
+    # Shared state for several replicas (shared/): Redis.
+    redis_url: str | None = Field(None, description=(
+        "redis://[:PASSWORD@]HOST:PORT/DB (rediss:// for TLS): the response cache, rate-limit and budget "
+        "counters, cache-miss coalescing and remembered upstream refusals live in Redis, shared by every "
+        "replica; unset: in this process's memory."))
+    redis_prefix: str = Field("anthropic-gateway:", min_length=1, max_length=200,
+                              description="Prefix of every Redis key the gateway writes (one per deployment).")
+    redis_pool_size: int = Field(64, ge=1, le=10_000, description="Most Redis connections per replica.")
+    redis_timeout: float = Field(1.0, gt=0, le=60, description="Seconds a Redis connection or command may take "
+                                 "before Redis counts as down (then retried with back-off).")
     batch_concurrency: int = Field(8, ge=1, le=1024, description="Message Batches: concurrent requests per backend.")
     batch_max_body_bytes: int = Field(256 * 1024 * 1024, gt=0, description="Largest batch creation body (413 above).")
     batch_max_requests: int = Field(100_000, ge=1, description="Most requests in one batch.")
@@ -199,6 +209,13 @@ class Settings(BaseSettings):
         if not v.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return v.rstrip("/")
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return v
 
     @field_validator("log_level", "backend_kind", "system_messages", "log_format", mode="before")
     @classmethod

@@ -15,6 +15,7 @@ import pytest
 
 from conftest import GATEWAY_ENV, UPSTREAM_KEY, GatewayProcess, SpawnGateway, _clean_environ
 from fake_upstream import FakeUpstream, Reply, finish_chunk, text_chunk, usage_chunk
+from redis_support import delete_prefix
 
 TEAM_KEY = "gw-team-key-5f3a9e"
 ADMIN_KEY = "gw-admin-key-81c2d0"
@@ -63,7 +64,7 @@ def test_a_configured_key_over_its_request_limit_gets_anthropics_429(
 
 
 def test_a_spent_daily_budget_gets_the_billing_error(spawn_gateway: SpawnGateway, upstream: FakeUpstream,
-                                                      tmp_path: object) -> None:  # fmt: skip
+                                                      state_backend: dict[str, str]) -> None:  # fmt: skip
     gw = spawn_gateway(_env(team={"key_env": "TEAM_KEY", "daily_budget_usd": 1.0}))
     upstream.always(_answer())
     with _client(gw, TEAM_KEY) as c:
@@ -71,6 +72,8 @@ def test_a_spent_daily_budget_gets_the_billing_error(spawn_gateway: SpawnGateway
     time.sleep(0.3)
     with sqlite3.connect(gw.log_path.with_suffix(".db")) as db:  # what the team spent today, per the ledger
         db.execute("UPDATE ledger SET cost_usd = 1.5 WHERE key_label = 'team'")
+    if state_backend:  # Redis seeds the day's spend from the ledger once, then counts it: as a Redis that
+        delete_prefix(state_backend["ANTHROPIC_GATEWAY_REDIS_PREFIX"])  # lost its keys, it reads the ledger again
     gw2 = spawn_gateway({**_env(team={"key_env": "TEAM_KEY", "daily_budget_usd": 1.0}),
                          "ANTHROPIC_GATEWAY_DATABASE_URL": str(gw.log_path.with_suffix(".db"))})  # fmt: skip
     with _client(gw2, TEAM_KEY) as c, pytest.raises(anthropic.APIStatusError) as err:

@@ -1,12 +1,20 @@
-"""The in-memory limiter with a fake clock: windows, concurrency, tokens, budgets, allowed models."""
+"""The limiters with a fake clock: windows, concurrency, tokens, budgets, allowed models — each test
+once with the in-memory limiter and once with the Redis one (real Redis, a prefix of the test's own)."""
 
 from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
 
 from anthropic_gateway.errors import BillingError, PermissionDeniedError, RateLimitError
-from anthropic_gateway.quota.limits import MemoryLimiter, day_start, month_start
+from anthropic_gateway.quota.limits import Limiter, MemoryLimiter, SpendSource, day_start, month_start
 from anthropic_gateway.quota.policy import KeyLimits
+from anthropic_gateway.quota.redis_limits import RedisLimiter
+from anthropic_gateway.settings import load_settings
+from anthropic_gateway.shared.redis_state import RedisState
+from redis_support import REDIS_URL
 
 T0 = 1_764_547_200.0  # 2025-12-01T00:00:00Z
 
@@ -19,6 +27,29 @@ class Clock:
         return self.now
 
 
+MakeLimiter = Callable[[SpendSource, Callable[[], float]], Any]
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def make_limiter(request: pytest.FixtureRequest) -> AsyncIterator[MakeLimiter]:
+    states: list[RedisState] = []
+    prefix = request.getfixturevalue("redis_prefix") if request.param == "redis" else ""
+
+    async def make(spend: SpendSource, clock: Callable[[], float]) -> Limiter:
+        if request.param == "memory":
+            return MemoryLimiter(spend, clock)
+        settings = load_settings(environ={"ANTHROPIC_GATEWAY_REDIS_URL": REDIS_URL,
+                                          "ANTHROPIC_GATEWAY_REDIS_PREFIX": prefix})  # fmt: skip
+        state = RedisState(settings)
+        await state.start()
+        states.append(state)
+        return RedisLimiter(state, spend, clock)
+
+    yield make
+    for state in states:
+        await state.close()
+
+
 def _limits(**kw: object) -> KeyLimits:
     return KeyLimits.model_validate(kw)
 
@@ -27,9 +58,9 @@ async def _no_spend(label: str, start: float, end: float) -> float:
     return 0.0
 
 
-async def test_requests_per_minute_refuse_with_anthropic_headers_then_reset() -> None:
+async def test_requests_per_minute_refuse_with_anthropic_headers_then_reset(make_limiter: MakeLimiter) -> None:
     clock = Clock()
-    lim = MemoryLimiter(_no_spend, clock)
+    lim = await make_limiter(_no_spend, clock)
     limits = _limits(requests_per_minute=2)
     first = await lim.admit("team", limits, "m")
     assert first == {"anthropic-ratelimit-requests-limit": "2", "anthropic-ratelimit-requests-remaining": "1",
@@ -45,8 +76,8 @@ async def test_requests_per_minute_refuse_with_anthropic_headers_then_reset() ->
     assert (await lim.admit("team", limits, "m"))["anthropic-ratelimit-requests-remaining"] == "1"
 
 
-async def test_concurrency_counts_requests_in_flight() -> None:
-    lim = MemoryLimiter(_no_spend, Clock())
+async def test_concurrency_counts_requests_in_flight(make_limiter: MakeLimiter) -> None:
+    lim = await make_limiter(_no_spend, Clock())
     limits = _limits(max_concurrent=1)
     await lim.admit("k", limits, "m")
     with pytest.raises(RateLimitError, match="1 requests in flight"):
@@ -55,9 +86,9 @@ async def test_concurrency_counts_requests_in_flight() -> None:
     await lim.admit("k", limits, "m")
 
 
-async def test_tokens_per_minute_count_finished_requests() -> None:
+async def test_tokens_per_minute_count_finished_requests(make_limiter: MakeLimiter) -> None:
     clock = Clock()
-    lim = MemoryLimiter(_no_spend, clock)
+    lim = await make_limiter(_no_spend, clock)
     limits = _limits(tokens_per_minute=100)
     await lim.admit("k", limits, "m")
     lim.finish("k", 60, 0.0)
@@ -69,7 +100,7 @@ async def test_tokens_per_minute_count_finished_requests() -> None:
     await lim.admit("k", limits, "m")
 
 
-async def test_budgets_start_from_the_ledger_and_grow_with_costs() -> None:
+async def test_budgets_start_from_the_ledger_and_grow_with_costs(make_limiter: MakeLimiter) -> None:
     asked: list[tuple[str, float, float]] = []
 
     async def spend(label: str, start: float, end: float) -> float:
@@ -77,7 +108,7 @@ async def test_budgets_start_from_the_ledger_and_grow_with_costs() -> None:
         return 0.75
 
     clock = Clock()
-    lim = MemoryLimiter(spend, clock)
+    lim = await make_limiter(spend, clock)
     limits = _limits(daily_budget_usd=1.0)
     await lim.admit("k", limits, "m")
     assert asked == [("k", T0, T0 + 86400)]  # today, UTC
@@ -94,8 +125,8 @@ async def test_budgets_start_from_the_ledger_and_grow_with_costs() -> None:
         await lim.admit("j", monthly, "m")
 
 
-async def test_a_key_may_be_kept_to_some_models() -> None:
-    lim = MemoryLimiter(_no_spend, Clock())
+async def test_a_key_may_be_kept_to_some_models(make_limiter: MakeLimiter) -> None:
+    lim = await make_limiter(_no_spend, Clock())
     limits = _limits(models=("claude-*haiku*", "openai/gpt-4o-mini"))
     await lim.admit("k", limits, "claude-haiku-4-5")
     await lim.admit("k", limits, "OpenAI/GPT-4o-mini")

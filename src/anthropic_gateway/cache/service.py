@@ -24,7 +24,8 @@ import orjson
 from anthropic_gateway import ids
 from anthropic_gateway.auth import Client
 from anthropic_gateway.cache.key import cache_key
-from anthropic_gateway.cache.policy import deterministic, request_mode, storable
+from anthropic_gateway.cache.policy import Mode, deterministic, request_mode, storable
+from anthropic_gateway.cache.redis_store import LOCK_MS, POLL, RedisStore
 from anthropic_gateway.cache.store import CacheStore, MemoryStore
 from anthropic_gateway.cache.streams import ReplayStream, TeeStream
 from anthropic_gateway.errors import GatewayError
@@ -61,6 +62,10 @@ class ResponseCache:
         self.store: CacheStore = store or MemoryStore(settings.response_cache_max_bytes)
         self.stats = CacheStats()
         self._inflight: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        # A store shared by several replicas (RedisStore): misses are coalesced across them too.
+        self.shared: RedisStore | None = self.store if isinstance(self.store, RedisStore) else None
+        self._locks: dict[str, asyncio.Future[None]] = {}  # keys whose shared lock this replica holds
+        self._releases: set[asyncio.Future[None]] = set()
         # Whether any request can use the cache without asking: if not, answer() is one call.
         self._anywhere = settings.response_cache or any(m.response_cache for m in settings.models.values())
 
@@ -87,6 +92,9 @@ class ResponseCache:
                                              session=session)  # fmt: skip
         partition = "*" if settings.response_cache_shared else (client.label or "-")
         key = cache_key(req, route, partition)
+        if self.shared is not None:
+            return await self._answer_shared(self.shared, key, mode, req, route, client=client, record=record,
+                                             stream=stream, size=size, session=session)  # fmt: skip
         while True:
             if mode == "on":
                 raw = await self.store.get(key)
@@ -104,6 +112,61 @@ class ResponseCache:
             record.cache = "hit"
             record.stop_reason = message.get("stop_reason")
             return self._serve(message, req, record, stream)
+
+    async def _answer_shared(
+        self, shared: RedisStore, key: str, mode: Mode, req: MessagesRequest, route: Route, *, client: Client,
+        record: RequestRecord, stream: bool, size: int, session: str | None,
+    ) -> Answer:  # fmt: skip
+        """The store is shared by several replicas (Redis): one round trip looks the entry up and, on a
+        miss, takes the key's lock; a replica that finds another holding it waits for that answer."""
+        while True:
+            waiting = self._inflight.get(key)
+            if waiting is not None:  # this replica already leads or follows the key: wait on it here
+                try:
+                    message = await asyncio.shield(waiting)
+                except _Abandoned:
+                    continue
+                self.stats.coalesced += 1
+                record.cache = "hit"
+                record.stop_reason = message.get("stop_reason")
+                return self._serve(message, req, record, stream)
+            # Registered before the round trip, so requests for the key arriving meanwhile wait here.
+            future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+            future.add_done_callback(_retrieve)
+            self._inflight[key] = future
+            try:
+                claim = await shared.claim(key, lookup=mode == "on")
+            except BaseException:
+                self._settle(key, future, None, None)
+                raise
+            if claim.entry is not None:
+                answer = self._hit(claim.entry, req, record, stream)
+                self._settle(key, future, orjson.loads(claim.entry)["m"], None)
+                return answer
+            if claim.lead:
+                return await self._lead(key, req, route, client=client, record=record, stream=stream, size=size,
+                                        session=session, locked=claim.locked, future=future)  # fmt: skip
+            raw = await self._follow(shared, key, future)
+            if raw is not None:
+                entry = orjson.loads(raw)
+                self.stats.coalesced += 1
+                record.cache = "hit"
+                record.stop_reason = entry["m"].get("stop_reason")
+                return self._serve(entry["m"], req, record, stream)
+
+    async def _follow(self, shared: RedisStore, key: str, future: asyncio.Future[dict[str, Any]]) -> bytes | None:
+        """Another replica answers this miss: wait (polling) for its entry; None when its lock goes
+        without one (the caller claims again). Requests here for the same key wait on ``future``."""
+        raw: bytes | None = None
+        try:
+            while True:
+                await asyncio.sleep(POLL)
+                raw, locked = await shared.poll(key)
+                if raw is not None or not locked:
+                    break
+        finally:
+            self._settle(key, future, orjson.loads(raw)["m"] if raw is not None else None, None)
+        return raw
 
     # --- a hit --------------------------------------------------------------------------------------
 
@@ -128,11 +191,15 @@ class ResponseCache:
 
     async def _lead(
         self, key: str, req: MessagesRequest, route: Route, *, client: Client, record: RequestRecord,
-        stream: bool, size: int, session: str | None,
+        stream: bool, size: int, session: str | None, locked: bool = False,
+        future: asyncio.Future[dict[str, Any]] | None = None,
     ) -> Answer:  # fmt: skip
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        future.add_done_callback(_retrieve)
-        self._inflight[key] = future
+        if future is None:
+            future = asyncio.get_running_loop().create_future()
+            future.add_done_callback(_retrieve)
+            self._inflight[key] = future
+        if locked:  # the shared lock: kept alive while the answer runs, released once it is settled
+            self._locks[key] = asyncio.ensure_future(self._hold(key))
         record.cache = "miss"
         self.stats.misses += 1
         try:
@@ -158,10 +225,27 @@ class ResponseCache:
 
         return TeeStream(answer, settle)
 
+    async def _hold(self, key: str) -> None:
+        """Renew this replica's lock on a miss while it answers (cancelled once it is settled)."""
+        assert self.shared is not None
+        while True:
+            await asyncio.sleep(LOCK_MS / 3000)
+            if not await self.shared.renew(key):
+                return
+
     def _settle(self, key: str, future: asyncio.Future[dict[str, Any]], message: dict[str, Any] | None,
                 error: GatewayError | None) -> None:  # fmt: skip
         if self._inflight.get(key) is future:
             del self._inflight[key]
+        lock = self._locks.pop(key, None)
+        if lock is not None:
+            lock.cancel()
+            if (message is None or not storable(message)) and self.shared is not None:
+                # No entry will release the lock (storing one does): release it, so that another
+                # replica's waiters claim the key at once instead of when the lock expires.
+                task = asyncio.ensure_future(self.shared.release(key))
+                self._releases.add(task)
+                task.add_done_callback(self._releases.discard)
         if future.done():
             return
         if message is not None:

@@ -28,6 +28,8 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FrontDoor:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await gw.upstream.start()
+        if gw.shared is not None:  # never fails start-up: Redis down is reported and retried
+            await gw.shared.start()
         try:
             await gw.store.open()
             gw.ledger.start()
@@ -57,6 +59,8 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FrontDoor:
             await gw.keys.close()
             await gw.ledger.close()
             await gw.store.close()
+            if gw.shared is not None:
+                await gw.shared.close()
             await gw.upstream.close()
 
     app = Starlette(

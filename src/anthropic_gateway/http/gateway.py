@@ -19,10 +19,11 @@ from anthropic_gateway.ops.metrics import Metrics
 from anthropic_gateway.ops.param_stats import ParamStats
 from anthropic_gateway.ops.record import Recorder, RequestRecord
 from anthropic_gateway.quota.keys import KeyStore
-from anthropic_gateway.quota.limits import MemoryLimiter, QuotaSink
+from anthropic_gateway.quota.limits import Limiter, MemoryLimiter, QuotaSink
 from anthropic_gateway.routing import Router
 from anthropic_gateway.service import MessagesService
 from anthropic_gateway.settings import Settings
+from anthropic_gateway.shared.state import SharedState
 from anthropic_gateway.status.buckets import StatusBuckets
 from anthropic_gateway.store import Store, open_store
 from anthropic_gateway.threads.keeper import ThreadKeeper
@@ -48,13 +49,14 @@ class Gateway:
     catalogue: Catalogue  # OpenRouter backends' GET /models: prices, limits, capabilities
     param_stats: ParamStats  # extension parameters forwarded / dropped per backend kind: snapshot()
     keys: KeyStore
-    limiter: MemoryLimiter
+    limiter: Limiter  # MemoryLimiter, or RedisLimiter (quota/redis_limits.py) with redis_url
     response_cache: ResponseCache
     lifecycle: Lifecycle = field(default_factory=Lifecycle)
     # Sections of /health/detailed that other parts contribute (e.g. "catalogue": its age and size).
     status_providers: dict[str, StatusProvider] = field(default_factory=dict)
     batches: BatchEngine | None = None  # started by the app's lifespan once the store is open
     status: StatusBuckets = field(default_factory=StatusBuckets)  # the status page's last hour (a sink)
+    shared: SharedState | None = None  # redis_url: the Redis connection and what uses it (shared/)
 
     @classmethod
     def build(cls, settings: Settings) -> Gateway:
@@ -70,9 +72,14 @@ class Gateway:
         prober = Prober(upstream, list(router.backends.values()), settings.health_probe_interval)
         life = Lifecycle()
         metrics = Metrics(settings.models, router.backends, lambda: (life.requests, life.streams))
+        shared = SharedState.build(settings, ledger.spend) if settings.redis_url else None
+        limiter: Limiter = shared.limiter if shared is not None else MemoryLimiter(ledger.spend)
+        cache_store = shared.cache_store if shared is not None else None
         gw = cls(settings, router, Authenticator(settings), upstream, service,
-                 Recorder(), store, ledger, prober, metrics, catalogue, param_stats, keys, MemoryLimiter(ledger.spend),
-                 ResponseCache(settings, service), life)  # fmt: skip
+                 Recorder(), store, ledger, prober, metrics, catalogue, param_stats, keys, limiter,
+                 ResponseCache(settings, service, cache_store), life, shared=shared)  # fmt: skip
+        if shared is not None:
+            gw.status_providers["redis"] = shared.redis.status
         gw.auth.stored = keys
         gw.status_providers["catalogue"] = catalogue.status
         gw.status_providers["parameters"] = param_stats.snapshot  # type: ignore[assignment]

@@ -28,11 +28,14 @@ def readiness(gw: Gateway) -> tuple[bool, str]:
         return False, state
     if not gw.prober.any_reachable():
         return False, "no backend reachable"
+    if gw.shared is not None and not gw.shared.redis.up:
+        return False, "redis unreachable"
     return True, "ready"
 
 
 async def ready(request: Request) -> Response:
-    """Readiness: 503 while starting, draining, or when every backend's last probe failed."""
+    """Readiness: 503 while starting, draining, when every backend's last probe failed, or while the
+    configured Redis (redis_url) does not answer."""
     ok, status = readiness(gateway_of(request))
     return JSONResponse({"status": status}, status_code=200 if ok else 503)
 

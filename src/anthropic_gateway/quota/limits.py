@@ -42,7 +42,7 @@ class Limiter(Protocol):
 
 
 @dataclass(slots=True)
-class _KeyState:
+class KeyState:
     window: int = -1  # the UTC minute counted
     requests: int = 0
     tokens: int = 0
@@ -57,58 +57,39 @@ class MemoryLimiter:
     def __init__(self, spend: SpendSource, clock: Callable[[], float] = time.time) -> None:
         self.spend = spend
         self.clock = clock
-        self.keys: dict[str, _KeyState] = {}
+        self.keys: dict[str, KeyState] = {}
 
-    def _state(self, label: str, now: float) -> _KeyState:
+    def _state(self, label: str, now: float) -> KeyState:
         st = self.keys.get(label)
         if st is None:
-            st = self.keys[label] = _KeyState()
+            st = self.keys[label] = KeyState()
         window = int(now // 60)
         if st.window != window:
             st.window, st.requests, st.tokens = window, 0, 0
         return st
 
-    async def _budgets(self, label: str, limits: KeyLimits, st: _KeyState, now: float) -> None:
+    async def _budgets(self, label: str, limits: KeyLimits, st: KeyState, now: float) -> None:
         if limits.daily_budget_usd is not None and st.day != day_start(now):
             st.day = day_start(now)
             st.day_spend = await self.spend(label, st.day, st.day + 86400)
         if limits.monthly_budget_usd is not None and st.month != month_start(now):
             st.month = month_start(now)
             st.month_spend = await self.spend(label, st.month, now + 86400)
-        if limits.daily_budget_usd is not None and st.day_spend >= limits.daily_budget_usd:
-            raise BillingError(f"This key's daily budget of ${limits.daily_budget_usd:g} is spent "
-                               f"(${st.day_spend:.4f} today, UTC); it renews at {_rfc3339(st.day + 86400)}",
-                               headers=NO_RETRY)  # fmt: skip
-        if limits.monthly_budget_usd is not None and st.month_spend >= limits.monthly_budget_usd:
-            raise BillingError(f"This key's monthly budget of ${limits.monthly_budget_usd:g} is spent "
-                               f"(${st.month_spend:.4f} this month, UTC)", headers=NO_RETRY)  # fmt: skip
+        check_budgets(limits, st)
 
     async def admit(self, label: str, limits: KeyLimits, model: str) -> dict[str, str]:
         """Count the request in, or raise the error Anthropic would send. Returns the rate-limit
         headers for the answer."""
-        if not limits.allows_model(model):
-            shown = model if len(model) <= 200 else model[:200] + "…"
-            raise PermissionDeniedError(f"This key may not use the model '{shown}'; it may use "
-                                        f"{', '.join(limits.models)}", headers=NO_RETRY)  # fmt: skip
+        check_model(limits, model)
         now = self.clock()
         st = self._state(label, now)
         await self._budgets(label, limits, st, now)
         st = self._state(label, now)
         reset = (st.window + 1) * 60
-        headers = self._headers(limits, st, reset)
-        wait = str(max(1, math.ceil(reset - now)))
-        if limits.max_concurrent is not None and st.inflight >= limits.max_concurrent:
-            raise RateLimitError(f"This key has {st.inflight} requests in flight, its limit of concurrent requests",
-                                 headers={**headers, "retry-after": "1"})  # fmt: skip
-        if limits.requests_per_minute is not None and st.requests >= limits.requests_per_minute:
-            raise RateLimitError(f"This key's limit of {limits.requests_per_minute} requests per minute is reached",
-                                 headers={**headers, "retry-after": wait})  # fmt: skip
-        if limits.tokens_per_minute is not None and st.tokens >= limits.tokens_per_minute:
-            raise RateLimitError(f"This key's limit of {limits.tokens_per_minute} tokens per minute is reached",
-                                 headers={**headers, "retry-after": wait})  # fmt: skip
+        check_rates(limits, st, now)
         st.requests += 1
         st.inflight += 1
-        return self._headers(limits, st, reset)
+        return rate_headers(limits, st, reset)
 
     def finish(self, label: str, tokens: int, cost: float) -> None:
         now = self.clock()
@@ -118,18 +99,52 @@ class MemoryLimiter:
         st.day_spend += cost
         st.month_spend += cost
 
-    @staticmethod
-    def _headers(limits: KeyLimits, st: _KeyState, reset: float) -> dict[str, str]:
-        out: dict[str, str] = {}
-        if limits.requests_per_minute is not None:
-            out["anthropic-ratelimit-requests-limit"] = str(limits.requests_per_minute)
-            out["anthropic-ratelimit-requests-remaining"] = str(max(limits.requests_per_minute - st.requests, 0))
-            out["anthropic-ratelimit-requests-reset"] = _rfc3339(reset)
-        if limits.tokens_per_minute is not None:
-            out["anthropic-ratelimit-tokens-limit"] = str(limits.tokens_per_minute)
-            out["anthropic-ratelimit-tokens-remaining"] = str(max(limits.tokens_per_minute - st.tokens, 0))
-            out["anthropic-ratelimit-tokens-reset"] = _rfc3339(reset)
-        return out
+
+def check_model(limits: KeyLimits, model: str) -> None:
+    if not limits.allows_model(model):
+        shown = model if len(model) <= 200 else model[:200] + "…"
+        raise PermissionDeniedError(f"This key may not use the model '{shown}'; it may use "
+                                    f"{', '.join(limits.models)}", headers=NO_RETRY)  # fmt: skip
+
+
+def check_budgets(limits: KeyLimits, st: KeyState) -> None:
+    """The key's spend so far (``st.day``/``st.month``: the periods' starts) against its budgets."""
+    if limits.daily_budget_usd is not None and st.day_spend >= limits.daily_budget_usd:
+        raise BillingError(f"This key's daily budget of ${limits.daily_budget_usd:g} is spent "
+                           f"(${st.day_spend:.4f} today, UTC); it renews at {_rfc3339(st.day + 86400)}",
+                           headers=NO_RETRY)  # fmt: skip
+    if limits.monthly_budget_usd is not None and st.month_spend >= limits.monthly_budget_usd:
+        raise BillingError(f"This key's monthly budget of ${limits.monthly_budget_usd:g} is spent "
+                           f"(${st.month_spend:.4f} this month, UTC)", headers=NO_RETRY)  # fmt: skip
+
+
+def check_rates(limits: KeyLimits, st: KeyState, now: float) -> None:
+    """The key's window (``st.window``: the UTC minute) and requests in flight against its limits."""
+    reset = (st.window + 1) * 60
+    headers = rate_headers(limits, st, reset)
+    wait = str(max(1, math.ceil(reset - now)))
+    if limits.max_concurrent is not None and st.inflight >= limits.max_concurrent:
+        raise RateLimitError(f"This key has {st.inflight} requests in flight, its limit of concurrent requests",
+                             headers={**headers, "retry-after": "1"})  # fmt: skip
+    if limits.requests_per_minute is not None and st.requests >= limits.requests_per_minute:
+        raise RateLimitError(f"This key's limit of {limits.requests_per_minute} requests per minute is reached",
+                             headers={**headers, "retry-after": wait})  # fmt: skip
+    if limits.tokens_per_minute is not None and st.tokens >= limits.tokens_per_minute:
+        raise RateLimitError(f"This key's limit of {limits.tokens_per_minute} tokens per minute is reached",
+                             headers={**headers, "retry-after": wait})  # fmt: skip
+
+
+def rate_headers(limits: KeyLimits, st: KeyState, reset: float) -> dict[str, str]:
+    out: dict[str, str] = {}
+    if limits.requests_per_minute is not None:
+        out["anthropic-ratelimit-requests-limit"] = str(limits.requests_per_minute)
+        out["anthropic-ratelimit-requests-remaining"] = str(max(limits.requests_per_minute - st.requests, 0))
+        out["anthropic-ratelimit-requests-reset"] = _rfc3339(reset)
+    if limits.tokens_per_minute is not None:
+        out["anthropic-ratelimit-tokens-limit"] = str(limits.tokens_per_minute)
+        out["anthropic-ratelimit-tokens-remaining"] = str(max(limits.tokens_per_minute - st.tokens, 0))
+        out["anthropic-ratelimit-tokens-reset"] = _rfc3339(reset)
+    return out
 
 
 QUOTA = "quota_label"  # the record's extras key: the label a request was admitted under
