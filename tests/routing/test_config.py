@@ -132,6 +132,11 @@ SAMPLES: dict[str, Sample] = {
                      lambda s: {k: v.model_dump() for k, v in s.prices.items()},
                      {"x/m": {"input": 3.0, "output": 15.0, "cache_read": 0.3, "cache_write": None}}),
     "catalogue_refresh_hours": Sample("0", "catalogue_refresh_hours = 0", lambda s: s.catalogue_refresh_hours, 0.0),
+    "redis_url": Sample("redis://127.0.0.1:6379/2", 'redis_url = "redis://127.0.0.1:6379/2"', lambda s: s.redis_url,
+                        "redis://127.0.0.1:6379/2"),
+    "redis_prefix": Sample("gw-eu:", 'redis_prefix = "gw-eu:"', lambda s: s.redis_prefix, "gw-eu:"),
+    "redis_pool_size": Sample("8", "redis_pool_size = 8", lambda s: s.redis_pool_size, 8),
+    "redis_timeout": Sample("0.25", "redis_timeout = 0.25", lambda s: s.redis_timeout, 0.25),
 }  # fmt: skip
 
 
