@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import Counter, OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +44,9 @@ class NegativeCache:
         self.ttl = ttl
         self._entries: OrderedDict[bytes, Refusal] = OrderedDict()
         self._lengths: Counter[int] = Counter()  # normalised body lengths of the entries
+        # Told of each refusal remembered here (key, refusal): with redis_url, the other replicas
+        # are sent it (shared/refusals.py), and ``adopt`` takes theirs.
+        self.listener: Callable[[bytes, Refusal], None] | None = None
 
     def lookup(self, backend: str, upstream_key: str | None, body: dict[str, Any], payload: bytes) -> Refusal | None:
         """The remembered refusal of this very request, if any (nothing is hashed while empty)."""
@@ -77,8 +81,24 @@ class NegativeCache:
         if key in self._entries:
             self._drop(key)
         length = normal_length(body, payload)
-        self._entries[key] = Refusal(status, raw, headers, now + self.ttl, length)
-        self._lengths[length] += 1
+        refusal = Refusal(status, raw, headers, now + self.ttl, length)
+        self._insert(key, refusal)
+        if self.listener is not None:
+            self.listener(key, refusal)
+
+    def _insert(self, key: bytes, refusal: Refusal) -> None:
+        if key in self._entries:
+            self._drop(key)
+        while len(self._entries) >= MAX_ENTRIES:
+            self._drop(next(iter(self._entries)))
+        self._entries[key] = refusal
+        self._lengths[refusal.length] += 1
+
+    def adopt(self, key: bytes, status: int, raw: bytes, headers: Any, ttl: float, length: int) -> None:
+        """A refusal another replica remembered, for the ``ttl`` seconds it has left there."""
+        if self.ttl <= 0 or status not in REMEMBERED_STATUS or len(raw) > MAX_BODY or ttl <= 0:
+            return
+        self._insert(key, Refusal(status, raw, headers, time.monotonic() + min(ttl, self.ttl), length))
 
 
 def _without_exclude(body: dict[str, Any]) -> dict[str, Any] | None:

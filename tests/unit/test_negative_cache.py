@@ -89,3 +89,22 @@ def test_the_oldest_entry_goes_past_the_limit(monkeypatch: pytest.MonkeyPatch) -
     assert lookup(cache, {**body(), "max_tokens": 1}) is None
     assert lookup(cache, {**body(), "max_tokens": 2}) is not None
     assert lookup(cache, {**body(), "max_tokens": 3}) is not None
+
+
+def test_a_refusal_from_another_replica_is_adopted_for_the_time_it_has_left() -> None:
+    told: list[tuple[bytes, negative_cache.Refusal]] = []
+    here, there = NegativeCache(60), NegativeCache(60)
+    here.listener = lambda key, refusal: told.append((key, refusal))
+    remember(here, body())
+    [(key, refusal)] = told
+    assert key == negative_cache.make_key("or", "k", body(), msgspec.json.encode(body()))
+    there.adopt(key, refusal.status, refusal.body, {}, ttl=0.05, length=refusal.length)
+    hit = lookup(there, body())
+    assert hit is not None and (hit.status, hit.body) == (400, ERROR)
+    time.sleep(0.06)
+    assert lookup(there, body()) is None
+    there.adopt(key, 429, ERROR, {}, ttl=30, length=refusal.length)  # never a retryable status
+    assert lookup(there, body()) is None
+    off = NegativeCache(0)  # a replica with the memory off takes none
+    off.adopt(key, 400, ERROR, {}, ttl=30, length=refusal.length)
+    assert lookup(off, body()) is None

@@ -72,7 +72,7 @@ class Gateway:
         prober = Prober(upstream, list(router.backends.values()), settings.health_probe_interval)
         life = Lifecycle()
         metrics = Metrics(settings.models, router.backends, lambda: (life.requests, life.streams))
-        shared = SharedState.build(settings, ledger.spend) if settings.redis_url else None
+        shared = SharedState.build(settings, ledger.spend, upstream.refusals) if settings.redis_url else None
         limiter: Limiter = shared.limiter if shared is not None else MemoryLimiter(ledger.spend)
         cache_store = shared.cache_store if shared is not None else None
         gw = cls(settings, router, Authenticator(settings), upstream, service,
