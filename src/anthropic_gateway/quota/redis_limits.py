@@ -57,9 +57,23 @@ FLUSH_DELAY = 0.02  # finished requests wait at most this long for an admission 
 WINDOW_TTL = 120  # seconds a minute's counters are kept
 
 # KEYS: window, inflight, day, month. ARGV: now, rpm, tpm, max_concurrent, daily?, monthly?, member,
-# lease expiry, window ttl. Returns {status, requests, tokens, inflight, day spend, month spend};
+# lease expiry, window ttl, daily budget, monthly budget, then the key's finished requests not yet
+# counted (their number, then tokens, cost, member of each: counted first, as FINISH does). Returns {status, requests, tokens, inflight, day spend, month spend};
 # status: ok | seed-day | seed-month | full (a limit is reached: the caller raises the right error).
 ADMIT = """
+local nf = tonumber(ARGV[12] or '0')
+for i = 0, nf - 1 do
+  local tokens, cost, member = tonumber(ARGV[13 + 3 * i]), tonumber(ARGV[14 + 3 * i]), ARGV[15 + 3 * i]
+  if tokens > 0 then
+    redis.call('HINCRBY', KEYS[1], 't', tokens)
+    redis.call('EXPIRE', KEYS[1], tonumber(ARGV[9]))
+  end
+  if member ~= '' then redis.call('ZREM', KEYS[2], member) end
+  if cost > 0 then
+    if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('INCRBYFLOAT', KEYS[3], ARGV[14 + 3 * i]) end
+    if redis.call('EXISTS', KEYS[4]) == 1 then redis.call('INCRBYFLOAT', KEYS[4], ARGV[14 + 3 * i]) end
+  end
+end
 local now = tonumber(ARGV[1])
 local rpm, tpm, maxc = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local day, month = '0', '0'
@@ -148,7 +162,7 @@ class RedisLimiter:
                 repr(now + LEASE), WINDOW_TTL, repr(daily or 0.0), repr(monthly or 0.0)]  # fmt: skip
         try:
             for _ in range(3):  # at most one seed per period
-                result = await self._run_admit(keys, args)
+                result = await self._run_admit(label, keys, args)
                 status = _text(result[0])
                 if status == "seed-day":
                     await self._seed(label, keys[2], day_start(now), day_start(now) + 86400, 86400 * 2)
@@ -174,14 +188,21 @@ class RedisLimiter:
         self._slots.setdefault(label, deque()).append(member)
         return rate_headers(limits, st, reset)
 
-    async def _run_admit(self, keys: list[str], args: list[Any]) -> list[Any]:
-        """The admission, with the finished requests not yet counted ahead of it in one round trip."""
+    async def _run_admit(self, label: str, keys: list[str], args: list[Any]) -> list[Any]:
+        """The admission, with the finished requests not yet counted ahead of it in one round trip:
+        the key's own in the script's arguments, other keys' in a pipeline around it."""
         pending, self._pending = self._pending, []
-        if not pending:
+        mine = [p for p in pending if p[0] == label]
+        others = [p for p in pending if p[0] != label] if len(mine) < len(pending) else []
+        if mine:
+            args = [*args, len(mine)]
+            for _, tokens, cost, member in mine:
+                args += [tokens, repr(cost), member]
+        if not others:
             result: list[Any] = await self._admit(keys=keys, args=args)
             return result
         pipe = self.redis.client.pipeline(transaction=False)
-        await self._queue_finishes(pipe, pending)
+        await self._queue_finishes(pipe, others)
         await self._admit(keys=keys, args=args, client=pipe)
         results = await pipe.execute()
         out: list[Any] = results[-1]
