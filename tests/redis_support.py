@@ -4,14 +4,20 @@ tests that stop Redis (the shared one is never stopped)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import time
+import urllib.error
+import urllib.request
 import uuid
 from pathlib import Path
+from typing import Any
 
 import redis
+
+from conftest import GATEWAY_ENV, GatewayProcess
 
 REDIS_URL = os.environ.get("ANTHROPIC_GATEWAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -75,3 +81,42 @@ class PrivateRedis:
             self.proc.terminate()
             self.proc.wait(10)
         self.proc = None
+
+
+# --- gateways on Redis ------------------------------------------------------------------------------
+
+TEAM_KEY = "gw-team-key-replicas-7c1d"
+ADMIN_KEY = "gw-admin-key-replicas-90ab"
+
+
+def gateway_env(url: str, prefix: str, **extra: str) -> dict[str, str]:
+    return {**GATEWAY_ENV, "ANTHROPIC_GATEWAY_REDIS_URL": url, "ANTHROPIC_GATEWAY_REDIS_PREFIX": prefix,
+            "ANTHROPIC_GATEWAY_ADMIN_KEYS": ADMIN_KEY, **extra}  # fmt: skip
+
+
+def keyed_env(url: str, prefix: str, **limits: object) -> dict[str, str]:
+    return gateway_env(url, prefix, TEAM_KEY=TEAM_KEY,
+                       ANTHROPIC_GATEWAY_KEYS=json.dumps({"team": {"key_env": "TEAM_KEY", **limits}}))  # fmt: skip
+
+
+def params(text: str = "Hi") -> dict[str, Any]:
+    return {"model": "claude-sonnet-5", "max_tokens": 16, "messages": [{"role": "user", "content": text}],
+            "extra_body": {"temperature": 0}}  # fmt: skip
+
+
+def get_json(gw: GatewayProcess, path: str) -> tuple[int, dict[str, Any]]:
+    req = urllib.request.Request(gw.url + path, headers={"x-api-key": ADMIN_KEY})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def wait_for(check: Any, timeout: float = 15.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.05)
+    return False

@@ -9,8 +9,6 @@ import asyncio
 import json
 import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +16,21 @@ import anthropic
 import pytest
 import redis
 
-from conftest import CLIENT_KEY, GATEWAY_ENV, GatewayProcess, SpawnGateway, free_port
+from conftest import CLIENT_KEY, GatewayProcess, SpawnGateway, free_port
 from fake_upstream import FakeUpstream, Reply, finish_chunk, text_chunk, usage_chunk
-from redis_support import REDIS_URL, PrivateRedis, count_prefix, delete_prefix
+from redis_support import (
+    REDIS_URL,
+    TEAM_KEY,
+    PrivateRedis,
+    count_prefix,
+    delete_prefix,
+    gateway_env,
+    get_json,
+    keyed_env,
+    params,
+    wait_for,
+)
 
-TEAM_KEY = "gw-team-key-replicas-7c1d"
-ADMIN_KEY = "gw-admin-key-replicas-90ab"
 HELLO = [text_chunk("Hello"), text_chunk(" there."), finish_chunk("stop"), usage_chunk(30, 4)]
 
 
@@ -34,39 +41,6 @@ def _slow_json(delay: float = 0.8) -> Any:
             "usage": {"prompt_tokens": 30, "completion_tokens": 4}}  # fmt: skip
     return Reply.stream([json.dumps(body)], done=False, headers={"Content-Type": "application/json"},
                         headers_delay=delay)  # fmt: skip
-
-
-def _env(url: str, prefix: str, **extra: str) -> dict[str, str]:
-    return {**GATEWAY_ENV, "ANTHROPIC_GATEWAY_REDIS_URL": url, "ANTHROPIC_GATEWAY_REDIS_PREFIX": prefix,
-            "ANTHROPIC_GATEWAY_ADMIN_KEYS": ADMIN_KEY, **extra}  # fmt: skip
-
-
-def _keyed(url: str, prefix: str, **limits: object) -> dict[str, str]:
-    return _env(url, prefix, TEAM_KEY=TEAM_KEY,
-                ANTHROPIC_GATEWAY_KEYS=json.dumps({"team": {"key_env": "TEAM_KEY", **limits}}))  # fmt: skip
-
-
-def _params(text: str = "Hi") -> dict[str, Any]:
-    return {"model": "claude-sonnet-5", "max_tokens": 16, "messages": [{"role": "user", "content": text}],
-            "extra_body": {"temperature": 0}}  # fmt: skip
-
-
-def _get(gw: GatewayProcess, path: str) -> tuple[int, dict[str, Any]]:
-    req = urllib.request.Request(gw.url + path, headers={"x-api-key": ADMIN_KEY})
-    try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read())
-
-
-def _wait_for(check: Any, timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def _fresh_minute() -> None:
@@ -88,12 +62,12 @@ async def _gather(calls: list[tuple[GatewayProcess, str, dict[str, Any]]]) -> li
 def test_a_rate_limit_of_n_per_minute_admits_n_across_two_replicas(
     spawn_gateway: SpawnGateway, upstream: FakeUpstream, redis_prefix: str
 ) -> None:
-    env = _keyed(REDIS_URL, redis_prefix, requests_per_minute=5)
+    env = keyed_env(REDIS_URL, redis_prefix, requests_per_minute=5)
     a, b = spawn_gateway(env), spawn_gateway(env)
     upstream.always(Reply.auto(HELLO))
     _fresh_minute()
     # 12 at once, 6 on each replica: the check and the count are one script in Redis, so exactly 5 pass.
-    results = asyncio.run(_gather([(gw, TEAM_KEY, _params()) for gw in (a, b) * 6]))
+    results = asyncio.run(_gather([(gw, TEAM_KEY, params()) for gw in (a, b) * 6]))
     ok = [r for r in results if isinstance(r, anthropic.types.Message)]
     refused = [r for r in results if isinstance(r, anthropic.RateLimitError)]
     assert (len(ok), len(refused)) == (5, 7), results
@@ -103,36 +77,36 @@ def test_a_rate_limit_of_n_per_minute_admits_n_across_two_replicas(
     assert all(r.response.headers["anthropic-ratelimit-requests-remaining"] == "0" for r in refused)
     with anthropic.Anthropic(base_url=b.url, api_key=TEAM_KEY, max_retries=0) as c, \
             pytest.raises(anthropic.RateLimitError):  # fmt: skip
-        c.messages.create(**_params())  # either replica: still full
+        c.messages.create(**params())  # either replica: still full
 
 
 def test_concurrency_limit_across_two_replicas(
     spawn_gateway: SpawnGateway, upstream: FakeUpstream, redis_prefix: str
 ) -> None:
-    env = _keyed(REDIS_URL, redis_prefix, max_concurrent=2)
+    env = keyed_env(REDIS_URL, redis_prefix, max_concurrent=2)
     a, b = spawn_gateway(env), spawn_gateway(env)
     upstream.always(_slow_json())
-    results = asyncio.run(_gather([(gw, TEAM_KEY, _params()) for gw in (a, b, a, b)]))
+    results = asyncio.run(_gather([(gw, TEAM_KEY, params()) for gw in (a, b, a, b)]))
     ok = [r for r in results if isinstance(r, anthropic.types.Message)]
     refused = [r for r in results if isinstance(r, anthropic.RateLimitError)]
     assert (len(ok), len(refused)) == (2, 2), results
     assert "its limit of concurrent requests" in refused[0].body["error"]["message"]  # type: ignore[index]
     # Once they finished, their slots are free again on both replicas.
     upstream.always(Reply.auto(HELLO))
-    assert _wait_for(lambda: all(isinstance(r, anthropic.types.Message) for r in asyncio.run(
-        _gather([(a, TEAM_KEY, _params()), (b, TEAM_KEY, _params())]))), timeout=5)  # fmt: skip
+    assert wait_for(lambda: all(isinstance(r, anthropic.types.Message) for r in asyncio.run(
+        _gather([(a, TEAM_KEY, params()), (b, TEAM_KEY, params())]))), timeout=5)  # fmt: skip
 
 
 def test_a_miss_on_one_replica_is_a_hit_on_the_other(
     spawn_gateway: SpawnGateway, upstream: FakeUpstream, redis_prefix: str
 ) -> None:
-    env = _env(REDIS_URL, redis_prefix, ANTHROPIC_GATEWAY_RESPONSE_CACHE="true")
+    env = gateway_env(REDIS_URL, redis_prefix, ANTHROPIC_GATEWAY_RESPONSE_CACHE="true")
     a, b = spawn_gateway(env), spawn_gateway(env)
     upstream.always(Reply.auto(HELLO))
     with a.client() as ca, b.client() as cb:
-        first = ca.messages.with_raw_response.create(**_params())
-        second = cb.messages.with_raw_response.create(**_params())
-        with cb.messages.stream(**_params()) as s:  # the stored answer replayed as SSE on B
+        first = ca.messages.with_raw_response.create(**params())
+        second = cb.messages.with_raw_response.create(**params())
+        with cb.messages.stream(**params()) as s:  # the stored answer replayed as SSE on B
             streamed = s.get_final_message()
             assert s.response.headers["x-gateway-cache"] == "hit"
     assert (first.headers["x-gateway-cache"], second.headers["x-gateway-cache"]) == ("miss", "hit")
@@ -140,22 +114,22 @@ def test_a_miss_on_one_replica_is_a_hit_on_the_other(
     one, two = first.parse(), second.parse()
     assert one.id != two.id and one.model_dump(exclude={"id"}) == two.model_dump(exclude={"id"})
     assert streamed.model_dump(exclude={"id"}) == one.model_dump(exclude={"id"})
-    stats = _get(b, "/v1/messages/cache/stats")[1]
+    stats = get_json(b, "/v1/messages/cache/stats")[1]
     assert (stats["entries"], stats["hits"], stats["misses"]) == (1, 2, 0)
 
 
 def test_identical_misses_on_both_replicas_make_one_upstream_call(
     spawn_gateway: SpawnGateway, upstream: FakeUpstream, redis_prefix: str
 ) -> None:
-    env = _env(REDIS_URL, redis_prefix, ANTHROPIC_GATEWAY_RESPONSE_CACHE="true")
+    env = gateway_env(REDIS_URL, redis_prefix, ANTHROPIC_GATEWAY_RESPONSE_CACHE="true")
     a, b = spawn_gateway(env), spawn_gateway(env)
     upstream.always(_slow_json())  # keeps the leader's call open meanwhile
-    results = asyncio.run(_gather([(gw, CLIENT_KEY, _params()) for gw in (a, b) * 3]))
+    results = asyncio.run(_gather([(gw, CLIENT_KEY, params()) for gw in (a, b) * 3]))
     assert all(isinstance(r, anthropic.types.Message) for r in results), results
     assert len(upstream.requests) == 1
     assert {r.content[0].text for r in results} == {"Hello there."}
     assert len({r.id for r in results}) == 6
-    sa, sb = _get(a, "/v1/messages/cache/stats")[1], _get(b, "/v1/messages/cache/stats")[1]
+    sa, sb = get_json(a, "/v1/messages/cache/stats")[1], get_json(b, "/v1/messages/cache/stats")[1]
     assert sa["misses"] + sb["misses"] == 1
     assert sa["coalesced"] + sb["coalesced"] + sa["hits"] + sb["hits"] == 5
 
@@ -167,12 +141,12 @@ def test_redis_lost_and_back_while_traffic_runs(
     server.start()
     prefix = "gwtest:lost:"
     try:
-        env = _keyed(server.url, prefix, requests_per_minute=100_000)
+        env = keyed_env(server.url, prefix, requests_per_minute=100_000)
         env["ANTHROPIC_GATEWAY_RESPONSE_CACHE"] = "true"
         env["ANTHROPIC_GATEWAY_REDIS_TIMEOUT"] = "0.5"
         a, b = spawn_gateway(env), spawn_gateway(env)
         upstream.always(Reply.auto(HELLO))
-        assert _get(a, "/health/ready") == (200, {"status": "ready"})
+        assert get_json(a, "/health/ready") == (200, {"status": "ready"})
         outcomes: list[str] = []
         stop = threading.Event()
 
@@ -183,7 +157,7 @@ def test_redis_lost_and_back_while_traffic_runs(
                 while not stop.is_set():
                     n += 1
                     try:
-                        (ca if n % 2 else cb).messages.create(**_params(f"traffic {n}"))
+                        (ca if n % 2 else cb).messages.create(**params(f"traffic {n}"))
                         outcomes.append("ok")
                     except anthropic.APIError as err:
                         outcomes.append(repr(err))
@@ -191,18 +165,18 @@ def test_redis_lost_and_back_while_traffic_runs(
         runner = threading.Thread(target=traffic)
         runner.start()
         try:
-            assert _wait_for(lambda: len(outcomes) >= 5)
+            assert wait_for(lambda: len(outcomes) >= 5)
             server.stop()
-            assert _wait_for(lambda: _get(a, "/health/ready")[0] == 503 and _get(b, "/health/ready")[0] == 503)
-            assert _get(a, "/health/ready")[1] == {"status": "redis unreachable"}
-            down = _get(a, "/health/detailed")[1]["redis"]
+            assert wait_for(lambda: get_json(a, "/health/ready")[0] == 503 and get_json(b, "/health/ready")[0] == 503)
+            assert get_json(a, "/health/ready")[1] == {"status": "redis unreachable"}
+            down = get_json(a, "/health/detailed")[1]["redis"]
             assert (down["up"], down["times_down"], down["url"]) == (False, 1, server.url)
             during = len(outcomes)
-            assert _wait_for(lambda: len(outcomes) >= during + 10)  # served while Redis is down
+            assert wait_for(lambda: len(outcomes) >= during + 10)  # served while Redis is down
             server.start()
-            assert _wait_for(lambda: _get(a, "/health/ready")[0] == 200 and _get(b, "/health/ready")[0] == 200)
+            assert wait_for(lambda: get_json(a, "/health/ready")[0] == 200 and get_json(b, "/health/ready")[0] == 200)
             after = len(outcomes)
-            assert _wait_for(lambda: len(outcomes) >= after + 5)
+            assert wait_for(lambda: len(outcomes) >= after + 5)
         finally:
             stop.set()
             runner.join(30)
@@ -212,10 +186,10 @@ def test_redis_lost_and_back_while_traffic_runs(
             assert r.keys(prefix + "rl:*")
         with anthropic.Anthropic(base_url=a.url, api_key=TEAM_KEY, max_retries=0) as ca, \
                 anthropic.Anthropic(base_url=b.url, api_key=TEAM_KEY, max_retries=0) as cb:  # fmt: skip
-            first = ca.messages.with_raw_response.create(**_params("after the outage"))
-            second = cb.messages.with_raw_response.create(**_params("after the outage"))
+            first = ca.messages.with_raw_response.create(**params("after the outage"))
+            second = cb.messages.with_raw_response.create(**params("after the outage"))
         assert (first.headers["x-gateway-cache"], second.headers["x-gateway-cache"]) == ("miss", "hit")
-        assert _get(b, "/health/detailed")[1]["redis"]["up"] is True
+        assert get_json(b, "/health/detailed")[1]["redis"]["up"] is True
     finally:
         server.stop()
 
@@ -223,12 +197,12 @@ def test_redis_lost_and_back_while_traffic_runs(
 def test_keys_stay_under_the_prefix_and_go_with_it(
     spawn_gateway: SpawnGateway, upstream: FakeUpstream, redis_prefix: str
 ) -> None:
-    env = _keyed(REDIS_URL, redis_prefix, requests_per_minute=10, max_concurrent=3, daily_budget_usd=5.0)
+    env = keyed_env(REDIS_URL, redis_prefix, requests_per_minute=10, max_concurrent=3, daily_budget_usd=5.0)
     env["ANTHROPIC_GATEWAY_RESPONSE_CACHE"] = "true"
     gw = spawn_gateway(env)
     upstream.always(Reply.auto(HELLO))
     with anthropic.Anthropic(base_url=gw.url, api_key=TEAM_KEY, max_retries=0) as c:
-        c.messages.create(**_params())
+        c.messages.create(**params())
     assert count_prefix(redis_prefix) >= 3  # the window, the day's spend, the cache entry
     with redis.Redis.from_url(REDIS_URL) as r:
         names = sorted(n.decode()[len(redis_prefix):] for n in r.scan_iter(match=redis_prefix + "*"))
