@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 FIRST_BACKOFF = 0.1
 MAX_BACKOFF = 5.0
+POOL_EXHAUSTED = "No connection available."  # redis-py's BlockingConnectionPool after its timeout
 PING_INTERVAL = 1.0  # while up: how soon a silent loss is noticed when no request uses Redis
 _CREDENTIALS = re.compile(r"(?<=://)[^/@\s]+@")
 
@@ -69,6 +70,7 @@ class RedisState:
         self.since = time.time()  # when `up` last changed
         self.last_error: str | None = None
         self.failures = 0  # times Redis was found down
+        self.pool_waits = 0  # commands that found every pooled connection busy for redis_timeout
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -93,7 +95,12 @@ class RedisState:
             await self.pool.disconnect()
 
     def failed(self, err: BaseException) -> None:
-        """A command found Redis not answering: Redis is down until a ping succeeds."""
+        """A command found Redis not answering: Redis is down until a ping succeeds. (Every pooled
+        connection busy for ``redis_timeout`` is this replica's load, not Redis down: that request
+        alone falls back.)"""
+        if isinstance(err, RedisConnectionError) and str(err) == POOL_EXHAUSTED:
+            self.pool_waits += 1
+            return
         self.last_error = _describe(err)
         if self.up:
             self.up = False
@@ -145,6 +152,7 @@ class RedisState:
             "url": masked(self.url), "up": self.up, "prefix": self.prefix,
             "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.since)),
             "last_error": self.last_error, "times_down": self.failures, "pool_size": self.pool_size,
+            "pool_exhausted": self.pool_waits,
         }  # fmt: skip
 
 
