@@ -85,7 +85,7 @@ def test_concurrency_limit_across_two_replicas(
 ) -> None:
     env = keyed_env(REDIS_URL, redis_prefix, max_concurrent=2)
     a, b = spawn_gateway(env), spawn_gateway(env)
-    upstream.always(_slow_json())
+    upstream.always(_slow_json(3.0))  # long enough for all four to arrive on a loaded machine
     results = asyncio.run(_gather([(gw, TEAM_KEY, params()) for gw in (a, b, a, b)]))
     ok = [r for r in results if isinstance(r, anthropic.types.Message)]
     refused = [r for r in results if isinstance(r, anthropic.RateLimitError)]
