@@ -67,7 +67,7 @@ def test_submit_wait_then_results_list_status(gateway: GatewayProcess, upstream:
 def test_results_of_an_unfinished_batch_and_cancel(gateway: GatewayProcess, upstream: FakeUpstream,
                                                     tmp_path: Path) -> None:  # fmt: skip
     script(upstream)
-    src = write_jsonl(tmp_path / "in.jsonl", [item("slow", "slow:4"), item("next", "ok:1")])
+    src = write_jsonl(tmp_path / "in.jsonl", [item("slow", "slow:15"), item("next", "ok:1")])
     batch_id = cli(gateway.port, tmp_path, "submit", str(src)).stdout.strip()
     early = cli(gateway.port, tmp_path, "results", batch_id)
     assert early.returncode == 1 and early.stdout == ""
