@@ -11,10 +11,12 @@ import threading
 import time
 from typing import Any
 
+import anthropic
 import httpx2
 import pytest
 
 from anthropic_gateway.auth import key_label
+from batches import item, script, wait_ended
 from conftest import GATEWAY_ENV, GatewayProcess, SpawnGateway, _clean_environ
 from e2e import post_raw
 from fake_upstream import (
@@ -209,3 +211,46 @@ def test_top_once_prints_the_same_figures(served: GatewayProcess) -> None:
     refused = subprocess.run([sys.executable, "-m", "anthropic_gateway", "top", "--once", "--url", served.url,
                               "--key", KEY_A], capture_output=True, text=True, timeout=30, env=env)  # fmt: skip
     assert refused.returncode == 1 and "refused" in refused.stderr and KEY_A not in refused.stderr
+
+
+def test_batches_in_progress_with_their_counts(spawn_gateway: SpawnGateway, upstream: FakeUpstream) -> None:
+    script(upstream)
+    gw = spawn_gateway({**ENV, "ANTHROPIC_GATEWAY_BATCH_CONCURRENCY": "1"})
+    with anthropic.Anthropic(base_url=gw.url, api_key=ADMIN, max_retries=0) as client:
+        batch = client.messages.batches.create(
+            requests=[item("slow", "slow:2"), item("a", "ok:a"), item("b", "ok:b")])  # type: ignore[list-item]
+        deadline = time.monotonic() + 5
+        shown: list[dict[str, Any]] = []
+        while time.monotonic() < deadline and not (shown and shown[0]["counts"]["running"]):
+            shown = data(gw).json()["batches"]
+            time.sleep(0.05)
+        assert [(b["id"], b["status"], b["total"]) for b in shown] == [(batch.id, "in_progress", 3)]
+        assert shown[0]["counts"] == {"pending": 2, "running": 1, "succeeded": 0, "errored": 0, "canceled": 0,
+                                      "expired": 0}  # fmt: skip
+        wait_ended(client, batch.id)
+    assert data(gw).json()["batches"] == []
+
+
+def test_backend_probes_and_response_cache_lookups(spawn_gateway: SpawnGateway, upstream: FakeUpstream) -> None:
+    upstream.always(Reply.auto([text_chunk("Hello"), finish_chunk("stop"), usage_chunk(30, 4)]))
+    gw = spawn_gateway({**ENV, "ANTHROPIC_GATEWAY_HEALTH_PROBE_INTERVAL": "1",
+                        "ANTHROPIC_GATEWAY_RESPONSE_CACHE": "true"})  # fmt: skip
+    body = {"model": "claude-sonnet-5", "max_tokens": 10, "temperature": 0,
+            "messages": [{"role": "user", "content": "Hi"}]}  # fmt: skip
+    for _ in range(3):
+        assert post_raw(gw.url, "/v1/messages", body, headers={"x-api-key": KEY_A}).status_code == 200
+    deadline = time.monotonic() + 10
+    while True:
+        got = settled(gw, 3)
+        if got["backends"][0]["probe"] is not None or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    probe = got["backends"][0]["probe"]
+    assert probe is not None and (probe["ok"], probe["status"], probe["detail"]) == (True, 200, "ok")
+    assert got["response_cache"] == {"enabled": True, "hits": 2, "misses": 1, "coalesced": 0, "bypassed": 0,
+                                     "hit_ratio": 0.6667}  # fmt: skip
+    assert got["totals"]["response_cache"] == {"hits": 2, "misses": 1, "hit_ratio": 0.6667}
+    metrics = httpx2.get(gw.url + "/metrics", headers={"x-api-key": ADMIN}).text
+    for result, n in (("hit", 2), ("miss", 1), ("coalesced", 0), ("bypassed", 0)):
+        assert f'gateway_response_cache_lookups_total{{result="{result}"}} {n}.0' in metrics
+    assert "gateway_response_cache_tokens_saved_total 68.0" in metrics
