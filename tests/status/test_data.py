@@ -5,6 +5,7 @@ page's own routes (CSP, static files). Also `anthropic-gateway top --once` over 
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -254,3 +255,22 @@ def test_backend_probes_and_response_cache_lookups(spawn_gateway: SpawnGateway, 
     for result, n in (("hit", 2), ("miss", 1), ("coalesced", 0), ("bypassed", 0)):
         assert f'gateway_response_cache_lookups_total{{result="{result}"}} {n}.0' in metrics
     assert "gateway_response_cache_tokens_saved_total 68.0" in metrics
+
+
+def test_top_redraws_until_interrupted(served: GatewayProcess) -> None:
+    settled(served, 5)
+    before = served.log_text().count("/status/data")
+    env = {**_clean_environ(), "COLUMNS": "200"}
+    proc = subprocess.Popen([sys.executable, "-m", "anthropic_gateway", "top", "--url", served.url, "--key", ADMIN,
+                             "--interval", "0.2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and served.log_text().count("/status/data") < before + 4:
+            time.sleep(0.1)  # the access log shows each poll: the first draw and three redraws
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=10)
+    assert served.log_text().count("/status/data") >= before + 4
+    assert proc.returncode == 0, err
+    assert "claude-haiku-4-5" in out and err == ""
