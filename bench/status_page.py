@@ -12,6 +12,7 @@ requests each over 12 models, 8 key labels, 2 backends). Then:
 - **/status/data**: ``--requests`` sequential GETs of ``range=1h`` and ``range=15m`` on one keep-alive
   connection, wall-clock per answer (median, p95, max) and the answer's size; and the builder alone
   (StatusData.build + orjson) in-process;
+- **record**: µs per request of the status sink beside the metrics sink (best of 5 × 50,000);
 - **load time**: ``--loads`` fresh browser contexts (no cache) open /status; the Performance API's
   navigation ``loadEventEnd`` and the page's ``status-rendered`` mark (first data drawn).
 """
@@ -143,6 +144,27 @@ def time_data(port: int, rng: str, n: int) -> dict[str, float]:
             "max_ms": round(times[-1], 2), "bytes": size}  # fmt: skip
 
 
+def sink_cost(n: int = 50_000) -> dict[str, float]:
+    """µs per record of the status sink, beside the metrics sink (the same records, the same run)."""
+    from anthropic_gateway.ops.metrics import Metrics
+    from anthropic_gateway.status.buckets import StatusBuckets
+
+    r = RequestRecord("req_1", "POST", "/v1/messages", route="/v1/messages", key_label="key-a", model="claude-sonnet-5",
+                      backend="default", status=200, stream=True, cost_usd=0.001, upstream_seconds=0.2)  # fmt: skip
+    r.finished, r.first_token_at = r.started + 0.21, r.started + 0.05
+    r.input_tokens, r.output_tokens, r.cache_read_tokens = 1000, 100, 5000
+    out = {}
+    for name, sink in (("status", StatusBuckets()), ("metrics", Metrics(["x"], ["default"], lambda: (0, 0)))):
+        best = float("inf")
+        for _ in range(5):
+            t = time.perf_counter()
+            for _ in range(n):
+                sink.record(r)
+            best = min(best, (time.perf_counter() - t) / n * 1e6)
+        out[name + "_sink_us"] = round(best, 2)
+    return out
+
+
 def time_builder(gw: object, n: int) -> dict[str, float]:
     from anthropic_gateway.status.data import RANGES, StatusData
 
@@ -214,7 +236,8 @@ def main() -> None:
     if args.serve:
         print(f"port {port} requests {n}", flush=True)
         threading.Event().wait()
-    report = {"requests_recorded": n, "weight_bytes": weight(), "data_1h_builder": time_builder(gw, args.requests)}
+    report = {"requests_recorded": n, "weight_bytes": weight(), "data_1h_builder": time_builder(gw, args.requests),
+              "record": sink_cost()}
     proc, port = spawn(args.per_bucket)
     try:
         report["data_1h_http"] = time_data(port, "1h", args.requests)
