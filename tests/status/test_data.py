@@ -274,3 +274,18 @@ def test_top_redraws_until_interrupted(served: GatewayProcess) -> None:
     assert served.log_text().count("/status/data") >= before + 4
     assert proc.returncode == 0, err
     assert "claude-haiku-4-5" in out and err == ""
+
+
+def test_without_its_store_the_page_still_answers_from_memory(spawn_gateway: SpawnGateway, upstream: FakeUpstream,
+                                                             tmp_path: Any) -> None:  # fmt: skip
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    gw = spawn_gateway({**ENV, "ANTHROPIC_GATEWAY_DATABASE_URL": str(blocker / "sub" / "gw.db")})
+    upstream.expect(Reply.json(completion("a", usage_=usage(10, 2))))
+    ask(gw, KEY_A, "claude-sonnet-5")
+    body = settled(gw, 1)
+    assert body["totals"]["requests"] == 1 and body["today"]["requests"] == 1
+    down = data(gw, range="24h")
+    assert down.status_code == 503
+    assert down.json()["error"]["type"] == "api_error"
+    assert down.json()["error"]["message"].startswith("range: 24h is read from the ledger, which cannot be read now")

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from anthropic_gateway.errors import InvalidRequestError, shown
+from anthropic_gateway.errors import APIError, InvalidRequestError, shown
 from anthropic_gateway.status.buckets import CLASSES, STEP, TOKEN_KINDS, Bucket, Histogram, StatusBuckets
 
 if TYPE_CHECKING:
@@ -303,7 +303,11 @@ class StatusData:
         else:
             kept = self._ledger.get(rng.name)
             if kept is None or time.monotonic() - kept[0] > LEDGER_TTL:
-                kept = (time.monotonic(), await from_ledger(gw, rng, now))
+                try:
+                    kept = (time.monotonic(), await from_ledger(gw, rng, now))
+                except Exception as err:  # the store is down or was never opened
+                    raise APIError(f"range: {rng.name} is read from the ledger, which cannot be read now "
+                                   f"({type(err).__name__}); 15m and 1h still answer", status=503) from None  # fmt: skip
                 self._ledger[rng.name] = kept
             body = dict(kept[1])
         life = gw.lifecycle
