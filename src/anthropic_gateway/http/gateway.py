@@ -52,6 +52,7 @@ class Gateway:
     limiter: Limiter  # MemoryLimiter, or RedisLimiter (quota/redis_limits.py) with redis_url
     response_cache: ResponseCache
     lifecycle: Lifecycle = field(default_factory=Lifecycle)
+    _secrets: tuple[str, ...] | None = None  # known_secrets(), gathered on first use
     # Sections of /health/detailed that other parts contribute (e.g. "catalogue": its age and size).
     status_providers: dict[str, StatusProvider] = field(default_factory=dict)
     batches: BatchEngine | None = None  # started by the app's lifespan once the store is open
@@ -101,10 +102,19 @@ class Gateway:
 
     def redact(self, text: str) -> str:
         """``text`` without any key the gateway holds or accepts (upstream, client, admin)."""
-        held = (k for _, k, _ in self.settings.gateway_keys())
-        for secret in (*self.secrets(), *self.settings.client_keys(), *self.settings.admin_key_list(), *held):
-            text = redact(text, secret)
+        for secret in self.known_secrets():
+            if secret in text:
+                text = redact(text, secret)
         return text
+
+    def known_secrets(self) -> tuple[str, ...]:
+        """Every key in the configuration, gathered once: the settings and the backends are fixed
+        for the process's life, and the access log asks on every request."""
+        if self._secrets is None:
+            held = (k for _, k, _ in self.settings.gateway_keys())
+            found = (*self.secrets(), *self.settings.client_keys(), *self.settings.admin_key_list(), *held)
+            self._secrets = tuple(s for s in dict.fromkeys(found) if s)
+        return self._secrets
 
 
 def gateway_of(request: Request) -> Gateway:
