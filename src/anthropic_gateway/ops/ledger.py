@@ -1,14 +1,20 @@
 """The cost ledger: one row per finished model request, queued and written to the store in batches.
 
 Rows never wait on disk in the request's path: ``record()`` appends to a bounded queue; a writer task
-inserts them in one transaction per ``flush_rows`` rows or per ``flush_interval`` seconds. A full
-queue drops its oldest rows, counted and warned about (once per burst), never the request.
+inserts them per ``flush_rows`` rows or per ``flush_interval`` seconds. A full queue drops its oldest
+rows, counted and warned about (once per burst), never the request.
+
+A batch is one multi-row ``INSERT ... VALUES (...), (...)``: one statement is its own transaction, so
+it costs one trip to the store's thread (SQLite) or one round trip (a server), where BEGIN,
+executemany and COMMIT cost three; with the event loop and the store's thread sharing the GIL, each
+trip showed as a stall of the loop under load.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections import deque
@@ -23,7 +29,9 @@ LEDGERED_ROUTES = frozenset({"/v1/messages", "/v1/messages/stream", "batch"})
 _COLUMNS = ("ts", "request_id", "route", "key_label", "model", "backend", "upstream_model", "stream", "status",
             "error_type", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "cost_usd",
             "latency_ms", "ttft_ms", "source")  # fmt: skip
-_INSERT = f"INSERT INTO ledger ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+_INSERT = f"INSERT INTO ledger ({', '.join(_COLUMNS)}) VALUES "
+_ROW = f"({', '.join('?' * len(_COLUMNS))})"
+MAX_ROWS_PER_STATEMENT = 1000  # 18,000 parameters: under SQLite's 32,766 and PostgreSQL's 65,535
 GROUPS = ("model", "key", "day", "backend", "status")
 
 
@@ -35,6 +43,12 @@ def row_of(rec: RequestRecord) -> tuple[Any, ...]:
         rec.cache_write_tokens, rec.cost_usd, rec.duration * 1000, None if ttft is None else ttft * 1000,
         "batch" if rec.route == "batch" else "http",
     )  # fmt: skip
+
+
+@functools.lru_cache(maxsize=64)
+def insert_statement(n: int) -> str:
+    """One INSERT of ``n`` rows."""
+    return _INSERT + ", ".join([_ROW] * n)
 
 
 class Ledger:
@@ -88,10 +102,10 @@ class Ledger:
 
     async def flush(self) -> None:
         while self.queue:
-            n = min(len(self.queue), self.flush_rows)
+            n = min(len(self.queue), self.flush_rows, MAX_ROWS_PER_STATEMENT)
             rows = [self.queue.popleft() for _ in range(n)]
             try:
-                await self.store.executemany(_INSERT, rows)
+                await self.store.execute(insert_statement(n), [v for row in rows for v in row])
             except (StoreError, OSError, Exception) as err:  # the store failing must not lose the queue at once
                 self.failed_writes += 1
                 self.queue.extendleft(reversed(rows))

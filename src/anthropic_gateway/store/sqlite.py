@@ -23,15 +23,23 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+def _rowcount(conn: aiosqlite.Connection, sql: str, params: Sequence[Any]) -> int:
+    """On the connection's thread: run one statement, its row count."""
+    cur = conn._conn.execute(sql, params)
+    try:
+        return int(cur.rowcount)
+    finally:
+        cur.close()
+
+
 class _Tx:
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self.conn = conn
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        cur = await self.conn.execute(sql, params)
-        n = cur.rowcount
-        await cur.close()
-        return n
+        # One trip to the connection's thread (aiosqlite's execute + cursor close would be two):
+        # every trip wakes that thread and hands the GIL back and forth with the event loop.
+        return int(await self.conn._execute(_rowcount, self.conn, sql, params))  # type: ignore[no-untyped-call]
 
     async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         await self.conn.executemany(sql, rows)
