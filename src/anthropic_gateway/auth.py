@@ -8,7 +8,7 @@ key used as the upstream key, for every backend: it can never spend a key the ga
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 import hashlib
 import hmac
 from collections.abc import Mapping
@@ -49,9 +49,16 @@ class Client:
     limits: KeyLimits | None = None  # the key's allowed models, rate limits and budgets
 
 
+@functools.lru_cache(maxsize=4096)  # per request, over a handful of keys: hashed once each
 def key_label(prefix: str, key: str) -> str:
     """A stable, non-secret name for a key: a prefix and 8 hex digits of its SHA-256."""
     return f"{prefix}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
+
+
+@functools.lru_cache(maxsize=4096)
+def partition_of(key: str) -> str:
+    """Who owns server-held state for a presented key: 32 hex digits of a domain-separated SHA-256."""
+    return hashlib.sha256(b"anthropic-gateway partition\0" + key.encode()).hexdigest()[:32]
 
 
 class Authenticator:
@@ -84,15 +91,13 @@ class Authenticator:
         return found
 
     def check(self, headers: Mapping[str, str]) -> Client:
-        client = self._check(headers)
         presented = client_key(headers)
+        client = self._check(presented)
         if presented:
-            digest = hashlib.sha256(b"anthropic-gateway partition\0" + presented.encode()).hexdigest()
-            client = dataclasses.replace(client, partition=digest[:32])
+            client = Client(client.trusted, client.key, partition_of(presented), client.label, client.limits)
         return client
 
-    def _check(self, headers: Mapping[str, str]) -> Client:
-        presented = client_key(headers)
+    def _check(self, presented: str | None) -> Client:
         member = self._member(presented) if presented and self.requires_key else None
         if member is not None:
             return member
