@@ -16,23 +16,38 @@ class SSEDecoder:
     """feed(bytes) → list of complete `data` payloads (bytes). Comments and other fields are skipped.
 
     Splits on blank lines first: the usual upstream event is one `data: {...}` line, which then costs
-    one slice instead of a line-by-line walk.
+    one slice instead of a line-by-line walk. A read without any line end cannot complete an event,
+    so it is only kept (a list of pieces, joined when a line end arrives): a large event arriving in
+    many reads costs linear time, not a re-join and re-scan of everything pending per read.
     """
 
-    __slots__ = ("_tail",)
+    __slots__ = ("_parts", "_pending")
 
     def __init__(self) -> None:
-        self._tail = b""
+        self._parts: list[bytes] = []  # the incomplete event's pieces
+        self._pending = 0
 
     def feed(self, chunk: bytes) -> list[bytes]:
-        if self._tail:
-            chunk = self._tail + chunk
+        if b"\n" not in chunk and b"\r" not in chunk:
+            if chunk:
+                self._parts.append(chunk)
+                self._pending += len(chunk)
+            return []
+        if self._parts:
+            self._parts.append(chunk)
+            chunk = b"".join(self._parts)
+            self._parts = []
+        held = b""
         if b"\r" in chunk:
-            # CRLF or CR line ends: normalised to LF (an event split between a CR and its LF only
-            # adds an empty event, which is ignored).
+            if chunk.endswith(b"\r"):  # its LF may be in the next read: decided then
+                chunk, held = chunk[:-1], b"\r"
+            # CRLF or CR line ends: normalised to LF.
             chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         blocks = chunk.split(b"\n\n")
-        self._tail = blocks.pop()
+        tail = blocks.pop() + held
+        if tail:
+            self._parts.append(tail)
+        self._pending = len(tail)
         out: list[bytes] = []
         for block in blocks:
             if block.startswith(b"data: ") and b"\n" not in block:
@@ -44,7 +59,7 @@ class SSEDecoder:
     @property
     def pending(self) -> int:
         """Bytes of an event still waiting for its end."""
-        return len(self._tail)
+        return self._pending
 
     def _block(self, block: bytes, out: list[bytes]) -> None:
         data: list[bytes] = []
@@ -58,7 +73,8 @@ class SSEDecoder:
 
     def close(self) -> list[bytes]:
         """End of stream: an unterminated last event still counts."""
-        tail, self._tail = self._tail, b""
+        tail = b"".join(self._parts).replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        self._parts, self._pending = [], 0
         out: list[bytes] = []
         if tail.strip():
             self._block(tail.strip(b"\n"), out)
