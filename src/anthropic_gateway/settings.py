@@ -140,9 +140,11 @@ class Settings(BaseSettings):
     )
     database_url: str | None = Field(
         None,
-        description="The store (ledger, batches, catalogue): a SQLite path or sqlite:///PATH, ':memory:'; "
+        description="The store (ledger, batches, keys, threads, catalogue): a SQLite path or sqlite:///PATH, "
+        "':memory:'; or postgresql://USER@HOST/DB, shared by several replicas; "
         "default ~/.local/share/anthropic-gateway/gateway.db.",
     )
+    database_pool_size: int = Field(10, ge=1, le=1000, description="PostgreSQL store: most connections this replica opens.")
     admin_keys: SecretStr | None = Field(
         None,
         description="Comma-separated keys for the admin routes (/health/detailed, /metrics, /v1/usage, ...). "
@@ -196,6 +198,11 @@ class Settings(BaseSettings):
     batch_expiry_hours: float = Field(24.0, gt=0, description="Hours after creation when a batch's unfinished requests expire.")
     batch_retention_days: float = Field(29.0, gt=0, description="Days a batch and its results are kept after creation.")
     batch_cleanup_interval: float = Field(60.0, gt=0, description="Seconds between batch expiry and retention sweeps.")
+    batch_lease_seconds: float = Field(
+        30.0, gt=0, le=3600,
+        description="PostgreSQL store: seconds a replica's claim on a batch request lasts unless renewed; a replica that "
+        "dies leaves its requests to the others after this.",
+    )
     batch_rate_limit_retries: int = Field(8, ge=0, le=100, description="Times a batch request rate-limited (429/529) is retried after back-off.")
 
     @field_validator("default_params")

@@ -97,6 +97,8 @@ SAMPLES: dict[str, Sample] = {
     "batch_expiry_hours": Sample("1.5", "batch_expiry_hours = 1.5", lambda s: s.batch_expiry_hours, 1.5),
     "batch_retention_days": Sample("2", "batch_retention_days = 2", lambda s: s.batch_retention_days, 2.0),
     "batch_cleanup_interval": Sample("5", "batch_cleanup_interval = 5", lambda s: s.batch_cleanup_interval, 5.0),
+    "batch_lease_seconds": Sample("4", "batch_lease_seconds = 4", lambda s: s.batch_lease_seconds, 4.0),
+    "database_pool_size": Sample("3", "database_pool_size = 3", lambda s: s.database_pool_size, 3),
     "batch_rate_limit_retries": Sample("2", "batch_rate_limit_retries = 2", lambda s: s.batch_rate_limit_retries, 2),
     "web_search_url": Sample("http://127.0.0.1:8888/search", 'web_search_url = "http://127.0.0.1:8888/search"',
                              lambda s: s.web_search_url, "http://127.0.0.1:8888/search"),

@@ -54,7 +54,10 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FrontDoor:
         try:
             await gw.store.open()
             gw.ledger.start()
-            await gw.keys.reload()
+            try:
+                await gw.keys.reload()
+            except StoreError as err:  # a PostgreSQL store down at start: the periodic reload catches up
+                log.error("gateway keys not loaded yet: %s", err)
             gw.keys.start()
             if gw.batches is not None:
                 await gw.batches.start()

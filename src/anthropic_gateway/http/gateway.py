@@ -63,7 +63,7 @@ class Gateway:
     def build(cls, settings: Settings) -> Gateway:
         router = Router(settings)
         upstream = UpstreamClient(settings)
-        store = open_store(settings.database_url)
+        store = open_store(settings.database_url, settings.database_pool_size)
         ledger = Ledger(store, retention_days=settings.ledger_retention_days)
         keys = KeyStore(store)
         catalogue = Catalogue(router, store, settings.catalogue_refresh_hours)

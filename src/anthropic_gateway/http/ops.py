@@ -30,12 +30,15 @@ def readiness(gw: Gateway) -> tuple[bool, str]:
         return False, "no backend reachable"
     if gw.shared is not None and not gw.shared.redis.up:
         return False, "redis unreachable"
+    if getattr(gw.store, "available", True) is False:  # a shared (PostgreSQL) store that is unreachable
+        return False, "store unavailable"
     return True, "ready"
 
 
 async def ready(request: Request) -> Response:
-    """Readiness: 503 while starting, draining, when every backend's last probe failed, or while the
-    configured Redis (redis_url) does not answer."""
+    """Readiness: 503 while starting, draining, when every backend's last probe failed, while the
+    configured Redis (redis_url) does not answer, or while a PostgreSQL store cannot be reached
+    (requests that need neither are still answered)."""
     ok, status = readiness(gateway_of(request))
     return JSONResponse({"status": status}, status_code=200 if ok else 503)
 

@@ -33,6 +33,9 @@ _INSERT = f"INSERT INTO ledger ({', '.join(_COLUMNS)}) VALUES "
 _ROW = f"({', '.join('?' * len(_COLUMNS))})"
 MAX_ROWS_PER_STATEMENT = 1000  # 18,000 parameters: under SQLite's 32,766 and PostgreSQL's 65,535
 GROUPS = ("model", "key", "day", "backend", "status")
+# The UTC day number of ``ts``: SQLite's CAST truncates (ts is never negative); PostgreSQL's CAST
+# rounds, so it takes FLOOR first (a row at 18:00 stays on its own day).
+_DAY = {"sqlite": "CAST(ts / 86400 AS INTEGER)", "postgresql": "CAST(FLOOR(ts / 86400) AS BIGINT)"}
 
 
 def row_of(rec: RequestRecord) -> tuple[Any, ...]:
@@ -64,6 +67,7 @@ class Ledger:
         self.written = 0
         self.failed_writes = 0
         self._warned_at = 0.0
+        self._write_warned_at = 0.0
         self._wake = asyncio.Event()
         self._closing = False
         self._task: asyncio.Task[None] | None = None
@@ -109,7 +113,10 @@ class Ledger:
             except (StoreError, OSError, Exception) as err:  # the store failing must not lose the queue at once
                 self.failed_writes += 1
                 self.queue.extendleft(reversed(rows))
-                log.warning("ledger write failed (%d rows kept queued): %s", n, err)
+                now = time.monotonic()
+                if now - self._write_warned_at > 10:  # a store down for a while: one line per 10 s
+                    self._write_warned_at = now
+                    log.warning("ledger write failed (%d rows kept queued): %s", len(self.queue), err)
                 return
             self.written += n
 
@@ -154,7 +161,7 @@ class Ledger:
         key = {
             None: "'all'", "model": "COALESCE(model, '')", "key": "COALESCE(key_label, '')",
             "backend": "COALESCE(backend, '')", "status": "status",
-            "day": "CAST(CAST(ts / 86400 AS INTEGER) AS INTEGER)",
+            "day": _DAY[self.store.dialect],
         }[group_by]  # fmt: skip
         rows = await self.store.fetchall(
             f"SELECT {key} AS g, COUNT(*), SUM(input_tokens), SUM(output_tokens), SUM(cache_read_tokens), "

@@ -29,6 +29,7 @@ class Store(Cursorless, Protocol):
     async def close(self) -> None: ...
     def transaction(self) -> AbstractAsyncContextManager[Cursorless]: ...
     def stream(self, sql: str, params: Sequence[Any] = (), size: int = 500) -> AsyncIterator[Row]: ...
+    def exclusive(self, name: str) -> AbstractAsyncContextManager[bool]: ...
     def status(self) -> dict[str, Any]: ...
 
 
@@ -37,8 +38,9 @@ def default_database_path() -> Path:
     return Path(base) / "anthropic-gateway" / "gateway.db"
 
 
-def open_store(url: str | None) -> Store:
-    """``sqlite:///PATH``, a plain path, ``:memory:``, or none (the user's data directory)."""
+def open_store(url: str | None, pool_size: int = 10) -> Store:
+    """``sqlite:///PATH``, a plain path, ``:memory:``, or none (the user's data directory);
+    ``postgresql://…`` (or ``postgres://…``) for PostgreSQL, shared by several replicas."""
     from anthropic_gateway.store.sqlite import SQLiteStore
 
     if not url:
@@ -48,7 +50,9 @@ def open_store(url: str | None) -> Store:
     if url.startswith("sqlite:///"):
         return SQLiteStore(url.removeprefix("sqlite:///") or ":memory:")
     if url.startswith(("postgresql://", "postgres://")):
-        raise StoreError("database_url: PostgreSQL is not supported by this version yet; use a SQLite path")
+        from anthropic_gateway.store.postgres import PostgresStore
+
+        return PostgresStore(url, pool_size=pool_size)
     if "://" in url:
         raise StoreError(f"database_url: unsupported scheme in '{url.split('://')[0]}://…'; use sqlite:///PATH or a path")
     return SQLiteStore(url)

@@ -122,9 +122,18 @@ _BATCHES = (
     "CREATE INDEX batch_items_done ON batch_items (batch_id, done_seq)",
 )
 
+# Batches shared by several replicas (PostgreSQL): an item is claimed with a lease (who, until when),
+# renewed while it runs; an item whose replica died is claimed again once its lease has expired.
+# ``done_seq`` comes from a sequence there (SQLite's single process counts it in memory).
+_LEASES = (
+    "ALTER TABLE batch_items ADD COLUMN lease_owner TEXT",
+    "ALTER TABLE batch_items ADD COLUMN lease_until REAL",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "ledger and key-value", _LEDGER, _pg(_LEDGER)),
     Migration(2, "message threads", _THREADS, _pg(_THREADS)),
     Migration(30, "message batches", _BATCHES, _pg(_BATCHES)),
     Migration(40, "gateway keys", _KEYS, _pg(_KEYS)),
+    Migration(50, "batch item leases", _LEASES, (*_pg(_LEASES), "CREATE SEQUENCE batch_done_seq")),
 )
