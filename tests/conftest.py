@@ -26,6 +26,7 @@ from pathlib import Path
 import anthropic
 import pytest
 
+from engines import _postgres_server, postgres_url, store_url  # noqa: F401  (fixtures)
 from fake_upstream import FakeUpstream
 
 UPSTREAM_KEY = "sk-upstream-test-secret-123"

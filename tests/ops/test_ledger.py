@@ -1,9 +1,9 @@
-"""The ledger on a real SQLite file: batched writes, a bounded queue, totals, retention."""
+"""The ledger on a real store (a SQLite file, a PostgreSQL database): batched writes, a bounded queue,
+totals, retention."""
 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import pytest
 
@@ -24,13 +24,14 @@ def _rec(n: int, *, model: str = "claude-sonnet-5", key: str = "key-a", status: 
     return rec
 
 
-async def test_rows_are_written_in_batches_and_summed(tmp_path: Path) -> None:
-    store = open_store(str(tmp_path / "gw.db"))
+async def test_rows_are_written_in_batches_and_summed(store_url: str) -> None:
+    store = open_store(store_url)
     await store.open()
     ledger = Ledger(store, flush_rows=2)
     for n in range(3):
         ledger.record(_rec(n))
-    ledger.record(_rec(3, model="claude-haiku-4-5", key="key-b", status=429, cost=None, ts=11 * DAY))
+    # 18:00 UTC: its day is the 12th on every store (PostgreSQL's CAST rounds, SQLite's truncates).
+    ledger.record(_rec(3, model="claude-haiku-4-5", key="key-b", status=429, cost=None, ts=11.75 * DAY))
     ledger.record(_rec(4, route="/v1/models"))  # not a model call: not in the ledger
     await ledger.flush()
     assert ledger.written == 4
@@ -62,8 +63,8 @@ async def test_a_full_queue_drops_the_oldest_rows_with_one_warning(caplog: pytes
     await store.close()
 
 
-async def test_retention_deletes_old_rows() -> None:
-    store = open_store(":memory:")
+async def test_retention_deletes_old_rows(store_url: str) -> None:
+    store = open_store(store_url)
     await store.open()
     ledger = Ledger(store, retention_days=5)
     ledger.record(_rec(1, ts=1 * DAY))

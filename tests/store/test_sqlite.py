@@ -28,27 +28,6 @@ async def test_open_applies_every_migration_once_and_records_it(tmp_path: Path) 
     assert mode == "wal"
 
 
-async def test_a_failed_transaction_leaves_nothing_behind() -> None:
-    store = open_store(":memory:")
-    await store.open()
-    with pytest.raises(RuntimeError):
-        async with store.transaction() as tx:
-            await tx.execute("INSERT INTO kv (namespace, key, value, updated_at) VALUES ('t', 'a', x'01', 0)")
-            raise RuntimeError("boom")
-    assert await store.fetchall("SELECT key FROM kv") == []
-    await store.close()
-
-
-async def test_stream_pages_through_rows_in_order() -> None:
-    store = open_store(":memory:")
-    await store.open()
-    await store.executemany("INSERT INTO kv (namespace, key, value, updated_at) VALUES ('t', ?, x'00', 0)",
-                            [(f"k{i:04d}",) for i in range(1203)])  # fmt: skip
-    keys = [r[0] async for r in store.stream("SELECT key FROM kv ORDER BY key", size=500)]
-    assert keys == [f"k{i:04d}" for i in range(1203)]
-    await store.close()
-
-
 def test_urls_choose_the_store_or_say_what_is_wrong(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
     assert default_database_path() == tmp_path / "anthropic-gateway" / "gateway.db"
