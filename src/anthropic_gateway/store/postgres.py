@@ -159,12 +159,11 @@ class PostgresStore:
     async def _connect(self) -> None:
         import asyncpg
 
-        if self._pool is None:
-            self._pool = await asyncpg.create_pool(self.url, min_size=1, max_size=self.pool_size,
+        if self._pool is None:  # min_size 0: connections are opened on demand (this store reconnects, not the pool)
+            self._pool = await asyncpg.create_pool(self.url, min_size=0, max_size=self.pool_size,
                                                    timeout=CONNECT_TIMEOUT, command_timeout=COMMAND_TIMEOUT)  # fmt: skip
-        else:
-            async with asyncio.timeout(CONNECT_TIMEOUT):
-                await self._pool.fetchval("SELECT 1")
+        async with asyncio.timeout(CONNECT_TIMEOUT):
+            await self._pool.fetchval("SELECT 1")
         if self.schema_version == 0:
             await self._migrate()
         if not self.available:
