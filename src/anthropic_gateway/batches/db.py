@@ -163,3 +163,63 @@ async def finished_since(store: Store, batch_id: str, after_seq: int) -> list[tu
         "SELECT done_seq, custom_id, state, result FROM batch_items WHERE batch_id = ? AND done_seq > ? "
         "ORDER BY done_seq LIMIT ?", (batch_id, after_seq, PAGE))  # fmt: skip
     return [(r[0], r[1], r[2], r[3]) for r in rows]
+
+
+# --- several replicas on one PostgreSQL store -----------------------------------------------------
+# Items are claimed with a lease (lease_owner, lease_until) under FOR UPDATE SKIP LOCKED, so two
+# replicas never take the same item; a lease is renewed while its item runs, and an item whose
+# replica died is claimed again once the lease has expired. done_seq comes from a sequence, taken
+# under the batch row's lock so each batch's results commit in done_seq order (the streamed endpoint
+# reads them by done_seq).
+
+
+async def claim(store: Store, batch_id: str, owner: str, now: float, until: float,
+                n: int) -> list[tuple[int, str, bytes]]:  # fmt: skip
+    rows = await store.fetchall(
+        "UPDATE batch_items SET lease_owner = ?, lease_until = ? WHERE batch_id = ? AND idx IN ("
+        "SELECT idx FROM batch_items WHERE batch_id = ? AND state = 'pending' "
+        "AND (lease_until IS NULL OR lease_until < ?) ORDER BY idx LIMIT ? FOR UPDATE SKIP LOCKED) "
+        "RETURNING idx, custom_id, params", (owner, until, batch_id, batch_id, now, n))  # fmt: skip
+    return sorted((r[0], r[1], r[2]) for r in rows)
+
+
+async def renew(store: Store, batch_id: str, idxs: Sequence[int], owner: str, until: float) -> None:
+    await store.execute(
+        "UPDATE batch_items SET lease_until = ? WHERE batch_id = ? AND idx = ANY(?) AND lease_owner = ? "
+        "AND state = 'pending'", (until, batch_id, list(idxs), owner))  # fmt: skip
+
+
+async def release(store: Store, batch_id: str, idxs: Sequence[int], owner: str) -> None:
+    """Claims given back (a replica stopping): the others take them at once."""
+    await store.execute(
+        "UPDATE batch_items SET lease_owner = NULL, lease_until = NULL WHERE batch_id = ? AND idx = ANY(?) "
+        "AND lease_owner = ? AND state = 'pending'", (batch_id, list(idxs), owner))  # fmt: skip
+
+
+async def _lock_batches(tx: Any, batch_ids: Sequence[str]) -> None:
+    await tx.fetchall("SELECT id FROM batches WHERE id = ANY(?) ORDER BY id FOR UPDATE", (sorted(set(batch_ids)),))
+
+
+async def write_results_shared(store: Store, rows: Sequence[tuple[str, bytes | None, str, int]]) -> None:
+    """(state, result, batch_id, idx): as write_results, with done_seq from the sequence."""
+    async with store.transaction() as tx:
+        await _lock_batches(tx, [r[2] for r in rows])
+        await tx.executemany(
+            "UPDATE batch_items SET state = ?, result = ?, done_seq = nextval('batch_done_seq'), params = NULL, "
+            "lease_owner = NULL, lease_until = NULL WHERE batch_id = ? AND idx = ? AND state = 'pending'", rows)  # fmt: skip
+
+
+async def settle_pending_shared(store: Store, batch_id: str, state: str, keep: Sequence[int]) -> None:
+    async with store.transaction() as tx:
+        await _lock_batches(tx, [batch_id])
+        await tx.execute(
+            "UPDATE batch_items SET state = ?, done_seq = nextval('batch_done_seq'), params = NULL, lease_owner = NULL, "
+            "lease_until = NULL WHERE batch_id = ? AND state = 'pending' AND NOT (idx = ANY(?))",
+            (state, batch_id, list(keep)))  # fmt: skip
+
+
+async def leased(store: Store, batch_id: str, now: float) -> int:
+    """Pending items some replica holds a live claim on (running, or about to)."""
+    row = await store.fetchone("SELECT COUNT(*) FROM batch_items WHERE batch_id = ? AND state = 'pending' "
+                               "AND lease_until >= ?", (batch_id, now))  # fmt: skip
+    return int(row[0]) if row is not None else 0

@@ -14,6 +14,12 @@
   was not yet written, run again; every item ends with exactly one result.
 - **Clean-up.** Every ``batch_cleanup_interval`` seconds unfinished batches past ``expires_at`` get
   their pending items ``expired``, and ended batches older than ``batch_retention_days`` are deleted.
+- **Several replicas** (a PostgreSQL store, ``shared``). Every replica runs workers. The feeder
+  claims a few pending items at a time with a lease (``FOR UPDATE SKIP LOCKED``: no item is taken by
+  two replicas), renewed every third of ``batch_lease_seconds`` while the replica holds it; the items
+  of a replica that died are claimed by another once their lease expires. Each replica looks for
+  batches created, canceled or ended elsewhere every ``REFRESH`` seconds. The clean-up sweep runs on
+  one replica at a time (an advisory lock). The SQLite store's single process keeps the rest as it is.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
@@ -40,6 +47,7 @@ FEED_PAGE = 200
 WRITE_ROWS = 1000
 MAX_UNWRITTEN = 4 * WRITE_ROWS  # results in hand but not yet written: workers wait past this
 MAX_BACKOFF = 60.0
+REFRESH = 1.0  # shared store: seconds between looks for batches changed by other replicas
 
 
 class BatchEngine:
@@ -64,10 +72,25 @@ class BatchEngine:
         self._resume_at: dict[str, float] = {}  # backend → loop time its back-off ends
         self._watchers: dict[str, set[asyncio.Event]] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        # Several replicas on one PostgreSQL store: claims (leases) instead of an in-memory cursor.
+        self.shared = gw.store.dialect == "postgresql"
+        self.replica = secrets.token_hex(6)
+        self._claimed: dict[str, set[int]] = {}  # claimed by this replica, result not yet committed
+        self._warned_at = 0.0
 
     # --- lifetime -----------------------------------------------------------------------------
 
     async def start(self) -> None:
+        workers = self.settings.batch_concurrency * max(len(self.gw.router.backends), 1)
+        if self.shared:  # nothing read here: a store that is down must not stop the start
+            self._queue = asyncio.Queue(maxsize=workers * 2)
+            self._tasks = [asyncio.create_task(self._feed_shared(), name="batch-feeder"),
+                           asyncio.create_task(self._write_loop(), name="batch-writer"),
+                           asyncio.create_task(self._sweep_loop(), name="batch-sweeper"),
+                           asyncio.create_task(self._renew_loop(), name="batch-leases")]  # fmt: skip
+            self._tasks += [asyncio.create_task(self._work(), name=f"batch-worker-{n}") for n in range(workers)]
+            self.running = True
+            return
         self._seq = await db.max_done_seq(self.store)
         for batch in await db.unfinished(self.store):
             self._status[batch.id] = "in_progress"
@@ -76,7 +99,6 @@ class BatchEngine:
                 await self._settle(batch.id, "canceled", "canceling")
             await self._maybe_finish(batch.id)
         await self.sweep()  # a batch that expired while the gateway was down
-        workers = self.settings.batch_concurrency * max(len(self.gw.router.backends), 1)
         self._queue = asyncio.Queue(maxsize=workers * 2)
         self._tasks = [asyncio.create_task(self._feed(), name="batch-feeder"),
                        asyncio.create_task(self._write_loop(), name="batch-writer"),
@@ -98,6 +120,11 @@ class BatchEngine:
         self._tasks = []
         with contextlib.suppress(Exception):
             await self._commit()
+        if self.shared:  # what this replica claimed but did not finish goes to the others at once
+            for batch_id, idxs in list(self._claimed.items()):
+                with contextlib.suppress(Exception):
+                    await db.release(self.store, batch_id, sorted(idxs), self.replica)
+            self._claimed.clear()
 
     # --- requests from the routes -------------------------------------------------------------
 
@@ -134,6 +161,8 @@ class BatchEngine:
     async def live_counts(self, batch_id: str) -> dict[str, int]:
         c = await db.counts(self.store, batch_id)
         inflight = len(self._inflight.get(batch_id, ()))
+        if self.shared:  # running anywhere: claimed by a live replica
+            inflight = await db.leased(self.store, batch_id, time.time())
         return {"pending": c.get("pending", 0) - inflight, "running": inflight,
                 "succeeded": c.get("succeeded", 0), "errored": c.get("errored", 0),
                 "canceled": c.get("canceled", 0), "expired": c.get("expired", 0)}  # fmt: skip
@@ -161,11 +190,82 @@ class BatchEngine:
             if not fed:
                 await self._wake.wait()
 
+    async def _feed_shared(self) -> None:
+        """Claims a few pending items at a time (what the queue has room for), oldest batch first."""
+        assert self._queue is not None
+        lease = self.settings.batch_lease_seconds
+        refreshed = float("-inf")
+        while True:
+            self._wake.clear()
+            fed = False
+            try:
+                if time.monotonic() - refreshed >= REFRESH:
+                    await self._refresh()
+                    refreshed = time.monotonic()
+                room = max(self._queue.maxsize - self._queue.qsize(), 1)
+                for batch_id in list(self._status):
+                    if self._status.get(batch_id) != "in_progress":
+                        continue
+                    now = time.time()
+                    rows = await db.claim(self.store, batch_id, self.replica, now, now + lease, room)
+                    if not rows:
+                        continue
+                    owner = self._owners[batch_id]
+                    claimed = self._claimed.setdefault(batch_id, set())
+                    for idx, custom_id, params in rows:
+                        claimed.add(idx)
+                        await self._queue.put(Work(batch_id, idx, custom_id, params, owner))
+                    fed = True
+                    break  # the oldest batch first
+            except Exception as err:
+                self._warn("feeding requests", err)
+                await asyncio.sleep(REFRESH)
+                continue
+            if not fed:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(REFRESH):
+                        await self._wake.wait()
+
+    async def _refresh(self) -> None:
+        """The unfinished batches as the store has them: those created here or elsewhere, canceled
+        elsewhere (their pending items settled here too), or ended elsewhere (forgotten here)."""
+        seen = set()
+        for batch in await db.unfinished(self.store):
+            seen.add(batch.id)
+            if batch.id not in self._status:
+                self._status[batch.id] = "in_progress"
+                self._owners[batch.id] = batch.owner
+            if batch.status == "canceling" and self._status[batch.id] == "in_progress":
+                await self._settle(batch.id, "canceled", "canceling")
+            await self._maybe_finish(batch.id)
+        for batch_id in [b for b in self._status if b not in seen]:
+            self._forget(batch_id)
+
+    async def _renew_loop(self) -> None:
+        lease = self.settings.batch_lease_seconds
+        while True:
+            await asyncio.sleep(lease / 3)
+            until = time.time() + lease
+            for batch_id, idxs in list(self._claimed.items()):
+                if not idxs:
+                    continue
+                try:
+                    await db.renew(self.store, batch_id, sorted(idxs), self.replica, until)
+                except Exception as err:
+                    self._warn("renewing claims", err)
+
+    def _warn(self, doing: str, err: Exception) -> None:
+        now = time.monotonic()
+        if now - self._warned_at > 10:  # a store down for a while: one line per 10 s
+            self._warned_at = now
+            log.warning("batches: %s failed (%s: %s); retrying", doing, type(err).__name__, err)
+
     async def _work(self) -> None:
         assert self._queue is not None
         while True:
             work = await self._queue.get()
             if self._status.get(work.batch_id) != "in_progress":
+                self._claimed.get(work.batch_id, set()).discard(work.idx)
                 continue  # canceled or expired since it was fed: the store already says so
             inflight = self._inflight.setdefault(work.batch_id, set())
             inflight.add(work.idx)
@@ -223,12 +323,16 @@ class BatchEngine:
         while self._writes:
             rows, self._writes = self._writes[:WRITE_ROWS], self._writes[WRITE_ROWS:]
             async with self._write_lock:
-                out = []
-                for batch_id, idx, state, result in rows:
-                    self._seq += 1
-                    out.append((state, result or None, self._seq, batch_id, idx))
                 try:
-                    await db.write_results(self.store, out)  # type: ignore[arg-type]
+                    if self.shared:
+                        await db.write_results_shared(self.store, [(state, result or None, batch_id, idx)
+                                                                   for batch_id, idx, state, result in rows])  # fmt: skip
+                    else:
+                        out = []
+                        for batch_id, idx, state, result in rows:
+                            self._seq += 1
+                            out.append((state, result or None, self._seq, batch_id, idx))
+                        await db.write_results(self.store, out)  # type: ignore[arg-type]
                 except BaseException:
                     self._writes[:0] = rows
                     raise
@@ -236,6 +340,7 @@ class BatchEngine:
             touched = set()
             for batch_id, idx, _, _ in rows:
                 self._inflight.get(batch_id, set()).discard(idx)
+                self._claimed.get(batch_id, set()).discard(idx)
                 touched.add(batch_id)
             for batch_id in touched:
                 await self._maybe_finish(batch_id)
@@ -246,6 +351,11 @@ class BatchEngine:
         self._status[batch_id] = status
         async with self._write_lock:
             keep = sorted(self._inflight.get(batch_id, ()))
+            if self.shared:  # items in flight on other replicas end settled too; their results are then ignored
+                await db.settle_pending_shared(self.store, batch_id, state, keep)
+                self._claimed[batch_id] = self._claimed.get(batch_id, set()) & set(keep)
+                self._notify(batch_id)
+                return
             total = await self._total(batch_id)
             base = self._seq + 1
             self._seq += total + 1
@@ -262,10 +372,13 @@ class BatchEngine:
         if await db.has_pending(self.store, batch_id):
             return
         await db.finish(self.store, batch_id, time.time())
-        for table in (self._status, self._owners, self._cursor, self._inflight):
+        self._forget(batch_id)
+        self._notify(batch_id)
+
+    def _forget(self, batch_id: str) -> None:
+        for table in (self._status, self._owners, self._cursor, self._inflight, self._claimed):
             table.pop(batch_id, None)  # type: ignore[attr-defined]
         self._exhausted.discard(batch_id)
-        self._notify(batch_id)
 
     def _notify(self, batch_id: str) -> None:
         for event in self._watchers.get(batch_id, ()):
@@ -277,12 +390,22 @@ class BatchEngine:
         while True:
             await asyncio.sleep(self.settings.batch_cleanup_interval)
             try:
-                await self.sweep()
-            except Exception:
-                log.exception("batches: clean-up failed")
+                if self.shared:
+                    async with self.store.exclusive("batches-sweep") as mine:
+                        if mine:  # one replica at a time; the others skip this round
+                            await self.sweep()
+                else:
+                    await self.sweep()
+            except Exception as err:
+                if self.shared:
+                    self._warn("the clean-up", err)
+                else:
+                    log.exception("batches: clean-up failed")
 
     async def sweep(self) -> None:
         now = time.time()
+        if self.shared:
+            await self._refresh()  # batches created elsewhere expire here too
         for batch_id in await db.expired_unfinished(self.store, now):
             if batch_id in self._status:
                 log.info("batch %s expired: its unfinished requests end as expired", batch_id)

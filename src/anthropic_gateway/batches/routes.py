@@ -149,8 +149,9 @@ async def _as_finished(engine: BatchEngine, batch: Batch) -> AsyncIterator[bytes
                 continue
             if await db.get(engine.store, batch.id) is None:
                 return  # deleted meanwhile
-            with contextlib.suppress(TimeoutError):  # a safety net: commits set the event
-                await asyncio.wait_for(changed.wait(), timeout=5.0)
+            with contextlib.suppress(TimeoutError):  # a safety net: commits here set the event (other
+                # replicas' commits are seen by this poll)
+                await asyncio.wait_for(changed.wait(), timeout=1.0 if engine.shared else 5.0)
 
 
 async def batch_status(request: Request) -> Response:
