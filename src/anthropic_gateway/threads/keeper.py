@@ -93,8 +93,11 @@ class ThreadKeeper:
             async with self._store().transaction() as tx:
                 await tx.execute("DELETE FROM threads WHERE expires_at < ?", (now,))
                 if turn.previous is not None:
-                    await tx.execute("UPDATE threads SET continued = 1, state = ? WHERE partition = ? AND message_id = ?",
-                                     (b"", turn.partition, turn.previous))  # fmt: skip
+                    n = await tx.execute("UPDATE threads SET continued = 1, state = ? WHERE partition = ? "
+                                         "AND message_id = ? AND continued = 0", (b"", turn.partition, turn.previous))  # fmt: skip
+                    if n == 0:  # continued meanwhile by another replica sharing the store: one branch only
+                        log.info("thread not kept: its previous position was continued meanwhile")
+                        return
                 if len(state) > self.max_bytes:
                     log.info("thread not kept: %d bytes exceed thread_max_bytes", len(state))
                     return
