@@ -26,6 +26,7 @@ from pathlib import Path
 import anthropic
 import pytest
 
+import engines
 from engines import _postgres_server, postgres_url, store_url  # noqa: F401  (fixtures)
 from fake_upstream import FakeUpstream
 
@@ -121,7 +122,7 @@ def start_gateway(
     # Each gateway keeps its store beside its log, never in the user's data directory; it does not
     # probe its backends nor fetch a model catalogue (either would take a reply queued for a test:
     # the fake answers in queue order whatever the path) unless the test asks.
-    defaults = {"ANTHROPIC_GATEWAY_DATABASE_URL": str(log_path.with_suffix(".db")),
+    defaults = {"ANTHROPIC_GATEWAY_DATABASE_URL": engines.gateway_database_url() or str(log_path.with_suffix(".db")),
                 "ANTHROPIC_GATEWAY_HEALTH_PROBE_INTERVAL": "0",
                 "ANTHROPIC_GATEWAY_CATALOGUE_REFRESH_HOURS": "0"}  # fmt: skip
     full_env = {**_clean_environ(), **defaults, **env, "PYTHONUNBUFFERED": "1"}
@@ -279,3 +280,7 @@ def with_state_backend(spawn: SpawnGateway, extra: dict[str, str]) -> SpawnGatew
         return spawn({**env, **extra}, *args, **kw)
 
     return spawn_with
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    engines.SESSION.stop()  # the session's PostgreSQL database, if one was made

@@ -8,6 +8,10 @@ except under ``CI=true``, where they fail: CI must run them.
 
 - ``store_url`` (parametrised ``sqlite`` / ``postgresql``): a database URL for one test.
 - ``postgres_url``: the PostgreSQL one only (multi-replica tests).
+- ``ANTHROPIC_GATEWAY_TEST_STORE=postgresql``: every gateway process the tests start (conftest's
+  ``start_gateway``) keeps its store in a schema of its own in the session's database instead of a
+  SQLite file beside its log (tests/scaleout/test_suites_on_postgresql.py runs the store-using suites
+  that way); a test that reads the SQLite file itself calls :func:`sqlite_only`.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
+STORE = os.environ.get("ANTHROPIC_GATEWAY_TEST_STORE", "sqlite")
 SERVER_URL = os.environ.get("ANTHROPIC_GATEWAY_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 ENGINES = ("sqlite", "postgresql")
 
@@ -45,13 +50,7 @@ async def _admin(sql: str) -> None:
 
 async def reset_schema(url: str) -> None:
     """An empty ``public`` schema: a fresh store for one test, in the session's database."""
-    import asyncpg
-
-    conn = await asyncpg.connect(url, timeout=5)
-    try:
-        await conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
-    finally:
-        await conn.close()
+    await _admin_in(url, "DROP SCHEMA public CASCADE; CREATE SCHEMA public")
 
 
 class PostgresServer:
@@ -82,12 +81,48 @@ class PostgresServer:
             self.database = None
 
 
+SESSION = PostgresServer()
+_schemas = 0
+
+
+def session_server() -> PostgresServer:
+    if SESSION.database is None and SESSION.error is None:
+        SESSION.start()
+    return SESSION
+
+
+def gateway_database_url() -> str | None:
+    """Under ``ANTHROPIC_GATEWAY_TEST_STORE=postgresql``, a fresh schema for one gateway process."""
+    global _schemas
+    if STORE != "postgresql":
+        return None
+    url = session_server().url()
+    _schemas += 1
+    schema = f"gw_{os.getpid()}_{_schemas}"
+    _run(_admin_in(url, f'CREATE SCHEMA "{schema}"'))
+    return f"{url}?search_path={schema}"
+
+
+async def _admin_in(url: str, sql: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(url, timeout=5)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def sqlite_only() -> None:
+    """For a test that opens the gateway's SQLite file itself."""
+    if STORE != "sqlite":
+        pytest.skip("reads the gateway's SQLite file (ANTHROPIC_GATEWAY_TEST_STORE=postgresql)")
+
+
 @pytest.fixture(scope="session")
 def _postgres_server() -> Iterator[PostgresServer]:
-    server = PostgresServer()
-    server.start()
-    yield server
-    server.stop()
+    yield session_server()
+    SESSION.stop()
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ import httpx2
 
 from batches import item, results, script, wait_ended
 from conftest import GATEWAY_ENV, SpawnGateway
+from engines import sqlite_only
 from fake_upstream import FakeUpstream
 
 N = 40
@@ -26,6 +27,7 @@ def _progress(url: str, batch_id: str) -> dict[str, int]:
 def test_kill_9_mid_batch_then_restart_ends_every_request_once(
     spawn_gateway: SpawnGateway, upstream: FakeUpstream, tmp_path: Path
 ) -> None:
+    sqlite_only()  # on PostgreSQL: tests/scaleout/test_batches.py (another replica finishes the batch)
     script(upstream)
     store = tmp_path / "shared.db"
     env = {**GATEWAY_ENV, "ANTHROPIC_GATEWAY_DATABASE_URL": str(store), "ANTHROPIC_GATEWAY_BATCH_CONCURRENCY": "3"}
