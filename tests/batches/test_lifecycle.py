@@ -8,8 +8,8 @@ import time
 import anthropic
 import pytest
 
-from batches import item, results, script, wait_ended
 import engines
+from batches import item, results, script, wait_ended
 from conftest import GATEWAY_ENV, SpawnGateway
 from fake_upstream import FakeUpstream, RecordedRequest, Reply, error_body
 
