@@ -4,6 +4,8 @@
 #
 #   bench/ab.sh REV_A REV_B [CONCURRENCY] [--stream] [ROUNDS]
 #   bench/ab.sh HEAD~1 HEAD 32 --stream 3
+#   AB_DATABASE_URL_B=postgresql://postgres@127.0.0.1:5432/gw_ab bench/ab.sh HEAD HEAD 32 --stream 3
+#                                  # one build, its store on SQLite (A) against PostgreSQL (B)
 #
 # Each round starts each build's gateway pinned to core 0 against one mock upstream (core 1), warms it
 # for 2 s, measures 5 s with bench/loadgen.py (core 1), and prints req/s and the gateway's CPU per
@@ -28,10 +30,10 @@ git -C "$REPO" worktree add -q "$WORK/b" "$B"
 taskset -c 1 "$PY" "$REPO/bench/mock_upstream.py" --port $MOCK_PORT > "$WORK/mock.log" 2>&1 &
 MOCK_PID=$!
 sleep 1
-run() {  # $1 = worktree, $2 = label
+run() {  # $1 = worktree, $2 = label, $3 = database URL (empty: a SQLite file)
   # The store (ledger) in the work directory: not the user's, nor shared with another run.
   rm -f "$WORK/gateway.db"*
-  PYTHONPATH="$1/src" ANTHROPIC_GATEWAY_UPSTREAM_KEY=bench-key ANTHROPIC_GATEWAY_DATABASE_URL="$WORK/gateway.db" \
+  PYTHONPATH="$1/src" ANTHROPIC_GATEWAY_UPSTREAM_KEY=bench-key ANTHROPIC_GATEWAY_DATABASE_URL="${3:-$WORK/gateway.db}" \
     taskset -c 0 "$PY" -m anthropic_gateway serve \
     --port $GW_PORT --upstream-url "http://127.0.0.1:$MOCK_PORT/v1" > "$WORK/gw.log" 2>&1 &
   local gw=$!
@@ -51,4 +53,6 @@ print(f"{sys.argv[2]:>8}  {d['rps']:8.1f} req/s  errors {d['errors']}  gateway C
 PY
 }
 echo "c=$C ${MODE:-non-streaming}, $ROUNDS rounds: A=$A B=$B"
-for _ in $(seq "$ROUNDS"); do run "$WORK/a" "A"; run "$WORK/b" "B"; done
+for _ in $(seq "$ROUNDS"); do
+  run "$WORK/a" "A" "${AB_DATABASE_URL_A:-}"; run "$WORK/b" "B" "${AB_DATABASE_URL_B:-}"
+done

@@ -12,8 +12,13 @@ Each mode reports the gateway's peak RSS (VmHWM, so nothing between samples is m
 batch, the store's size (database + WAL) after the results are read. ``--sizes`` runs the batch mode
 for several N to show the peak RSS is flat in the batch size.
 
+``--postgres URL`` keeps the store in PostgreSQL instead (a database of the bench's own, created on
+that server and dropped at the end), and ``--replicas R`` starts R gateways on it: the batch is
+submitted to the first and every replica works on it; each one's share comes from its /metrics.
+
     python bench/batch_bench.py                      # N=10000, C=32
     python bench/batch_bench.py --sizes 1000,10000,50000 --only batch
+    python bench/batch_bench.py --only batch --postgres postgresql://postgres@127.0.0.1:5432/test --replicas 2
 """
 
 from __future__ import annotations
@@ -76,7 +81,7 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def start_gateway(mock_port: int, db: Path, concurrency: int, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_gateway(mock_port: int, db: Path | str, concurrency: int, log: Path) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")}
     env |= {"ANTHROPIC_GATEWAY_UPSTREAM_KEY": "bench-key", "ANTHROPIC_GATEWAY_DATABASE_URL": str(db),
@@ -122,6 +127,36 @@ async def run_batch(url: str, n: int) -> dict[str, Any]:
             "results_read_s": round(read, 2), "body_mb": round(len(body) / 1e6, 2)}  # fmt: skip
 
 
+def batch_requests(url: str) -> int:
+    """Batch requests this replica has answered (its /metrics)."""
+    import urllib.request
+
+    with urllib.request.urlopen(url + "/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    return int(sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith("gateway_requests_total{") and 'route="batch"' in line))  # fmt: skip
+
+
+def pg_admin(server: str, sql: str) -> None:
+    import asyncpg
+
+    async def run() -> None:
+        conn = await asyncpg.connect(server, timeout=10)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
+def pg_database(server: str, name: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    pg_admin(server, f'CREATE DATABASE "{name}"')
+    return urlunsplit(urlsplit(server)._replace(path="/" + name))
+
+
 async def run_individual(url: str, n: int, concurrency: int) -> dict[str, Any]:
     queue = iter(range(n))
     ok = 0
@@ -151,7 +186,11 @@ def main() -> None:
     ap.add_argument("--sizes", default="10000", help="comma-separated batch sizes (default 10000)")
     ap.add_argument("--concurrency", type=int, default=32, help="batch_concurrency and client connections")
     ap.add_argument("--only", choices=("batch", "individual"), help="run one mode")
+    ap.add_argument("--postgres", metavar="URL", help="a PostgreSQL server: the store in a database of its own there")
+    ap.add_argument("--replicas", type=int, default=1, help="gateways sharing the PostgreSQL store (default 1)")
     args = ap.parse_args()
+    if args.replicas > 1 and not args.postgres:
+        ap.error("--replicas needs --postgres: replicas share a PostgreSQL store")
     sizes = [int(s) for s in args.sizes.split(",")]
     work = Path(tempfile.mkdtemp(prefix="batch-bench-"))
     mock_port = free_port()
@@ -163,19 +202,34 @@ def main() -> None:
         for n in sizes:
             modes = [args.only] if args.only else ["batch", "individual"]
             for mode in modes:
-                db = work / f"{mode}-{n}.db"
-                gw, url = start_gateway(mock_port, db, args.concurrency, work / f"{mode}-{n}.log")
+                db: Path | str = work / f"{mode}-{n}.db"
+                pg_name = f"gw_bench_{os.getpid()}_{mode}_{n}"
+                if args.postgres:
+                    db = pg_database(args.postgres, pg_name)
+                gws = []
                 try:
+                    for r in range(args.replicas):
+                        gws.append(start_gateway(mock_port, db, args.concurrency, work / f"{mode}-{n}-{r}.log"))
+                    gw, url = gws[0]
                     base_rss = peak_rss_mb(gw.pid)
                     if mode == "batch":
                         row = asyncio.run(run_batch(url, n))
-                        row["store_mb"] = store_mb(db)
+                        if isinstance(db, Path):
+                            row["store_mb"] = store_mb(db)
+                        if args.replicas > 1:
+                            shares = [batch_requests(u) for _, u in gws]
+                            row["per_replica"] = shares
+                            row["per_replica_per_s"] = [round(s / row["ended_s"], 1) for s in shares]
                     else:
                         row = asyncio.run(run_individual(url, n, args.concurrency))
-                    row |= {"mode": mode, "n": n, "concurrency": args.concurrency,
+                    row |= {"mode": mode, "n": n, "concurrency": args.concurrency, "replicas": args.replicas,
+                            "store": "postgresql" if args.postgres else "sqlite",
                             "rss_at_start_mb": round(base_rss, 1), "peak_rss_mb": round(peak_rss_mb(gw.pid), 1)}  # fmt: skip
                 finally:
-                    stop(gw)
+                    for gw, _ in gws:
+                        stop(gw)
+                    if args.postgres:
+                        pg_admin(args.postgres, f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
                 report.append(row)
                 print(json.dumps(row), flush=True)
     finally:
