@@ -137,3 +137,25 @@ async def test_a_key_may_be_kept_to_some_models(make_limiter: MakeLimiter) -> No
 def test_period_starts() -> None:
     assert day_start(T0 + 3600) == T0
     assert month_start(T0 + 20 * 86400) == T0
+
+
+async def test_a_budget_that_cannot_be_read_is_a_503_then_read_once_the_store_is_back() -> None:
+    from anthropic_gateway.errors import APIError
+    from anthropic_gateway.store import StoreError
+
+    down = True
+
+    async def spend(label: str, start: float, end: float) -> float:
+        if down:
+            raise StoreError("the store is unavailable (ConnectionRefusedError)")
+        return 2.5
+
+    lim = MemoryLimiter(spend, Clock())
+    limits = _limits(daily_budget_usd=2.0)
+    for _ in range(2):  # never read as zero meanwhile: every try asks the store again
+        with pytest.raises(APIError) as err:
+            await lim.admit("team", limits, "m")
+        assert err.value.http_status == 503 and "budget cannot be checked now" in err.value.message
+    down = False
+    with pytest.raises(BillingError):
+        await lim.admit("team", limits, "m")

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from anthropic_gateway.errors import BillingError, PermissionDeniedError, RateLimitError
+from anthropic_gateway.errors import APIError, BillingError, PermissionDeniedError, RateLimitError
 from anthropic_gateway.ops.record import RequestRecord
 from anthropic_gateway.quota.policy import KeyLimits
 from anthropic_gateway.upstream_errors import NO_RETRY
@@ -68,13 +68,22 @@ class MemoryLimiter:
             st.window, st.requests, st.tokens = window, 0, 0
         return st
 
+    async def _spent(self, label: str, start: float, end: float) -> float:
+        try:
+            return await self.spend(label, start, end)
+        except Exception as err:
+            raise APIError(f"This key's budget cannot be checked now (the store is unavailable: {type(err).__name__}); "
+                           "retry shortly", status=503) from None
+
     async def _budgets(self, label: str, limits: KeyLimits, st: KeyState, now: float) -> None:
+        # The period is taken only once its spend is read: a store that is down (PostgreSQL away) is a
+        # 503 for a key with a budget, never a budget silently read as zero.
         if limits.daily_budget_usd is not None and st.day != day_start(now):
+            st.day_spend = await self._spent(label, day_start(now), day_start(now) + 86400)
             st.day = day_start(now)
-            st.day_spend = await self.spend(label, st.day, st.day + 86400)
         if limits.monthly_budget_usd is not None and st.month != month_start(now):
+            st.month_spend = await self._spent(label, month_start(now), now + 86400)
             st.month = month_start(now)
-            st.month_spend = await self.spend(label, st.month, now + 86400)
         check_budgets(limits, st)
 
     async def admit(self, label: str, limits: KeyLimits, model: str) -> dict[str, str]:
