@@ -1,4 +1,4 @@
-"""The suites of what the store keeps — batches, threads, usage — once more with every gateway process
+"""The suites of what the store keeps — batches, threads, usage, the status page — once more with every gateway process
 on PostgreSQL (``ANTHROPIC_GATEWAY_TEST_STORE=postgresql``: a schema of its own per process), so the
 SQLite-only run cannot hide a PostgreSQL difference. One pytest run in a subprocess: its own session,
 its own database, dropped at its end."""
@@ -13,7 +13,7 @@ from pathlib import Path
 from engines import PostgresServer
 
 ROOT = Path(__file__).resolve().parents[2]
-SUITES = ("tests/batches", "tests/e2e/test_threads.py", "tests/http_api/test_usage.py")
+SUITES = ("tests/batches", "tests/e2e/test_threads.py", "tests/http_api/test_usage.py", "tests/status/test_data.py")
 
 
 def test_the_store_suites_pass_with_every_gateway_on_postgresql(_postgres_server: PostgresServer) -> None:

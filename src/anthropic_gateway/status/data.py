@@ -196,8 +196,11 @@ def from_buckets(buckets: StatusBuckets, rng: Range, now: float) -> dict[str, An
 
 # --- the ledger's ranges ---------------------------------------------------------------------------
 
+# The bucket number of ``ts``: SQLite's CAST truncates (ts is never negative); PostgreSQL's rounds,
+# so it floors first (as the ledger's day grouping does).
+_BUCKET = {"sqlite": "CAST(ts / ? AS INTEGER)", "postgresql": "CAST(FLOOR(ts / ?) AS BIGINT)"}
 _SERIES_SQL = (
-    "SELECT CAST(ts / ? AS INTEGER) AS b, COUNT(*), "
+    "SELECT {bucket} AS b, COUNT(*), "
     + ", ".join(f"SUM(CASE WHEN status >= {c}00 AND status < {c + 1}00 THEN 1 ELSE 0 END)" for c in range(1, 6))
     + ", SUM(input_tokens), SUM(output_tokens), SUM(cache_read_tokens), SUM(cache_write_tokens), "
     "SUM(COALESCE(cost_usd, 0)), AVG(latency_ms), AVG(ttft_ms), SUM(stream) "
@@ -214,7 +217,8 @@ async def from_ledger(gw: Gateway, rng: Range, now: float) -> dict[str, Any]:
     t0 = (end_point - n + 1) * step
     end = (end_point + 1) * step
     await gw.ledger.flush()
-    rows = {int(r[0]): r for r in await gw.store.fetchall(_SERIES_SQL, (step, t0, end))}
+    sql = _SERIES_SQL.format(bucket=_BUCKET[gw.store.dialect])
+    rows = {int(r[0]): r for r in await gw.store.fetchall(sql, (step, t0, end))}
     s: dict[str, list[Any]] = {name: [] for name in ("requests", *CLASSES, "p50", "p95", "p99", "ttft_p50", "mean_ms",
                                                       "mean_ttft_ms", *TOKEN_KINDS, "cost_per_hour")}  # fmt: skip
     classes = [0] * 5
