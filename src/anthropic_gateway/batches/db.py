@@ -218,8 +218,8 @@ async def settle_pending_shared(store: Store, batch_id: str, state: str, keep: S
             (state, batch_id, list(keep)))  # fmt: skip
 
 
-async def leased(store: Store, batch_id: str, now: float) -> int:
-    """Pending items some replica holds a live claim on (running, or about to)."""
+async def leased(store: Store, batch_id: str, now: float, other_than: str) -> int:
+    """Pending items another replica holds a live claim on (running there, or about to)."""
     row = await store.fetchone("SELECT COUNT(*) FROM batch_items WHERE batch_id = ? AND state = 'pending' "
-                               "AND lease_until >= ?", (batch_id, now))  # fmt: skip
+                               "AND lease_until >= ? AND lease_owner != ?", (batch_id, now, other_than))  # fmt: skip
     return int(row[0]) if row is not None else 0

@@ -161,8 +161,8 @@ class BatchEngine:
     async def live_counts(self, batch_id: str) -> dict[str, int]:
         c = await db.counts(self.store, batch_id)
         inflight = len(self._inflight.get(batch_id, ()))
-        if self.shared:  # running anywhere: claimed by a live replica
-            inflight = await db.leased(self.store, batch_id, time.time())
+        if self.shared:  # running here, or claimed by another live replica
+            inflight += await db.leased(self.store, batch_id, time.time(), self.replica)
         return {"pending": c.get("pending", 0) - inflight, "running": inflight,
                 "succeeded": c.get("succeeded", 0), "errored": c.get("errored", 0),
                 "canceled": c.get("canceled", 0), "expired": c.get("expired", 0)}  # fmt: skip
