@@ -108,10 +108,7 @@ class ResponseCache:
                 message = await asyncio.shield(waiting)
             except _Abandoned:
                 continue
-            self.stats.coalesced += 1
-            record.cache = "hit"
-            record.stop_reason = message.get("stop_reason")
-            return self._serve(message, req, record, stream)
+            return self._serve_coalesced(message, req, record, stream)
 
     async def _answer_shared(
         self, shared: RedisStore, key: str, mode: Mode, req: MessagesRequest, route: Route, *, client: Client,
@@ -126,10 +123,7 @@ class ResponseCache:
                     message = await asyncio.shield(waiting)
                 except _Abandoned:
                     continue
-                self.stats.coalesced += 1
-                record.cache = "hit"
-                record.stop_reason = message.get("stop_reason")
-                return self._serve(message, req, record, stream)
+                return self._serve_coalesced(message, req, record, stream)
             # Registered before the round trip, so requests for the key arriving meanwhile wait here.
             future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
             future.add_done_callback(_retrieve)
@@ -179,6 +173,14 @@ class ResponseCache:
         record.cache = "hit"
         record.stop_reason = message.get("stop_reason")
         record.extras["cache_saved_tokens"] = _tokens(message)
+        return self._serve(message, req, record, stream)
+
+    def _serve_coalesced(self, message: dict[str, Any], req: MessagesRequest, record: RequestRecord,
+                         stream: bool) -> Answer:  # fmt: skip
+        """The answer another request for the same key led: a hit for this one."""
+        self.stats.coalesced += 1
+        record.cache = "hit"
+        record.stop_reason = message.get("stop_reason")
         return self._serve(message, req, record, stream)
 
     def _serve(self, message: dict[str, Any], req: MessagesRequest, record: RequestRecord, stream: bool) -> Answer:

@@ -33,6 +33,19 @@ class Store(Cursorless, Protocol):
     def status(self) -> dict[str, Any]: ...
 
 
+async def paged(store: Cursorless, sql: str, params: Sequence[Any], size: int) -> AsyncIterator[Row]:
+    """``sql``'s rows fetched ``size`` at a time with LIMIT/OFFSET (``sql`` must order by a unique
+    key): a large result (a batch's results) is never held in memory whole. Both stores' ``stream``."""
+    offset = 0
+    while True:
+        rows = await store.fetchall(f"{sql} LIMIT ? OFFSET ?", (*params, size, offset))
+        for row in rows:
+            yield row
+        if len(rows) < size:
+            return
+        offset += size
+
+
 def default_database_path() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "anthropic-gateway" / "gateway.db"

@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from anthropic_gateway.store.base import Row, StoreError
+from anthropic_gateway.store.base import Row, StoreError, paged
 from anthropic_gateway.store.migrations import MIGRATIONS
 
 if TYPE_CHECKING:
@@ -282,16 +282,9 @@ class PostgresStore:
         async with self._conn() as conn:
             return await _Tx(conn).fetchone(sql, params)
 
-    async def stream(self, sql: str, params: Sequence[Any] = (), size: int = 500) -> AsyncIterator[Row]:
+    def stream(self, sql: str, params: Sequence[Any] = (), size: int = 500) -> AsyncIterator[Row]:
         """Rows in pages of ``size`` (the SQLite store's contract: ``sql`` orders by a unique key)."""
-        offset = 0
-        while True:
-            rows = await self.fetchall(f"{sql} LIMIT ? OFFSET ?", (*params, size, offset))
-            for row in rows:
-                yield row
-            if len(rows) < size:
-                return
-            offset += size
+        return paged(self, sql, params, size)
 
     @contextlib.asynccontextmanager
     async def exclusive(self, name: str) -> AsyncIterator[bool]:

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from anthropic_gateway.store.base import Row, StoreError
+from anthropic_gateway.store.base import Row, StoreError, paged
 from anthropic_gateway.store.migrations import MIGRATIONS
 
 if TYPE_CHECKING:
@@ -141,18 +141,11 @@ class SQLiteStore:
         async with self._lock:
             return await _Tx(self._connection()).fetchone(sql, params)
 
-    async def stream(self, sql: str, params: Sequence[Any] = (), size: int = 500) -> AsyncIterator[Row]:
+    def stream(self, sql: str, params: Sequence[Any] = (), size: int = 500) -> AsyncIterator[Row]:
         """Rows in pages of ``size``, holding the lock only while a page is fetched: a large result
         (a batch's results) is never held in memory whole. ``sql`` must order by a unique key and
         end in ``LIMIT ? OFFSET ?``-free form; pages continue with OFFSET."""
-        offset = 0
-        while True:
-            rows = await self.fetchall(f"{sql} LIMIT ? OFFSET ?", (*params, size, offset))
-            for row in rows:
-                yield row
-            if len(rows) < size:
-                return
-            offset += size
+        return paged(self, sql, params, size)
 
     @contextlib.asynccontextmanager
     async def exclusive(self, name: str) -> AsyncIterator[bool]:
