@@ -61,8 +61,10 @@ def smaps(pid: int) -> dict[str, Any]:
             total["anon"] += int(head[1])
     total["file"] = total["rss"] - total["anon"]
     total["anon_mmap"] = sum(kb for kb, _ in anon_maps)
+    by_start = {start: kb for kb, start in anon_maps}
     anon_maps.sort(reverse=True)
     return {
+        "by_start": by_start,
         **{k: v / MB for k, v in total.items()},
         "largest_anon_mappings": [(start, kb / MB) for kb, start in anon_maps[:6]],
         "anon_mappings_over_1mb": sum(1 for kb, _ in anon_maps if kb > 1024),
@@ -199,6 +201,14 @@ def main() -> int:
             res["rss_after_load"] = status(pid, "VmRSS")
             res["threads_after_load"] = threads(pid)
             res["smaps_after_load"] = smaps(pid)
+            before = res["smaps_idle"]["by_start"]
+            grown = [
+                (kb - before.get(start, 0), start)
+                for start, kb in res["smaps_after_load"]["by_start"].items()
+            ]
+            res["anon_growth_under_load"] = [
+                (start, kb / MB) for kb, start in sorted(grown, reverse=True)[:6]
+            ]
     finally:
         run.stop(gateway)
         run.stop(mock)
@@ -215,7 +225,10 @@ def main() -> int:
         f"(heap {idle['heap']:.1f}, anonymous mappings {idle['anon_mmap']:.1f}) + file-backed {idle['file']:.1f}; "
         f"{res['threads_idle']} threads"
     )
-    print("  largest anonymous mappings (MB):", ", ".join(f"{mb:.1f}" for _, mb in idle["largest_anon_mappings"]))
+    print(
+        "  largest anonymous mappings (MB):",
+        ", ".join(f"{mb:.1f}" for _, mb in idle["largest_anon_mappings"]),
+    )
     print(
         f"first count_tokens {res['first_count_tokens_ms']:.1f} ms (HTTP {res['first_count_tokens_status']}), "
         f"second {res['second_count_tokens_ms']:.1f} ms"
@@ -226,6 +239,11 @@ def main() -> int:
             f"stream c={args.concurrency} for {args.seconds:g} s: {res['load']}; peak RSS {res['rss_peak_load']:.1f} MB, "
             f"VmHWM {res['vmhwm']:.1f} MB; RSS 1 s after {res['rss_after_load']:.1f} MB "
             f"(anonymous {after['anon']:.1f}, heap {after['heap']:.1f}); {res['threads_after_load']} threads"
+        )
+    if "anon_growth_under_load" in res:
+        print(
+            "  anonymous mappings that grew most (MB):",
+            ", ".join(f"{mb:+.1f}" for _, mb in res["anon_growth_under_load"]),
         )
     for mb, name in res.get("imports", [])[:20]:
         print(f"  import {mb:6.1f} MB  {name}")
