@@ -17,7 +17,7 @@ import asyncio
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -25,7 +25,6 @@ from anthropic_gateway import ids
 from anthropic_gateway.auth import Client
 from anthropic_gateway.cache.key import cache_key
 from anthropic_gateway.cache.policy import Mode, deterministic, request_mode, storable
-from anthropic_gateway.cache.redis_store import LOCK_MS, POLL, RedisStore
 from anthropic_gateway.cache.store import CacheStore, MemoryStore
 from anthropic_gateway.cache.streams import ReplayStream, TeeStream
 from anthropic_gateway.errors import GatewayError
@@ -34,6 +33,10 @@ from anthropic_gateway.routing import Route
 from anthropic_gateway.schemas import MessagesRequest
 from anthropic_gateway.service import AnswerStream, Completed, MessagesService
 from anthropic_gateway.settings import Settings
+
+if TYPE_CHECKING:
+    # Imports redis (~5 MB, ~80 ms at start-up): loaded only by a gateway whose store is shared.
+    from anthropic_gateway.cache.redis_store import RedisStore
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +66,11 @@ class ResponseCache:
         self.stats = CacheStats()
         self._inflight: dict[str, asyncio.Future[dict[str, Any]]] = {}
         # A store shared by several replicas (RedisStore): misses are coalesced across them too.
-        self.shared: RedisStore | None = self.store if isinstance(self.store, RedisStore) else None
+        self.shared: RedisStore | None = None
+        if not isinstance(self.store, MemoryStore):
+            from anthropic_gateway.cache.redis_store import RedisStore
+
+            self.shared = self.store if isinstance(self.store, RedisStore) else None
         self._locks: dict[str, asyncio.Future[None]] = {}  # keys whose shared lock this replica holds
         self._releases: set[asyncio.Future[None]] = set()
         # Whether any request can use the cache without asking: if not, answer() is one call.
@@ -151,6 +158,8 @@ class ResponseCache:
     async def _follow(self, shared: RedisStore, key: str, future: asyncio.Future[dict[str, Any]]) -> bytes | None:
         """Another replica answers this miss: wait (polling) for its entry; None when its lock goes
         without one (the caller claims again). Requests here for the same key wait on ``future``."""
+        from anthropic_gateway.cache.redis_store import POLL
+
         raw: bytes | None = None
         try:
             while True:
@@ -229,6 +238,8 @@ class ResponseCache:
 
     async def _hold(self, key: str) -> None:
         """Renew this replica's lock on a miss while it answers (cancelled once it is settled)."""
+        from anthropic_gateway.cache.redis_store import LOCK_MS
+
         assert self.shared is not None
         while True:
             await asyncio.sleep(LOCK_MS / 3000)
