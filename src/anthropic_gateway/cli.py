@@ -172,6 +172,10 @@ def serve(args: argparse.Namespace) -> int:
 
     import uvicorn  # deferred: `--help` and config errors stay instant
 
+    from anthropic_gateway import heap
+
+    heap.limit_arenas()  # before any thread starts
+
     from anthropic_gateway.connection_limits import protocol_for
     from anthropic_gateway.http import create_app
     from anthropic_gateway.http.server import serve as serve_http

@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import array
 import base64
-import contextlib
-import ctypes
 import gc
 import struct
 import sys
@@ -31,6 +29,8 @@ import threading
 from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING
+
+from anthropic_gateway import heap
 
 if TYPE_CHECKING:
     import tiktoken
@@ -137,9 +137,7 @@ _loaded: dict[str, tiktoken.Encoding] = {}
 
 def _release_heap() -> None:
     gc.collect()
-    # Not glibc: nothing to trim, and the freed memory is reused by later allocations anyway.
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    heap.trim()  # not glibc: nothing to trim, and the freed memory is reused by later allocations
 
 
 def is_loaded(name: str) -> bool:
