@@ -155,6 +155,21 @@ def rss_mb(pids: list[int], key: str = "VmRSS") -> float:
     return total / 1024
 
 
+def settle_rss(pid: int, limit: float = 10.0) -> None:
+    """Wait until RSS has not moved by more than 0.2 MB for 1 s (the tokenizer warm-up is done), at
+    least 0.5 s: the idle figure is then the same state on every run, not a moment of the warm-up."""
+    t0 = time.perf_counter()
+    time.sleep(0.5)
+    last, since = rss_mb([pid]), time.perf_counter()
+    while time.perf_counter() - t0 < limit:
+        time.sleep(0.05)
+        now = rss_mb([pid])
+        if abs(now - last) > 0.2:
+            last, since = now, time.perf_counter()
+        elif time.perf_counter() - since >= 1.0:
+            return
+
+
 class RssSampler:
     """Samples RSS every 50 ms in a thread; the cost is negligible next to the load."""
 
@@ -836,7 +851,7 @@ def main() -> int:
                 stop(gateway)
                 gateway = None
             else:
-                time.sleep(0.5)
+                settle_rss(gateway.pid)
                 pids = descendants(gateway.pid)
                 data["gateway"] = {
                     "available": True,
