@@ -157,6 +157,8 @@ def mutated(draw: st.DrawFn) -> bytes:
             parent[last]
         except (KeyError, IndexError, TypeError):
             continue
+        if not isinstance(parent, dict | list):  # an earlier mutation made a string of a container
+            continue
         action = draw(st.sampled_from(["replace", "wrong", "delete", "add", "duplicate"]))
         if action == "replace":
             parent[last] = draw(json_value)
