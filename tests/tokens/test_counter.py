@@ -212,6 +212,37 @@ def test_system_and_tools_are_counted_once(monkeypatch: pytest.MonkeyPatch) -> N
     assert a > b > 0
 
 
+def test_a_changed_earlier_message_is_counted_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    counted: list[Any] = []
+    real = counter_module._Counter.message
+
+    def message(self: Any, msg: Any) -> int:
+        counted.append(msg.content)
+        return real(self, msg)
+
+    monkeypatch.setattr(counter_module._Counter, "message", message)
+    history = [{"role": "user", "content": "alpha beta"}, {"role": "assistant", "content": "gamma"},
+               {"role": "user", "content": "delta"}]  # fmt: skip
+    base = count_request_tokens(decode_count_tokens_request(req(messages=history)), "openai/gpt-4o")
+    assert counted == ["alpha beta", "gamma", "delta"]
+    counted.clear()
+    # The next turn: only the new messages are counted, the history comes from the cache.
+    turn = [*history, {"role": "assistant", "content": "epsilon"}, {"role": "user", "content": "zeta"}]
+    count_request_tokens(decode_count_tokens_request(req(messages=turn)), "openai/gpt-4o")
+    assert counted == ["epsilon", "zeta"]
+    counted.clear()
+    # The first message changed to another text of the same length (and a tool block's input in
+    # another): counted again, never served the old message's count.
+    edited = [{"role": "user", "content": "alpha beta beta beta"}, *history[1:]]
+    longer = count_request_tokens(decode_count_tokens_request(req(messages=edited)), "openai/gpt-4o")
+    assert counted == ["alpha beta beta beta"]
+    assert longer > base
+    counted.clear()
+    same_length = [{"role": "user", "content": "alpha bet4"}, *history[1:]]
+    count_request_tokens(decode_count_tokens_request(req(messages=same_length)), "openai/gpt-4o")
+    assert counted == ["alpha bet4"]
+
+
 def test_cache_is_bounded() -> None:
     for i in range(counter_module.CACHE_SIZE + 50):
         r = decode_count_tokens_request(req(messages=[{"role": "user", "content": f"message {i}"}]))

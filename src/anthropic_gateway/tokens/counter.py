@@ -6,9 +6,9 @@ piece is tokenized with the family's tokenizer; the chat-format overheads are in
 images and PDFs in ``media.py``.
 
 Caching: the system prompt, the tool list and every message are counted once per tokenizer and kept
-in a bounded LRU keyed by the length and hash of their canonical JSON (msgspec's encoding of the validated
-Struct, so key order and whitespace of the client's body do not matter; ``input_schema`` is hashed as
-the raw bytes the client sent, and counted in compact form). A conversation re-sends its history on
+in a bounded LRU keyed by the length and hash of their canonical encoding (msgspec's MessagePack of the
+validated Struct, so key order and whitespace of the client's body do not matter; ``input_schema`` is
+hashed as the raw bytes the client sent, and counted in compact form). A conversation re-sends its history on
 every turn, so a warm call tokenizes only the newest messages.
 """
 
@@ -115,6 +115,13 @@ class _LRU:
 
 
 _cache = _LRU(CACHE_SIZE)
+# MessagePack, not JSON: a key is only hashed, and MessagePack copies a string's UTF-8 where JSON
+# scans every byte for characters to escape (half the keys' encoding time on a 1 MB history, a
+# third on Claude Code's first turn). Injective for a given schema like the JSON was: strings carry
+# their length, and a Raw field (the client's JSON, e.g. input_schema) is one complete JSON value.
+# MessagePack has no integers past 64 bits (JSON does): such a value is keyed by its JSON, with a
+# negative length so the two encodings never share a key.
+_encode_key = msgspec.msgpack.Encoder().encode
 _encode_json = msgspec.json.Encoder().encode
 
 
@@ -122,7 +129,11 @@ def _digest(obj: object) -> tuple[int, int]:
     # Python's own bytes hash (SipHash, keyed per process, so not predictable from outside) with the
     # length: a fifth of BLAKE2b's cost on Claude Code's 64 KB tool list, and a wrong count is the
     # worst a collision could do.
-    data = _encode_json(obj)
+    try:
+        data = _encode_key(obj)
+    except OverflowError:
+        data = _encode_json(obj)
+        return -1 - len(data), hash(data)
     return len(data), hash(data)
 
 
