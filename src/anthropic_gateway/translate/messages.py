@@ -234,8 +234,9 @@ class MessageConverter:
         parts: list[Part] = []
         for j, block in enumerate(msg.content):
             if isinstance(block, ToolResultBlock):
-                if self.tool_id(block.tool_use_id) in pending and self.tool_id(block.tool_use_id) not in results:
-                    results[self.tool_id(block.tool_use_id)] = block
+                tid = self.tool_id(block.tool_use_id)
+                if tid in pending and tid not in results:
+                    results[tid] = block
                 else:  # its tool_use is not in the previous assistant turn: keep the content as text
                     text, extra = self._result_content(block)
                     parts.append({"type": "text", "text": f"[result of tool call {block.tool_use_id}]\n{text}"})
