@@ -6,6 +6,7 @@
 #   bench/ab.sh HEAD~1 HEAD 32 --stream 3
 #   AB_DATABASE_URL_B=postgresql://postgres@127.0.0.1:5432/gw_ab bench/ab.sh HEAD HEAD 32 --stream 3
 #                                  # one build, its store on SQLite (A) against PostgreSQL (B)
+#   AB_BODY=cc bench/ab.sh main HEAD 16 "" 3   # loadgen's body: small (default), cc (Claude Code, 76 KB), tool
 #
 # Each round starts each build's gateway pinned to core 0 against one mock upstream (core 1), warms it
 # for 2 s, measures 5 s with bench/loadgen.py (core 1), and prints req/s and the gateway's CPU per
@@ -39,10 +40,10 @@ run() {  # $1 = worktree, $2 = label, $3 = database URL (empty: a SQLite file)
   local gw=$!
   for _ in $(seq 50); do curl -sf "http://127.0.0.1:$GW_PORT/" > /dev/null 2>&1 && break; sleep 0.1; done
   taskset -c 1 "$PY" "$REPO/bench/loadgen.py" --url "http://127.0.0.1:$GW_PORT" --target anthropic $MODE \
-    --concurrency "$C" --duration 2 --warmup 0 > /dev/null
+    --body "${AB_BODY:-small}" --concurrency "$C" --duration 2 --warmup 0 > /dev/null
   local c0 c1; c0=$(awk '{print $14+$15}' "/proc/$gw/stat")
   taskset -c 1 "$PY" "$REPO/bench/loadgen.py" --url "http://127.0.0.1:$GW_PORT" --target anthropic $MODE \
-    --concurrency "$C" --duration 5 --warmup 0 > "$WORK/run.json"
+    --body "${AB_BODY:-small}" --concurrency "$C" --duration 5 --warmup 0 > "$WORK/run.json"
   c1=$(awk '{print $14+$15}' "/proc/$gw/stat")
   kill "$gw"; wait "$gw" 2>/dev/null || true
   "$PY" - "$WORK/run.json" "$2" "$c0" "$c1" "$(getconf CLK_TCK)" <<'PY'
@@ -52,7 +53,7 @@ ticks = (int(sys.argv[4]) - int(sys.argv[3])) / int(sys.argv[5])
 print(f"{sys.argv[2]:>8}  {d['rps']:8.1f} req/s  errors {d['errors']}  gateway CPU {1000 * ticks / max(d['total_started'], 1):.3f} ms/req")
 PY
 }
-echo "c=$C ${MODE:-non-streaming}, $ROUNDS rounds: A=$A B=$B"
+echo "c=$C ${MODE:-non-streaming}, body ${AB_BODY:-small}, $ROUNDS rounds: A=$A B=$B"
 for _ in $(seq "$ROUNDS"); do
   run "$WORK/a" "A" "${AB_DATABASE_URL_A:-}"; run "$WORK/b" "B" "${AB_DATABASE_URL_B:-}"
 done
