@@ -13,12 +13,13 @@ import asyncio
 import logging
 import random
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 
 from anthropic_gateway.auth import Client, upstream_key
 from anthropic_gateway.errors import GatewayError
+from anthropic_gateway.httpclient import Response
 from anthropic_gateway.keys import key_hint
 from anthropic_gateway.ops.record import RequestRecord
 from anthropic_gateway.routing import Route, Router
@@ -28,9 +29,6 @@ from anthropic_gateway.translate.context import RequestContext
 from anthropic_gateway.translate.policy import prepare_request
 from anthropic_gateway.upstream import UpstreamClient, read_capped
 from anthropic_gateway.upstream_errors import CallInfo, from_response, redact
-
-if TYPE_CHECKING:
-    import aiohttp
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +41,7 @@ _encode = msgspec.json.Encoder().encode  # bodies hold msgspec.Raw tool schemas
 class Answer:
     """A 2xx upstream response, and what translating it back needs."""
 
-    response: aiohttp.ClientResponse
+    response: Response
     ctx: RequestContext
     route: Route
     info: CallInfo

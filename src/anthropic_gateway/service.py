@@ -26,6 +26,7 @@ import orjson
 from anthropic_gateway import dispatch, ids
 from anthropic_gateway.auth import Client
 from anthropic_gateway.errors import APIError, GatewayError
+from anthropic_gateway.httpclient import HTTPClientError
 from anthropic_gateway.ops.cost import Pricer, upstream_cost
 from anthropic_gateway.ops.param_stats import ParamStats
 from anthropic_gateway.ops.record import RequestRecord
@@ -41,7 +42,7 @@ from anthropic_gateway.translate.context_management import (
 )
 from anthropic_gateway.translate.response import to_anthropic_message
 from anthropic_gateway.translate.stream import StreamTranslator
-from anthropic_gateway.upstream import UpstreamClient, connection_error, read_capped, stream_errors
+from anthropic_gateway.upstream import UpstreamClient, connection_error, read_capped
 from anthropic_gateway.websearch.plan import find_web_search
 
 log = logging.getLogger(__name__)
@@ -77,7 +78,6 @@ class AnswerStream:
         self.record = record
         self.pricer = pricer
         self.writes = 0  # chunks written: the SSE response's ping timer watches it
-        self._errors = stream_errors()
         self._upstream_from = record.upstream_seconds  # time already spent before the stream
         self._dispatched_at = time.perf_counter()
         self._closed = False
@@ -87,12 +87,12 @@ class AnswerStream:
 
     async def pump(self, write: Write) -> bytes:
         translator = self.translator
-        content = self.answer.response.content
+        upstream = self.answer.response
         record = self.record
         rid = record.request_id
         try:
             while True:
-                chunk = await content.readany()
+                chunk = await upstream.readany()
                 if not chunk:
                     break
                 out = translator.feed(chunk)
@@ -103,7 +103,7 @@ class AnswerStream:
                     await write(out)
                 if translator.done:
                     break
-        except self._errors as err:
+        except HTTPClientError as err:
             log.warning("upstream stream failed (request %s): %r", rid, err)
             return self._end(translator.fail(connection_error(err)))
         except Exception:  # a translator bug must still end the stream with an error event
@@ -146,10 +146,10 @@ class AnswerStream:
         if reusable:
             try:
                 async with asyncio.timeout(2.0):
-                    while not upstream.content.at_eof():
-                        if not await upstream.content.readany():
+                    while not upstream.at_eof():
+                        if not await upstream.readany():
                             break
-            except self._errors:
+            except (HTTPClientError, TimeoutError):
                 reusable = False
             except BaseException:
                 upstream.close()

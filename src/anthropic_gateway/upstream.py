@@ -1,7 +1,10 @@
-"""The only module that talks to the upstream: one pooled aiohttp session for the app's lifetime.
+"""The only module that talks to the upstream.
 
-aiohttp rather than httpx: measured here, a pooled aiohttp session costs less than half of httpx's CPU
-per streamed response, and the upstream client dominates the gateway's own cost.
+The chat-completions POSTs (every request's path: streamed, whole, batches, cache, web search) go
+through the gateway's own pooled HTTP/1.1 client (httpclient/): the upstream client dominates the
+gateway's own CPU per streamed token, and ours costs a fraction of aiohttp's per chunk. aiohttp
+stays for what is off the request path: the background health probes (and, elsewhere, the
+catalogue's GET /models and the web-search engine).
 """
 
 from __future__ import annotations
@@ -10,10 +13,21 @@ import asyncio
 import importlib
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from anthropic_gateway import __version__
 from anthropic_gateway.errors import APIError, GatewayError, GatewayTimeoutError
+from anthropic_gateway.httpclient import (
+    ConnectTimeout,
+    Endpoint,
+    HTTPClientError,
+    IdleTimeout,
+    Pool,
+    Response,
+    TotalTimeout,
+)
 from anthropic_gateway.negative_cache import NegativeCache
 from anthropic_gateway.routing import Backend
 from anthropic_gateway.settings import Settings
@@ -34,9 +48,9 @@ class UpstreamClient:
         self._loading: asyncio.Future[Any] | None = None
         self._timer: asyncio.TimerHandle
         self._limits: dict[str, asyncio.Semaphore] = {}
-        self._timeouts: dict[tuple[str, bool], aiohttp.ClientTimeout] = {}
-        # Per (backend, streaming): the parsed URL and the headers that do not change per request.
-        self._targets: dict[tuple[str, bool], tuple[Any, dict[str, str]]] = {}
+        self._pool = Pool(settings.max_connections, keepalive=60.0, dns_ttl=300.0)
+        # Per (backend, streaming): where to, the request head that does not change, the timeouts.
+        self._targets: dict[tuple[str, bool], Target] = {}
         self.refusals = NegativeCache(settings.negative_cache_ttl)  # remembered upstream 4xx
 
     async def start(self) -> None:
@@ -76,6 +90,7 @@ class UpstreamClient:
 
     async def close(self) -> None:
         self._timer.cancel()
+        await self._pool.close()
         if self._loading is not None:
             await asyncio.wait([self._loading])
         if self._session is not None:
@@ -99,39 +114,32 @@ class UpstreamClient:
 
         return release
 
-    def _timeout(self, backend: Backend, stream: bool) -> aiohttp.ClientTimeout:
+    def _target(self, backend: Backend, stream: bool) -> Target:
         """The backend's own timeouts, else the settings': a stream's silence is bounded by
         stream_idle_timeout (any byte counts, the upstream's keep-alive comments too), a whole
         answer's by read_timeout, and every call by total_timeout."""
-        timeout = self._timeouts.get((backend.name, stream))
-        if timeout is None:
-            import aiohttp
-
-            settings = self.settings
-            timeout = self._timeouts[(backend.name, stream)] = aiohttp.ClientTimeout(
-                total=backend.total_timeout or settings.total_timeout,
-                connect=backend.connect_timeout or settings.connect_timeout,
-                sock_read=backend.idle_timeout or (settings.stream_idle_timeout if stream else settings.read_timeout),
-            )
-        return timeout
-
-    async def post(self, backend: Backend, body: bytes, key: str | None, *, stream: bool) -> aiohttp.ClientResponse:
-        """Send a chat-completions request; returns once the status and headers arrived.
-        The caller owns the response and must release() or close() it."""
-        session = self._session or await self._open()
-        import aiohttp  # loaded by _open(), off the event loop; from here on a dictionary lookup
-
         target = self._targets.get((backend.name, stream))
         if target is None:
-            target = self._targets[(backend.name, stream)] = _target(backend, stream)
-        url, static = target
-        headers = {"Authorization": "Bearer " + key, **static} if key is not None else static
-        timeout = self._timeout(backend, stream)
+            settings = self.settings
+            target = self._targets[(backend.name, stream)] = _target(
+                backend, stream,
+                connect=backend.connect_timeout or settings.connect_timeout,
+                idle=backend.idle_timeout or (settings.stream_idle_timeout if stream else settings.read_timeout),
+                total=backend.total_timeout or settings.total_timeout,
+            )  # fmt: skip
+        return target
+
+    async def post(self, backend: Backend, body: bytes, key: str | None, *, stream: bool) -> Response:
+        """Send a chat-completions request; returns once the status and headers arrived.
+        The caller owns the response and must release() or close() it."""
+        target = self._targets.get((backend.name, stream)) or self._target(backend, stream)
+        data = target.request(body, key)
         first_byte = asyncio.timeout(backend.first_byte_timeout)  # None: no limit of its own
         try:
             async with first_byte:
-                return await session.post(url, data=body, headers=headers, timeout=timeout)
-        except (TimeoutError, aiohttp.ClientError) as err:
+                return await self._pool.request(target.endpoint, data, connect_timeout=target.connect,
+                                                idle_timeout=target.idle, total_timeout=target.total)  # fmt: skip
+        except (TimeoutError, HTTPClientError) as err:
             if first_byte.expired():
                 raise GatewayTimeoutError(
                     f"The upstream did not answer within {backend.first_byte_timeout:g} s (first byte timeout)"
@@ -163,10 +171,32 @@ class UpstreamClient:
             raise connection_error(err) from None
 
 
-def _target(backend: Backend, stream: bool) -> tuple[Any, dict[str, str]]:
-    import yarl  # comes with aiohttp
+@dataclass(frozen=True, slots=True)
+class Target:
+    endpoint: Endpoint
+    head: bytes  # the request line and the headers that do not change, CRLF-terminated
+    connect: float
+    idle: float
+    total: float
 
+    def request(self, body: bytes, key: str | None) -> bytes:
+        head = self.head
+        if key is not None:
+            if "\r" in key or "\n" in key or not key.isascii():
+                raise APIError("The upstream API key contains characters an HTTP header cannot carry", status=502)
+            head += b"Authorization: Bearer " + key.encode() + b"\r\n"
+        return b"%sContent-Length: %d\r\n\r\n%s" % (head, len(body), body)
+
+
+def _target(backend: Backend, stream: bool, *, connect: float, idle: float, total: float) -> Target:
+    url = urlsplit(backend.chat_url)
+    scheme = url.scheme.lower()
+    if scheme not in ("http", "https") or not url.hostname:
+        raise APIError(f"The backend {backend.name!r} has a URL the gateway cannot call", status=502)
+    port = url.port or (443 if scheme == "https" else 80)
+    host_header = url.netloc.rpartition("@")[2]
     headers = {
+        "Host": host_header,
         "Content-Type": "application/json",
         "Accept": "text/event-stream" if stream else "application/json",
         "User-Agent": USER_AGENT,
@@ -175,18 +205,27 @@ def _target(backend: Backend, stream: bool) -> tuple[Any, dict[str, str]]:
         headers["HTTP-Referer"] = "https://github.com/anthropic-gateway/anthropic-gateway"
         headers["X-OpenRouter-Title"] = "anthropic-gateway"
     headers.update(backend.headers)
-    return yarl.URL(backend.chat_url), headers
+    lines = [f"POST {url.path or '/'}{'?' + url.query if url.query else ''} HTTP/1.1\r\n"]
+    for name, value in headers.items():
+        if any(c in name + value for c in "\r\n\0") or ":" in name:
+            raise APIError(f"The backend {backend.name!r} has a header the gateway cannot send ({name})", status=502)
+        lines.append(f"{name}: {value}\r\n")
+    try:
+        head = "".join(lines).encode("latin-1")
+    except UnicodeEncodeError:
+        raise APIError(f"The backend {backend.name!r} has a header the gateway cannot send", status=502) from None
+    return Target(Endpoint(scheme, url.hostname, port), head, connect, idle, total)
 
 
 def _noop() -> None:
     return None
 
 
-async def read_capped(response: aiohttp.ClientResponse, limit: int) -> tuple[bytes, bool]:
+async def read_capped(response: Response, limit: int) -> tuple[bytes, bool]:
     """The body, read to its end or to `limit` bytes: (data, whether it was complete)."""
     parts: list[bytes] = []
     size = 0
-    while chunk := await response.content.readany():
+    while chunk := await response.readany():
         parts.append(chunk)
         size += len(chunk)
         if size > limit:
@@ -194,14 +233,16 @@ async def read_capped(response: aiohttp.ClientResponse, limit: int) -> tuple[byt
     return b"".join(parts), True
 
 
-def stream_errors() -> tuple[type[BaseException], ...]:
-    """What reading an upstream body may raise besides our own errors."""
-    import aiohttp
-
-    return (aiohttp.ClientError, TimeoutError)
-
-
 def connection_error(err: BaseException) -> GatewayError:
+    """An upstream exchange's failure (ours, or aiohttp's for the probes) → the gateway error."""
+    if isinstance(err, ConnectTimeout):
+        return GatewayTimeoutError("The upstream did not accept the connection in time (connect timeout)")
+    if isinstance(err, IdleTimeout):
+        return GatewayTimeoutError("The upstream stopped sending data (idle timeout)")
+    if isinstance(err, TotalTimeout):
+        return GatewayTimeoutError("The upstream answer did not complete within the total timeout")
+    if isinstance(err, HTTPClientError):  # ConnectError: "cannot connect to HOST:PORT"; else what happened
+        return APIError(f"Upstream connection error: {err}", status=502)
     import aiohttp
 
     if isinstance(err, aiohttp.ConnectionTimeoutError):

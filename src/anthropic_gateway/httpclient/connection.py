@@ -1,0 +1,289 @@
+"""One upstream HTTP/1.1 connection (an asyncio.Protocol over httptools' response parser) and the
+response being read on it.
+
+Why by hand: the streamed answer is the gateway's hot path, and a general-purpose client pays per
+chunk for what we do not need there (aiohttp: a future and a task wake-up per read, a timer re-armed
+per ``data_received``). Here the parser's callbacks append the body to a list; a reader waits only
+when that list is empty; the idle timeout is one timer that looks at a last-activity timestamp when
+it fires (re-armed at most once per idle period, never per chunk).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, cast
+
+import httptools
+
+from anthropic_gateway.httpclient.errors import Disconnected, HTTPClientError, IdleTimeout, TotalTimeout
+
+if TYPE_CHECKING:
+    from anthropic_gateway.httpclient.pool import Pool
+
+# Past this many unread body bytes the socket is no longer read (the reader catches up first).
+HIGH_WATER = 256 * 1024
+
+
+class Connection(asyncio.Protocol):
+    """A keep-alive connection to one (scheme, host, port); it reads one response at a time."""
+
+    def __init__(self, pool: Pool, key: tuple[str, str, int]) -> None:
+        self.pool = pool
+        self.key = key
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.response: Response | None = None
+        self.lost = False
+        self.idle_since = 0.0
+
+    # --- asyncio.Protocol ------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        response = self.response
+        if response is None or response.finished:  # bytes nobody asked for: the connection is not sane
+            self.close()
+            return
+        response.last = response.loop.time()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            response.fail(Disconnected("the upstream sent an invalid HTTP response"))
+
+    def eof_received(self) -> bool | None:
+        return None  # the transport closes itself; connection_lost follows
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        response = self.response
+        if response is not None:
+            response.connection_lost(exc)
+        self.pool.forget(self)
+
+    def close(self) -> None:
+        self.lost = True
+        if self.transport is not None:
+            self.transport.close()
+
+    # --- httptools callbacks ---------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        response = self.response
+        if response is not None:
+            response.received = True
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        response = self.response
+        if response is not None:
+            key = name.decode("latin-1").lower()
+            text = value.decode("latin-1")
+            old = response.headers.get(key)
+            response.headers[key] = text if old is None else f"{old}, {text}"
+
+    def on_headers_complete(self) -> None:
+        response = self.response
+        if response is not None:
+            response.headers_complete(self.parser.get_status_code())
+
+    def on_body(self, body: bytes) -> None:
+        response = self.response
+        if response is not None:
+            response.body(body)
+
+    def on_message_complete(self) -> None:
+        response = self.response
+        if response is not None:
+            response.complete(self.parser.should_keep_alive())
+
+
+class Response:
+    """An upstream response: ``status`` and ``headers`` once ``wait_headers()`` returned, then the body
+    through ``readany()`` / ``read()``. The owner ends it with ``release()`` (back to the pool if the
+    body ended cleanly, else closed) or ``close()`` (the connection is abandoned: the upstream sees
+    the cancel)."""
+
+    def __init__(self, conn: Connection, idle_timeout: float, deadline: float) -> None:
+        loop = conn.pool.loop
+        self.loop = loop
+        self._conn = conn
+        self.status = 0
+        self.headers: dict[str, str] = {}
+        self.finished = False  # the body ended (cleanly or not): no more bytes are expected
+        self.last = loop.time()  # when the last byte arrived (the request was sent: the start)
+        self.received = False  # any byte of this response arrived at all
+        self._buf: list[bytes] = []
+        self._size = 0
+        self._paused = False
+        self._eof = False  # the body ended cleanly
+        self._keep = False  # ... and the upstream keeps the connection open
+        self._until_close = False  # no length, not chunked: the body ends when the connection does
+        self.error: HTTPClientError | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._head: asyncio.Future[None] = loop.create_future()
+        self._done = False  # released or closed by its owner
+        self._idle = idle_timeout
+        self._idle_timer: asyncio.TimerHandle | None = loop.call_at(self.last + idle_timeout, self._check_idle)
+        self._total_timer: asyncio.TimerHandle | None = loop.call_at(deadline, self._total_expired)
+
+    # --- the owner's side ------------------------------------------------------------------------
+
+    async def wait_headers(self) -> None:
+        if not self._head.done():
+            await self._head
+        if not self.status:
+            raise self.error or Disconnected("the upstream closed the connection before answering")
+
+    async def readany(self) -> bytes:
+        """The body bytes that arrived since the last call (waiting for some); b"" at its end."""
+        while True:
+            buf = self._buf
+            if buf:
+                data = buf[0] if len(buf) == 1 else b"".join(buf)
+                buf.clear()
+                self._size = 0
+                if self._paused:
+                    self._resume()
+                return data
+            if self.error is not None:
+                raise self.error
+            if self._eof:
+                return b""
+            waiter = self._waiter = self.loop.create_future()
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+
+    async def read(self) -> bytes:
+        parts = []
+        while chunk := await self.readany():
+            parts.append(chunk)
+        return b"".join(parts)
+
+    async def json(self) -> object:
+        import orjson
+
+        return orjson.loads(await self.read())
+
+    def at_eof(self) -> bool:
+        return self._eof and not self._buf
+
+    def release(self) -> None:
+        """Done with the response: the connection goes back to the pool if the body was read to a
+        clean end on a keep-alive connection, and is closed otherwise."""
+        if self._done:
+            return
+        if self._eof and self._keep and not self._buf and not self._conn.lost:
+            self._done = True
+            self._stop_timers()
+            self._conn.response = None
+            self._conn.pool.put(self._conn)
+        else:
+            self.close()
+
+    def close(self) -> None:
+        """Abandon the response and its connection (the upstream sees the connection close)."""
+        if self._done:
+            return
+        self._done = True
+        self.finished = True
+        self._stop_timers()
+        self._buf.clear()
+        self._conn.close()
+        self._conn.pool.discard(self._conn)
+
+    # --- the connection's side -------------------------------------------------------------------
+
+    def headers_complete(self, status: int) -> None:
+        self.status = status
+        if status >= 200 and status not in (204, 304):
+            headers = self.headers
+            self._until_close = "content-length" not in headers and "chunked" not in headers.get(
+                "transfer-encoding", ""
+            ).lower()
+        if not self._head.done():
+            self._head.set_result(None)
+
+    def body(self, data: bytes) -> None:
+        self._buf.append(data)
+        self._size += len(data)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        if self._size > HIGH_WATER and not self._paused:
+            self._paused = True
+            transport = self._conn.transport
+            if transport is not None:
+                transport.pause_reading()
+
+    def complete(self, keep_alive: bool) -> None:
+        if self.finished:
+            return
+        self._eof = True
+        self._keep = keep_alive
+        self._end()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.finished:
+            return
+        if self._until_close and self.status and exc is None:
+            self._eof = True  # a body delimited by the connection's end
+            self._end()
+        elif self.status:
+            self.fail(Disconnected("the upstream closed the connection before the answer ended"))
+        else:
+            self.fail(Disconnected("the upstream closed the connection before answering"))
+
+    def fail(self, err: HTTPClientError) -> None:
+        if self.finished:
+            return
+        self.error = err
+        self._end()
+        self._conn.close()
+
+    # --- internals -------------------------------------------------------------------------------
+
+    def _end(self) -> None:
+        self.finished = True
+        self._stop_timers()
+        if not self._head.done():
+            self._head.set_result(None)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _resume(self) -> None:
+        self._paused = False
+        transport = self._conn.transport
+        if transport is not None and not self._conn.lost:
+            transport.resume_reading()
+
+    def _stop_timers(self) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+        if self._total_timer is not None:
+            self._total_timer.cancel()
+            self._total_timer = None
+
+    def _check_idle(self) -> None:
+        # One timer per response, looking at the last byte's time when it fires: re-armed at most once
+        # per idle period, never per chunk. A pause of our own (the reader is behind) is not silence.
+        self._idle_timer = None
+        if self.finished:
+            return
+        now = self.loop.time()
+        if self._paused:
+            self.last = now
+        due = self.last + self._idle
+        if now < due:
+            self._idle_timer = self.loop.call_at(due, self._check_idle)
+        else:
+            self.fail(IdleTimeout())
+
+    def _total_expired(self) -> None:
+        self._total_timer = None
+        self.fail(TotalTimeout())
+
