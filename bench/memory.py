@@ -4,6 +4,7 @@
     python bench/memory.py --env ANTHROPIC_GATEWAY_TOKENIZER_PRELOAD=false
     python bench/memory.py --seconds 0          # no load: start-up and idle only
     python bench/memory.py --imports            # also: RSS each imported package adds (in-process)
+    python bench/memory.py --seconds 60 --requests 3000   # the same work on a slow machine (peaks compare)
 
 Starts the mock and a gateway as bench/run.py does (gateway on core 0, defaults: access log,
 metrics, ledger on SQLite), on their own ports and store file. Prints, in MB:
@@ -160,6 +161,7 @@ def main() -> int:
     ap.add_argument("--port", type=int, default=19021)
     ap.add_argument("--seconds", type=float, default=5.0, help="load duration; 0 for none")
     ap.add_argument("--concurrency", type=int, default=128)
+    ap.add_argument("--requests", type=int, default=1_000_000, help="stop the load after this many requests")
     ap.add_argument("--env", action="append", default=[], help="KEY=VALUE for the gateway (repeatable)")
     ap.add_argument("--imports", action="store_true", help="also list the RSS each package's import adds")
     ap.add_argument("--json", action="store_true")
@@ -193,7 +195,7 @@ def main() -> int:
             cell = run.Cell(f"stream c={args.concurrency}", "small", True, args.concurrency)
             url = f"http://127.0.0.1:{args.port}"
             with run.RssSampler([pid]) as sampler:
-                load = run.loadgen(url, "anthropic", cell, args.seconds, 0.5, 1_000_000)
+                load = run.loadgen(url, "anthropic", cell, args.seconds, 0.5, args.requests)
             res["load"] = {k: load.get(k) for k in ("requests", "errors", "rps") if k in load}
             res["rss_peak_load"] = sampler.peak
             res["vmhwm"] = status(pid, "VmHWM")
