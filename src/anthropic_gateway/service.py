@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
 import msgspec
 import orjson
@@ -53,6 +53,19 @@ MAX_COMPLETION_BYTES = 64 * 1024 * 1024
 COUNT_IN_THREAD_BYTES = 256 * 1024
 
 Write = Callable[[bytes], Awaitable[None]]
+
+
+class DirectWrite(Protocol):
+    """Synchronous body writes with the client transport's flow control (http/direct_write.py):
+    ``paused`` once the client's buffer is full, ``drain()`` until it is not."""
+
+    @property
+    def paused(self) -> bool: ...
+
+    def write(self, data: bytes) -> None: ...
+
+    async def drain(self) -> None: ...
+
 R = TypeVar("R", bound=CountTokensRequest)
 
 
@@ -85,24 +98,18 @@ class AnswerStream:
     def start(self) -> bytes:
         return self.translator.start()
 
-    async def pump(self, write: Write) -> bytes:
+    async def pump(self, write: Write, direct: DirectWrite | None = None) -> bytes:
+        """Translate and write the upstream's stream until its end: through ``direct`` when the
+        server offers synchronous writes (from the upstream socket's callback, no task wake-up per
+        chunk), else through the awaited ``write``."""
         translator = self.translator
-        upstream = self.answer.response
         record = self.record
         rid = record.request_id
         try:
-            while True:
-                chunk = await upstream.readany()
-                if not chunk:
-                    break
-                out = translator.feed(chunk)
-                if out:
-                    if self.writes == 0:
-                        record.first_token_at = time.perf_counter()
-                    self.writes += 1
-                    await write(out)
-                if translator.done:
-                    break
+            if direct is not None:
+                await self._pump_direct(direct)
+            else:
+                await self._pump(write)
         except HTTPClientError as err:
             log.warning("upstream stream failed (request %s): %r", rid, err)
             return self._end(translator.fail(connection_error(err)))
@@ -114,6 +121,71 @@ class AnswerStream:
         except Exception:
             log.exception("stream translation failed (request %s)", rid)
             return self._end(translator.fail(APIError(f"Internal gateway error (request {rid})")))
+
+    async def _pump(self, write: Write) -> None:
+        translator, record, upstream = self.translator, self.record, self.answer.response
+        while True:
+            chunk = await upstream.readany()
+            if not chunk:
+                return
+            out = translator.feed(chunk)
+            if out:
+                if self.writes == 0:
+                    record.first_token_at = time.perf_counter()
+                self.writes += 1
+                await write(out)
+            if translator.done:
+                return
+
+    async def _pump_direct(self, direct: DirectWrite) -> None:
+        """The upstream response's sink translates each body chunk inside the socket's callback and
+        writes it to the client at once; this coroutine only waits for the end, a failure, the
+        translator's stop, or the client's buffer to drain (meanwhile the upstream is not read)."""
+        translator, record, upstream = self.translator, self.record, self.answer.response
+        failure: list[Exception] = []
+
+        def sink(chunk: bytes) -> None:
+            try:
+                out = translator.feed(chunk)
+                if out:
+                    if self.writes == 0:
+                        record.first_token_at = time.perf_counter()
+                    self.writes += 1
+                    direct.write(out)
+                    if direct.paused:  # the client's buffer is full: the upstream waits until it drains
+                        upstream.pause()
+                        upstream.wake()
+            except Exception as err:  # a translator bug: the pump ends the stream with an error event
+                failure.append(err)
+                upstream.sink = None
+                upstream.pause()
+                upstream.wake()
+                return
+            if translator.done:
+                upstream.sink = None  # what follows stays buffered: close() reads it or drops it
+                upstream.wake()
+
+        pending = upstream.take()
+        upstream.sink = sink
+        try:
+            if pending:
+                sink(pending)
+            while True:
+                if failure:
+                    raise failure[0]
+                if translator.done:
+                    return
+                if direct.paused:
+                    await direct.drain()
+                    continue
+                upstream.resume()  # (if the sink paused it)
+                if upstream.error is not None:
+                    raise upstream.error
+                if upstream.ended:
+                    return
+                await upstream.wait()
+        finally:
+            upstream.sink = None
 
     def end(self, err: GatewayError) -> bytes:
         """End the stream now with an error event (the drain timed out); ``close()`` follows."""

@@ -15,7 +15,7 @@ from typing import Any
 from anthropic_gateway.cache.replay import assemble, replay_blocks, replay_end, replay_start
 from anthropic_gateway.errors import GatewayError, sse_error_frame
 from anthropic_gateway.ops.record import RequestRecord
-from anthropic_gateway.service import AnswerStream, Write
+from anthropic_gateway.service import AnswerStream, DirectWrite, Write
 
 
 class ReplayStream:
@@ -27,7 +27,7 @@ class ReplayStream:
     def start(self) -> bytes:
         return replay_start(self.message)
 
-    async def pump(self, write: Write) -> bytes:
+    async def pump(self, write: Write, direct: DirectWrite | None = None) -> bytes:
         body = replay_blocks(self.message)
         if body:
             self.writes += 1
@@ -69,7 +69,8 @@ class TeeStream:
         self._parts.append(head)
         return head
 
-    async def pump(self, write: Write) -> bytes:
+    async def pump(self, write: Write, direct: DirectWrite | None = None) -> bytes:
+        # The tee keeps every frame: through the awaited write, never the direct path.
         parts = self._parts
 
         async def tee(data: bytes) -> None:

@@ -17,9 +17,10 @@ from starlette.types import Receive, Scope, Send
 
 from anthropic_gateway import sse
 from anthropic_gateway.errors import GatewayError
+from anthropic_gateway.http.direct_write import direct_write
 from anthropic_gateway.ops.lifecycle import drained_error
 from anthropic_gateway.ops.record import RequestRecord
-from anthropic_gateway.service import Write
+from anthropic_gateway.service import DirectWrite, Write
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ class Streamed(Protocol):
 
     def start(self) -> bytes: ...
 
-    async def pump(self, write: Write) -> bytes: ...
+    async def pump(self, write: Write, direct: DirectWrite | None = None) -> bytes: ...
 
     def end(self, err: GatewayError) -> bytes: ...
 
@@ -73,7 +74,7 @@ class SSEResponse:
                 await send({"type": "http.response.body", "body": data, "more_body": True})
 
             try:
-                tail = await stream.pump(write)
+                tail = await stream.pump(write, direct_write(send))
             except asyncio.CancelledError:
                 if exchange is None or not exchange.drained:
                     raise

@@ -11,6 +11,7 @@ it fires (re-armed at most once per idle period, never per chunk).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
 import httptools
@@ -123,6 +124,8 @@ class Response:
         self._waiter: asyncio.Future[None] | None = None
         self._head: asyncio.Future[None] = loop.create_future()
         self._done = False  # released or closed by its owner
+        # Set: the body goes to this callback as it arrives (from data_received), not to the buffer.
+        self.sink: Callable[[bytes], None] | None = None
         self._idle = idle_timeout
         self._idle_timer: asyncio.TimerHandle | None = loop.call_at(self.last + idle_timeout, self._check_idle)
         self._total_timer: asyncio.TimerHandle | None = loop.call_at(deadline, self._total_expired)
@@ -155,6 +158,50 @@ class Response:
                 await waiter
             finally:
                 self._waiter = None
+
+    def take(self) -> bytes:
+        """What the buffer holds now (b"" if nothing), without waiting."""
+        buf = self._buf
+        if not buf:
+            return b""
+        data = buf[0] if len(buf) == 1 else b"".join(buf)
+        buf.clear()
+        self._size = 0
+        if self._paused:
+            self._resume()
+        return data
+
+    async def wait(self) -> None:
+        """Until ``wake()``, the body's end, or a failure (the sink's owner waits here)."""
+        if self.finished:
+            return
+        waiter = self._waiter = self.loop.create_future()
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+
+    def wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def pause(self) -> None:
+        """Stop reading the socket (the reader is behind): the upstream's sends block in its kernel."""
+        if not self._paused:
+            self._paused = True
+            transport = self._conn.transport
+            if transport is not None:
+                transport.pause_reading()
+
+    def resume(self) -> None:
+        if self._paused:
+            self._resume()
+
+    @property
+    def ended(self) -> bool:
+        """The body ended cleanly (its bytes may still be buffered)."""
+        return self._eof
 
     async def read(self) -> bytes:
         parts = []
@@ -207,16 +254,17 @@ class Response:
             self._head.set_result(None)
 
     def body(self, data: bytes) -> None:
+        sink = self.sink
+        if sink is not None:
+            sink(data)
+            return
         self._buf.append(data)
         self._size += len(data)
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
-        if self._size > HIGH_WATER and not self._paused:
-            self._paused = True
-            transport = self._conn.transport
-            if transport is not None:
-                transport.pause_reading()
+        if self._size > HIGH_WATER:
+            self.pause()
 
     def complete(self, keep_alive: bool) -> None:
         if self.finished:

@@ -160,7 +160,8 @@ class ThreadedStream:
         self._acc.feed(head)
         return head
 
-    async def pump(self, write: Any) -> bytes:
+    async def pump(self, write: Any, direct: Any = None) -> bytes:
+        # Every frame is accumulated: through the awaited write, never the direct path.
         acc = self._acc
 
         async def tapped(data: bytes) -> None:

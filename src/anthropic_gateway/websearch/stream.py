@@ -14,7 +14,7 @@ import orjson
 
 from anthropic_gateway import sse
 from anthropic_gateway.ops.record import RequestRecord
-from anthropic_gateway.service import AnswerStream, Write
+from anthropic_gateway.service import AnswerStream, DirectWrite, Write
 
 
 def _block(index: int, block: dict[str, Any]) -> list[bytes]:
@@ -62,7 +62,7 @@ class MessageStream(AnswerStream):
     def start(self) -> bytes:
         return self._head
 
-    async def pump(self, write: Write) -> bytes:
+    async def pump(self, write: Write, direct: DirectWrite | None = None) -> bytes:
         return self._tail
 
     async def close(self) -> None:
