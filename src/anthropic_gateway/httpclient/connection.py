@@ -51,7 +51,11 @@ class Connection(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError:
+            response.deliver()
             response.fail(Disconnected("the upstream sent an invalid HTTP response"))
+        else:
+            if response.sink is not None:
+                response.deliver()  # one call per socket read, however many HTTP chunks it held
 
     def eof_received(self) -> bool | None:
         return None  # the transport closes itself; connection_lost follows
@@ -124,7 +128,8 @@ class Response:
         self._waiter: asyncio.Future[None] | None = None
         self._head: asyncio.Future[None] = loop.create_future()
         self._done = False  # released or closed by its owner
-        # Set: the body goes to this callback as it arrives (from data_received), not to the buffer.
+        # Set: the body goes to this callback as it arrives (once per socket read, from data_received)
+        # instead of waiting in the buffer for readany().
         self.sink: Callable[[bytes], None] | None = None
         self._idle = idle_timeout
         self._idle_timer: asyncio.TimerHandle | None = loop.call_at(self.last + idle_timeout, self._check_idle)
@@ -254,9 +259,8 @@ class Response:
             self._head.set_result(None)
 
     def body(self, data: bytes) -> None:
-        sink = self.sink
-        if sink is not None:
-            sink(data)
+        if self.sink is not None:  # delivered once the socket read is parsed (deliver())
+            self._buf.append(data)
             return
         self._buf.append(data)
         self._size += len(data)
@@ -265,6 +269,15 @@ class Response:
             waiter.set_result(None)
         if self._size > HIGH_WATER:
             self.pause()
+
+    def deliver(self) -> None:
+        """The body bytes parsed from the last socket read, to the sink (if one is set)."""
+        sink, buf = self.sink, self._buf
+        if sink is not None and buf:
+            data = buf[0] if len(buf) == 1 else b"".join(buf)
+            buf.clear()
+            self._size = 0
+            sink(data)
 
     def complete(self, keep_alive: bool) -> None:
         if self.finished:
