@@ -18,6 +18,7 @@ REPO=$(cd "$(dirname "$0")/.." && pwd)
 PY=${PYTHON:-$REPO/.venv/bin/python}
 WORK=$(mktemp -d)
 # Ports of one's own (AB_MOCK_PORT / AB_GW_PORT) let two developers run it at once on a shared machine.
+# AB_MOCK_ARGS goes to the mock (e.g. "--delay 0.002": chunks spaced like tokens, one socket read each).
 MOCK_PORT=${AB_MOCK_PORT:-18971}; GW_PORT=${AB_GW_PORT:-18972}
 MOCK_PID=""
 cleanup() {  # by pid: never another run's processes
@@ -28,7 +29,7 @@ cleanup() {  # by pid: never another run's processes
 trap cleanup EXIT
 git -C "$REPO" worktree add -q "$WORK/a" "$A"
 git -C "$REPO" worktree add -q "$WORK/b" "$B"
-taskset -c 1 "$PY" "$REPO/bench/mock_upstream.py" --port $MOCK_PORT > "$WORK/mock.log" 2>&1 &
+taskset -c 1 "$PY" "$REPO/bench/mock_upstream.py" --port $MOCK_PORT ${AB_MOCK_ARGS:-} > "$WORK/mock.log" 2>&1 &
 MOCK_PID=$!
 sleep 1
 run() {  # $1 = worktree, $2 = label, $3 = database URL (empty: a SQLite file)
@@ -41,16 +42,18 @@ run() {  # $1 = worktree, $2 = label, $3 = database URL (empty: a SQLite file)
   for _ in $(seq 50); do curl -sf "http://127.0.0.1:$GW_PORT/" > /dev/null 2>&1 && break; sleep 0.1; done
   taskset -c 1 "$PY" "$REPO/bench/loadgen.py" --url "http://127.0.0.1:$GW_PORT" --target anthropic $MODE \
     --body "${AB_BODY:-small}" --concurrency "$C" --duration 2 --warmup 0 > /dev/null
-  local c0 c1; c0=$(awk '{print $14+$15}' "/proc/$gw/stat")
+  local c0 c1; c0=$(awk '{print $14","$15}' "/proc/$gw/stat")
   taskset -c 1 "$PY" "$REPO/bench/loadgen.py" --url "http://127.0.0.1:$GW_PORT" --target anthropic $MODE \
     --body "${AB_BODY:-small}" --concurrency "$C" --duration 5 --warmup 0 > "$WORK/run.json"
-  c1=$(awk '{print $14+$15}' "/proc/$gw/stat")
+  c1=$(awk '{print $14","$15}' "/proc/$gw/stat")
   kill "$gw"; wait "$gw" 2>/dev/null || true
   "$PY" - "$WORK/run.json" "$2" "$c0" "$c1" "$(getconf CLK_TCK)" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))
-ticks = (int(sys.argv[4]) - int(sys.argv[3])) / int(sys.argv[5])
-print(f"{sys.argv[2]:>8}  {d['rps']:8.1f} req/s  errors {d['errors']}  gateway CPU {1000 * ticks / max(d['total_started'], 1):.3f} ms/req")
+(u0, s0), (u1, s1) = (map(int, a.split(",")) for a in sys.argv[3:5])
+per = 1000 / int(sys.argv[5]) / max(d['total_started'], 1)  # ms per request per tick
+print(f"{sys.argv[2]:>8}  {d['rps']:8.1f} req/s  errors {d['errors']}  gateway CPU {(u1 - u0 + s1 - s0) * per:.3f} ms/req"
+      f"  (user {(u1 - u0) * per:.3f}, system {(s1 - s0) * per:.3f})")
 PY
 }
 echo "c=$C ${MODE:-non-streaming}, body ${AB_BODY:-small}, $ROUNDS rounds: A=$A B=$B"
