@@ -154,12 +154,12 @@ def _tool(tool: Tool, index: int, conv: MessageConverter) -> dict[str, Any]:
         description, schema = synthesized
     else:
         description = tool.description
-        if not bytes(schema):
+        if not len(schema):  # len, not bytes(): no copy of a schema per check
             raise InvalidRequestError(f"tools.{index}.input_schema: Field required")
     function: dict[str, Any] = {"name": conv.tool_name(tool.name)}
     if description:
         function["description"] = description
-    function["parameters"] = schema if bytes(schema) else _EMPTY_SCHEMA
+    function["parameters"] = schema if len(schema) else _EMPTY_SCHEMA
     if tool.strict is not None:
         function["strict"] = tool.strict
     out: dict[str, Any] = {"type": "function", "function": function}
