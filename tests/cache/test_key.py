@@ -65,3 +65,18 @@ def test_everything_that_can_change_the_answer_changes_the_key() -> None:
         key(output_config={"effort": "low"}),
     ]
     assert len({key(), *variants}) == len(variants) + 1
+
+
+def test_integers_past_64_bits_are_keyed_exactly() -> None:
+    """JSON allows them in a tool's input; read as floats, 2**70 and 2**70 + 1 would share a key."""
+
+    def with_input(n: int) -> str:
+        return key(messages=[
+            {"role": "user", "content": "Go"},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "t", "input": {"n": n}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "ok"}]},
+        ])  # fmt: skip
+
+    assert with_input(2**70) != with_input(2**70 + 1)
+    assert with_input(2**70) == with_input(2**70)
+    assert with_input(5) != with_input(6)

@@ -389,3 +389,32 @@ def test_tool_result_for_unknown_id_becomes_user_text(
     assert [m["role"] for m in msgs] == ["user", "assistant", "user"]
     text = text_of(msgs[2]["content"])
     assert "toolu_orphan9" in text and "42 degrees" in text
+
+
+BIG = 2**70 + 1  # JSON has no integer limit; orjson stops at 64 bits
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_an_integer_past_64_bits_in_a_tool_input_goes_upstream_exact(
+    client: anthropic.Anthropic, upstream: FakeUpstream, streaming: bool
+) -> None:
+    history: list[Any] = [
+        *QUESTION,
+        {"role": "assistant", "content": [
+            {"type": "tool_use", "id": "toolu_big", "name": "get_weather", "input": {"city": "Paris", "n": BIG}},
+        ]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_big", "content": "Sunny"}]},
+    ]  # fmt: skip
+    items: list[StreamItem] = [text_chunk("Sunny in Paris."), finish_chunk("stop"), usage_chunk(40, 5)]
+    if streaming:
+        upstream.expect(Reply.stream(items))
+        with client.messages.stream(model=MODEL, max_tokens=50, messages=history, tools=[WEATHER_TOOL]) as stream:
+            msg = stream.get_final_message()
+    else:
+        upstream.expect(Reply.auto(items))
+        msg = client.messages.create(model=MODEL, max_tokens=50, messages=history, tools=[WEATHER_TOOL])
+    assert msg.content[0].type == "text" and msg.content[0].text == "Sunny in Paris."
+    [call] = upstream.requests[0].body["messages"][1]["tool_calls"]
+    assert json.loads(call["function"]["arguments"]) == {"city": "Paris", "n": BIG}
+    counted = client.messages.count_tokens(model=MODEL, messages=history, tools=[WEATHER_TOOL])
+    assert counted.input_tokens > 0

@@ -199,7 +199,7 @@ def request(**fields: Any) -> MessagesRequest:
     body: dict[str, Any] = {"model": "claude-sonnet-5", "max_tokens": 1024,
                             "messages": [{"role": "user", "content": "Hello"}]}  # fmt: skip
     body.update(fields)
-    return decode_messages_request(orjson.dumps(body))
+    return decode_messages_request(msgspec.json.encode(body))  # msgspec: integers past 64 bits too
 
 
 def upstream_body(

@@ -17,7 +17,8 @@ for it), ``stream`` (a hit is served in either mode), ``metadata``, ``service_ti
 omitted.
 
 Canonical JSON: UTF-8, object keys sorted, no insignificant whitespace, numbers in the type the
-request schema decodes them to (``temperature: 0`` is ``0.0``), in orjson's shortest round-trip form. Not Python's ``hash()``: that is keyed
+request schema decodes them to (``temperature: 0`` is ``0.0``), in orjson's shortest round-trip form
+(integers past 64 bits, which orjson cannot write, exactly as given). Not Python's ``hash()``: that is keyed
 per process.
 """
 
@@ -41,6 +42,7 @@ KEY_FIELDS: tuple[str, ...] = (
     "provider", "models", "transforms",
 )  # fmt: skip
 _encode = msgspec.json.Encoder().encode  # requests hold msgspec.Raw (tool schemas, base64 data)
+_decode = msgspec.json.Decoder().decode  # integers past 64 bits stay integers (orjson makes them floats)
 
 
 def _strip(value: Any) -> Any:
@@ -60,7 +62,7 @@ def request_part(req: MessagesRequest) -> dict[str, Any]:
             value = system_without_attribution(value)
         if value is not None:
             fields[name] = value
-    plain = orjson.loads(_encode(fields))
+    plain = _decode(_encode(fields))
     out: dict[str, Any] = _strip(plain)
     return out
 
@@ -73,7 +75,10 @@ def canonical(req: MessagesRequest, route: Route, partition: str) -> bytes:
         "upstream_model": route.upstream_model,
         "request": request_part(req),
     }
-    return orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
+    try:
+        return orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError:  # an integer past 64 bits: the same canonical form from msgspec
+        return msgspec.json.encode(doc, order="sorted")
 
 
 def cache_key(req: MessagesRequest, route: Route, partition: str) -> str:

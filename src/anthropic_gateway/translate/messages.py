@@ -16,7 +16,6 @@ import logging
 from typing import Any, assert_never
 
 import msgspec
-import orjson
 
 from anthropic_gateway.backends import prompt_cache_style
 from anthropic_gateway.errors import InvalidRequestError
@@ -65,6 +64,14 @@ from anthropic_gateway.translate.prompt_cache import Marks, system_without_attri
 from anthropic_gateway.websearch.blocks import replay_text
 
 log = logging.getLogger(__name__)
+
+_encode_json = msgspec.json.Encoder().encode
+
+
+def json_text(value: Any) -> str:
+    """A client's JSON value as JSON text: msgspec, because it keeps integers past 64 bits (valid
+    JSON, which a client may send in a tool's input) where orjson refuses them."""
+    return _encode_json(value).decode()
 
 Part = dict[str, Any]
 OAIMessage = dict[str, Any]
@@ -198,7 +205,7 @@ class MessageConverter:
                 calls.append({
                     "id": self.tool_id(block.id),
                     "type": "function",
-                    "function": {"name": self.tool_name(block.name), "arguments": orjson.dumps(block.input).decode()},
+                    "function": {"name": self.tool_name(block.name), "arguments": json_text(block.input)},
                 })  # fmt: skip
             elif isinstance(block, ThinkingBlock):
                 reasoning.add_thinking(block, self.claude)
@@ -430,7 +437,7 @@ def _history_text(block: ContentBlock) -> str:
     """Blocks an OpenAI-compatible upstream has no place for, rendered as text so the model keeps
     the context (server-tool calls and results, MCP calls); empty for blocks with nothing to say."""
     if isinstance(block, ServerToolUseBlock | MCPToolUseBlock):
-        return f"[{block.name} called with {orjson.dumps(block.input).decode()}]"
+        return f"[{block.name} called with {json_text(block.input)}]"
     if isinstance(block, WebSearchToolResultBlock):
         return replay_text(block.content)
     if isinstance(
@@ -451,4 +458,4 @@ def _plain(value: Any) -> str:
         texts = [str(v["text"]) for v in value if isinstance(v, dict) and isinstance(v.get("text"), str)]
         if texts:
             return "\n".join(texts)
-    return orjson.dumps(value).decode()
+    return json_text(value)
