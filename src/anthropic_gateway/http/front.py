@@ -82,6 +82,9 @@ class Exchange:
     def stop(self) -> None:
         if self.watcher is not None:
             self.watcher.cancel()
+            # The cancelled watcher's frame refers to this exchange: without this, every request left
+            # a cycle (uvicorn's cycle and the record included) for the garbage collector to find.
+            self.watcher = None
 
     def end_for_drain(self) -> None:
         if self.task is not None and not (self.responded or self.disconnected or self.drained):
