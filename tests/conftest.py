@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -29,6 +30,12 @@ import pytest
 import engines
 from engines import _postgres_server, postgres_url, store_url  # noqa: F401  (fixtures)
 from fake_upstream import FakeUpstream
+
+# A suite started in the background of a non-interactive shell (`bash script &`) inherits SIGINT
+# ignored, and every gateway it spawns would too: uvicorn's re-raised SIGINT would then do nothing and
+# the lifecycle tests' exit status 130 would read 0. A handler here is reset to the default on exec.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 UPSTREAM_KEY = "sk-upstream-test-secret-123"
 CLIENT_KEY = "test-key"
