@@ -16,7 +16,7 @@ import anthropic
 import pytest
 import redis
 
-from conftest import CLIENT_KEY, GatewayProcess, SpawnGateway, free_port
+from conftest import CLIENT_KEY, GatewayProcess, SpawnGateway, free_port, stop_gateway
 from fake_upstream import FakeUpstream, Reply, finish_chunk, text_chunk, usage_chunk
 from redis_support import (
     REDIS_URL,
@@ -208,4 +208,7 @@ def test_keys_stay_under_the_prefix_and_go_with_it(
         names = sorted(n.decode()[len(redis_prefix):] for n in r.scan_iter(match=redis_prefix + "*"))
     assert any(n.startswith("rl:{team}:w:") for n in names) and any(n.startswith("rc:") for n in names), names
     assert any(n.startswith("rl:{team}:d:") for n in names), names
+    # Stopped first: a running gateway may still write after the answer (its concurrency lease, the
+    # spend counted once the record is emitted), and a key written after the delete is not a leak.
+    stop_gateway(gw)
     assert delete_prefix(redis_prefix) >= 3 and count_prefix(redis_prefix) == 0
