@@ -28,6 +28,11 @@ class SSEDecoder:
         self._pending = 0
 
     def feed(self, chunk: bytes) -> list[bytes]:
+        if (
+            not self._parts and chunk.startswith(b"data: ") and chunk.find(b"\n") == len(chunk) - 2
+            and chunk.endswith(b"\n\n") and b"\r" not in chunk
+        ):  # fmt: skip
+            return [chunk[6:-2]]  # the usual read: exactly one one-line event
         if b"\n" not in chunk and b"\r" not in chunk:
             if chunk:
                 self._parts.append(chunk)

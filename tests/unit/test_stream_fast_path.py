@@ -1,0 +1,116 @@
+"""The stream translator's text fast path (a typed msgspec decode of the common text chunk, issue 15)
+gives the same bytes as the general path (orjson.loads and the dict walk) for any chunk sequence and
+any split into reads: the general path is the reference, run by making the fast decode refuse."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from typing import Any
+
+import msgspec
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from anthropic_gateway.translate import stream
+from anthropic_gateway.translate.context import RequestContext
+from anthropic_gateway.translate.stream import StreamTranslator
+
+_RANDOM_ID = re.compile(rb"toolu_[A-Za-z0-9]+")
+
+
+def _refuse(payload: bytes) -> Any:
+    raise msgspec.ValidationError("general path only")
+
+
+def _run(reads: list[bytes], ctx: RequestContext, fast: bool, monkeypatch: pytest.MonkeyPatch) -> tuple[bytes, Any]:
+    with monkeypatch.context() as m:
+        if not fast:
+            m.setattr(stream, "_decode_text", _refuse)
+        t = StreamTranslator(ctx, "msg_x", 7)
+        out = [t.start()]
+        out += [t.feed(r) for r in reads]
+        out.append(t.finish())
+        # A repeated upstream tool id gets a fresh random one (common.client_tool_id): not compared.
+        return _RANDOM_ID.sub(b"toolu_X", b"".join(out)), t.final_usage()
+
+
+_text = st.text(min_size=0, max_size=6)
+_meta = st.fixed_dictionaries(
+    {},
+    optional={
+        "id": st.sampled_from(["c1", ""]), "object": st.just("chat.completion.chunk"),
+        "created": st.sampled_from([1, 0, 1.5, "x"]), "model": st.just("m"),
+        "system_fingerprint": st.sampled_from([None, "fp", 3]), "provider": st.sampled_from(["P", None]),
+        "usage": st.sampled_from([None, {}, {"prompt_tokens": 3, "completion_tokens": 2}]),
+        "error": st.sampled_from([None, {"message": "boom", "code": 500}]), "extra": st.just(1),
+    },
+)  # fmt: skip
+_delta = st.fixed_dictionaries(
+    {},
+    optional={
+        "content": st.one_of(_text, st.none()),  # non-str content: a general-path TypeError (defect, reported) "role": st.sampled_from(["assistant", None, 1]),
+        "reasoning": st.sampled_from([None, "hmm"]), "refusal": st.sampled_from([None, "no"]),
+        "tool_calls": st.sampled_from([None, [{"index": 0, "id": "t1", "function": {"name": "f", "arguments": "{}"}}]]),
+    },
+)  # fmt: skip
+_choice = st.fixed_dictionaries(
+    {"delta": _delta},
+    optional={
+        "index": st.sampled_from([0, 1, "0"]), "finish_reason": st.sampled_from([None, "stop", "length"]),
+        "native_finish_reason": st.sampled_from([None, "stop"]), "logprobs": st.none(),
+    },
+)  # fmt: skip
+_chunk = st.builds(lambda meta, choices: {**meta, "choices": choices}, _meta, st.lists(_choice, max_size=2))
+_RAW = [  # what the two decoders might judge differently: both must call these malformed or not
+    b'{"id":"\xff","choices":[{"delta":{"content":"x"}}]}',
+    b'{"created":1e999,"choices":[{"delta":{"content":"x"}}]}',
+    b'{"choices":[{"delta":{"content":"\\ud800"}}]}',
+    b'{"choices":[{"delta":{"content":"a","content":"b"}}]}',
+    b'{"choices":[{"delta":{"content":"x"}}],"choices":[]}',
+    b'{"choices":[{"delta":{"content":"x"}}]',
+    b'[{"choices":[{"delta":{"content":"x"}}]}]',
+    b'{"choices":[{"delta":{"content":"\\u00e9\\ud83d\\ude00"}}]}',
+]
+_payload = st.one_of(_chunk.map(orjson.dumps), _chunk.map(orjson.dumps), st.sampled_from(_RAW))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    payloads=st.lists(_payload, max_size=12),
+    cuts=st.lists(st.integers(min_value=0, max_value=4000), max_size=6),
+    stops=st.sampled_from([[], ["b"]]),
+    done=st.booleans(),
+)
+def test_fast_and_general_paths_give_the_same_bytes(
+    payloads: list[bytes], cuts: list[int], stops: list[str], done: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opening = b'data: {"choices":[{"index":0,"delta":{"role":"assistant","content":"Hi"}}]}\n\n'
+    data = opening + b"".join(b"data: " + p + b"\n\n" for p in payloads) + (b"data: [DONE]\n\n" if done else b"")
+    bounds = sorted({0, len(data), *(c for c in cuts if c < len(data))})
+    for reads in ([data[a:b] for a, b in itertools.pairwise(bounds)], [e + b"\n\n" for e in data.split(b"\n\n")[:-1]]):
+        ctx = RequestContext(client_model="claude-x", target_is_claude=False, local_stops=stops, max_tokens=50)
+        fast = _run(reads, ctx, True, monkeypatch)
+        general = _run(reads, ctx, False, monkeypatch)
+        assert fast == general, (payloads, reads)
+
+
+def test_the_common_text_chunk_takes_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Guards the test above: the fast path is really taken for the mock's (and OpenAI's) text chunk.
+    calls: list[bytes] = []
+    real = stream._decode_text
+
+    def counting(payload: bytes) -> Any:
+        calls.append(payload)
+        return real(payload)
+
+    monkeypatch.setattr(stream, "_decode_text", counting)
+    chunk = b'{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"w1 "},"finish_reason":null}]}'
+    t = StreamTranslator(RequestContext(client_model="claude-x", target_is_claude=False), "msg_x")
+    t.feed(b'data: {"choices":[{"index":0,"delta":{"role":"assistant","content":"Hi"}}]}\n\n')
+    out = t.feed(b"data: " + chunk + b"\n\n")
+    assert calls == [chunk]
+    assert out == (b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
+                   b'"delta":{"type":"text_delta","text":"w1 "}}\n\n')  # fmt: skip
