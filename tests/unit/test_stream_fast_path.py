@@ -48,12 +48,20 @@ _meta = st.fixed_dictionaries(
         "error": st.sampled_from([None, {"message": "boom", "code": 500}]), "extra": st.just(1),
     },
 )  # fmt: skip
+_fragment = st.fixed_dictionaries(
+    {"function": st.fixed_dictionaries(
+        {}, optional={"arguments": st.one_of(st.sampled_from(['{"a":', '1}', "", " "]), _text, st.just({"a": 1})),
+                      "name": st.sampled_from(["f", "g", ""])})},
+    optional={"index": st.sampled_from([0, 1, "0", True, None]), "id": st.sampled_from(["t1", "t2", "", None]),
+              "type": st.sampled_from(["function", None])},
+)  # fmt: skip
 _delta = st.fixed_dictionaries(
     {},
     optional={
-        "content": st.one_of(_text, st.none()),  # non-str content: a general-path TypeError (defect, reported) "role": st.sampled_from(["assistant", None, 1]),
+        # (not non-str content: the general path raises TypeError on it, a defect of its own)
+        "content": st.one_of(_text, st.none()), "role": st.sampled_from(["assistant", None, 1]),
         "reasoning": st.sampled_from([None, "hmm"]), "refusal": st.sampled_from([None, "no"]),
-        "tool_calls": st.sampled_from([None, [{"index": 0, "id": "t1", "function": {"name": "f", "arguments": "{}"}}]]),
+        "tool_calls": st.one_of(st.none(), st.lists(_fragment, min_size=1, max_size=2)),
     },
 )  # fmt: skip
 _choice = st.fixed_dictionaries(
@@ -64,7 +72,10 @@ _choice = st.fixed_dictionaries(
     },
 )  # fmt: skip
 _chunk = st.builds(lambda meta, choices: {**meta, "choices": choices}, _meta, st.lists(_choice, max_size=2))
-_RAW = [  # what the two decoders might judge differently: both must call these malformed or not
+_RAW = [  # what the two decoders might judge differently (both must call these malformed or not), and tools
+    b'{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"c1","function":{"name":"f","arguments":""}}]}}]}',
+    b'{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\\"a\\":"}}]}}]}',
+    b'{"choices":[{"index":0,"delta":{"content":null,"tool_calls":[{"index":0,"function":{"arguments":"1}"}}]}}]}',
     b'{"id":"\xff","choices":[{"delta":{"content":"x"}}]}',
     b'{"created":1e999,"choices":[{"delta":{"content":"x"}}]}',
     b'{"choices":[{"delta":{"content":"\\ud800"}}]}',
@@ -74,7 +85,7 @@ _RAW = [  # what the two decoders might judge differently: both must call these 
     b'[{"choices":[{"delta":{"content":"x"}}]}]',
     b'{"choices":[{"delta":{"content":"\\u00e9\\ud83d\\ude00"}}]}',
 ]
-_payload = st.one_of(_chunk.map(orjson.dumps), _chunk.map(orjson.dumps), st.sampled_from(_RAW))
+_payload = st.one_of(_chunk.map(orjson.dumps), st.sampled_from(_RAW))
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -83,15 +94,20 @@ _payload = st.one_of(_chunk.map(orjson.dumps), _chunk.map(orjson.dumps), st.samp
     cuts=st.lists(st.integers(min_value=0, max_value=4000), max_size=6),
     stops=st.sampled_from([[], ["b"]]),
     done=st.booleans(),
+    stream_tools=st.booleans(),
 )
 def test_fast_and_general_paths_give_the_same_bytes(
-    payloads: list[bytes], cuts: list[int], stops: list[str], done: bool, monkeypatch: pytest.MonkeyPatch
+    payloads: list[bytes], cuts: list[int], stops: list[str], done: bool, stream_tools: bool,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     opening = b'data: {"choices":[{"index":0,"delta":{"role":"assistant","content":"Hi"}}]}\n\n'
     data = opening + b"".join(b"data: " + p + b"\n\n" for p in payloads) + (b"data: [DONE]\n\n" if done else b"")
     bounds = sorted({0, len(data), *(c for c in cuts if c < len(data))})
     for reads in ([data[a:b] for a, b in itertools.pairwise(bounds)], [e + b"\n\n" for e in data.split(b"\n\n")[:-1]]):
-        ctx = RequestContext(client_model="claude-x", target_is_claude=False, local_stops=stops, max_tokens=50)
+        ctx = RequestContext(
+            client_model="claude-x", target_is_claude=False, local_stops=stops, max_tokens=50,
+            stream_tool_input=stream_tools,
+        )  # fmt: skip
         fast = _run(reads, ctx, True, monkeypatch)
         general = _run(reads, ctx, False, monkeypatch)
         assert fast == general, (payloads, reads)
@@ -110,7 +126,34 @@ def test_the_common_text_chunk_takes_the_fast_path(monkeypatch: pytest.MonkeyPat
     chunk = b'{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"w1 "},"finish_reason":null}]}'
     t = StreamTranslator(RequestContext(client_model="claude-x", target_is_claude=False), "msg_x")
     t.feed(b'data: {"choices":[{"index":0,"delta":{"role":"assistant","content":"Hi"}}]}\n\n')
+    general: list[bytes] = []
+    monkeypatch.setattr(t, "_payload", general.append)  # the general path must not see it
     out = t.feed(b"data: " + chunk + b"\n\n")
-    assert calls == [chunk]
+    assert calls == [chunk] and general == []
     assert out == (b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
                    b'"delta":{"type":"text_delta","text":"w1 "}}\n\n')  # fmt: skip
+
+
+def test_a_streamed_tool_calls_argument_fragments_take_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    taken: list[bytes] = []
+    real = stream._decode_text
+
+    def counting(payload: bytes) -> Any:
+        got = real(payload)
+        taken.append(payload)
+        return got
+
+    monkeypatch.setattr(stream, "_decode_text", counting)
+    ctx = RequestContext(client_model="claude-x", target_is_claude=False, stream_tool_input=True)
+    t = StreamTranslator(ctx, "msg_x")
+    first = b'{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"call_1","type":"function","function":{"name":"f","arguments":""}}]}}]}'
+    frag = b'{"id":"c","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\\"a\\":"}}]},"finish_reason":null}]}'
+    t.feed(b"data: " + first + b"\n\n")
+    general: list[bytes] = []
+    monkeypatch.setattr(t, "_payload", general.append)  # the general path must not see it
+    out = t.feed(b"data: " + frag + b"\n\n")
+    assert general == []
+    assert taken[-1] == frag  # the first opens the block by the general path; the fragment decodes here
+    assert out == (b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
+                   b'"delta":{"type":"input_json_delta","partial_json":"{\\"a\\":"}}\n\n')  # fmt: skip
+    assert t.live is not None and t.live.args == ['{"a":']

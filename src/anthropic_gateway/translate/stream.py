@@ -61,26 +61,39 @@ MAX_EVENT_BYTES = 16 * 1024 * 1024
 MAX_CHARS_PER_TOKEN = 8
 
 
-class _TextDelta(msgspec.Struct, forbid_unknown_fields=True):
-    content: str
+class _Function(msgspec.Struct, forbid_unknown_fields=True):
+    arguments: str
+
+
+class _Fragment(msgspec.Struct, forbid_unknown_fields=True):
+    index: int
+    function: _Function
+    id: str | None = None
+    type: str | None = None
+
+
+class _Delta(msgspec.Struct, forbid_unknown_fields=True):
+    content: str | None = None
+    tool_calls: list[_Fragment] | None = None
     role: str | None = None
 
 
-class _TextChoice(msgspec.Struct, forbid_unknown_fields=True):
-    delta: _TextDelta
+class _Choice(msgspec.Struct, forbid_unknown_fields=True):
+    delta: _Delta
     index: int = 0
     finish_reason: None = None
     native_finish_reason: None = None
     logprobs: None = None
 
 
-class _TextChunk(msgspec.Struct, forbid_unknown_fields=True):
-    """The overwhelmingly common chunk: one more piece of text and nothing else. Every field is typed
-    and no unknown one is allowed, so a chunk that decodes as this one is valid JSON (msgspec rejects
-    what orjson rejects in the values it decodes; it only skips, less strictly, values it does not
-    decode, and here there are none) and means nothing to the general path but its text."""
+class _Chunk(msgspec.Struct, forbid_unknown_fields=True):
+    """The overwhelmingly common chunks: one more piece of text, or one more argument fragment of a
+    tool call, and nothing else. Every field is typed and no unknown one is allowed, so a chunk that
+    decodes as this one is valid JSON (msgspec rejects what orjson rejects in the values it decodes;
+    it only skips, less strictly, values it does not decode, and here there are none) and means
+    nothing to the general path but its text or its fragment."""
 
-    choices: list[_TextChoice]
+    choices: list[_Choice]
     id: str = ""
     object: str = ""
     created: int = 0
@@ -90,8 +103,10 @@ class _TextChunk(msgspec.Struct, forbid_unknown_fields=True):
 
 
 # A typed decode of only these fields costs a fraction of orjson.loads to dicts and the dict walk after.
-_decode_text = msgspec.json.Decoder(_TextChunk).decode
+_decode_text = msgspec.json.Decoder(_Chunk).decode
 _NOT_TEXT = (msgspec.DecodeError, msgspec.ValidationError)
+_text_delta = sse.text_delta
+_json_delta = sse.input_json_delta
 
 
 class _ToolCall:
@@ -180,30 +195,51 @@ class StreamTranslator:
     def feed(self, chunk: bytes) -> bytes:
         """One network read → the bytes of every event it completes."""
         out = self.out
+        # The hot paths: one more piece of the open text block, or one more argument fragment of the
+        # tool call being streamed, when nothing else can apply (no held deltas, stop sequences,
+        # other tool calls); anything else takes the general path. Only the general path changes
+        # what this depends on, so it is decided again only after that.
+        fast = self._fast()
         for payload in self.decoder.feed(chunk):
-            if self.done:
-                break
-            # The hot path: one more piece of the open text block, when nothing else can apply (no
-            # held deltas, stop sequences or tool calls); anything else takes the general path.
-            if self.open == TEXT and self.deferred is None and self.stops is None and not self.tools:
+            if fast:
                 try:
                     choices = _decode_text(payload).choices
                 except _NOT_TEXT:
                     pass
                 else:
-                    content = choices[0].delta.content if choices else None
-                    if content:
-                        out.append(sse.text_delta(self.index, content))
-                        self.pieces += 1
-                        self.chars += len(content)
-                        continue
+                    if choices:
+                        delta = choices[0].delta
+                        content, calls = delta.content, delta.tool_calls
+                        if calls is None:
+                            if content and self.open == TEXT:
+                                out.append(_text_delta(self.index, content))
+                                self.pieces += 1
+                                self.chars += len(content)
+                                continue
+                        elif not content and len(calls) == 1 and self.open == TOOL:
+                            frag = calls[0]
+                            args = frag.function.arguments
+                            if args and not frag.id and frag.index == self.live_idx:
+                                assert self.live is not None
+                                self.live.args.append(args)
+                                out.append(_json_delta(self.index, args))
+                                self.pieces += 1
+                                self.chars += len(args)
+                                continue
+            elif self.done:
+                break
             self._payload(payload)
+            fast = self._fast()
         if self.decoder.pending > MAX_EVENT_BYTES and self.error is None:
             self._fail(APIError("The upstream sent a stream event larger than 16 MB"))
         budget = self.budget
         if budget is not None and (self.pieces > budget or self.chars > budget * MAX_CHARS_PER_TOKEN) and not self.done:
             self._over_budget(budget)
-        return self._take()
+        if not out:
+            return b""
+        data = b"".join(out)
+        out.clear()
+        return data
 
     def finish(self) -> bytes:
         """End of the upstream stream (or an early stop): close everything, then message_delta/stop."""
@@ -250,6 +286,15 @@ class StreamTranslator:
         data = b"".join(self.out)
         self.out.clear()
         return data
+
+    def _fast(self) -> bool:
+        """Whether the next chunk may take feed's hot paths (text into the open text block, or an
+        argument fragment into the streamed tool call's block) if it has their shape."""
+        if self.deferred is not None or self.stops is not None or self.done:
+            return False
+        if self.open == TEXT:
+            return not self.tools
+        return self.open == TOOL and self.live is not None
 
     def _fail(self, err: GatewayError) -> None:
         # Appends only: events already produced from the same read go out before the error.
