@@ -146,14 +146,8 @@ class Response:
     async def readany(self) -> bytes:
         """The body bytes that arrived since the last call (waiting for some); b"" at its end."""
         while True:
-            buf = self._buf
-            if buf:
-                data = buf[0] if len(buf) == 1 else b"".join(buf)
-                buf.clear()
-                self._size = 0
-                if self._paused:
-                    self._resume()
-                return data
+            if self._buf:
+                return self.take()
             if self.error is not None:
                 raise self.error
             if self._eof:
