@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -92,26 +91,6 @@ def wait_idle(pid: int, limit: float = 15.0) -> float:
         elif time.perf_counter() - since >= 1.0:
             break
     return time.perf_counter() - t0
-
-
-def count_tokens_ms(port: int) -> tuple[float, int]:
-    body = json.dumps(
-        {"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "How many tokens is this?"}]}
-    ).encode()
-    head = (
-        f"POST /v1/messages/count_tokens HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
-        f"x-api-key: bench\r\nanthropic-version: 2023-06-01\r\ncontent-length: {len(body)}\r\n"
-        "connection: close\r\n\r\n"
-    ).encode()
-    t0 = time.perf_counter()
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall(head + body)
-        data = b""
-        while chunk := s.recv(65536):
-            data += chunk
-    elapsed = (time.perf_counter() - t0) * 1000
-    status_code = int(data.split(b" ", 2)[1])
-    return elapsed, status_code
 
 
 def import_costs() -> list[tuple[float, str]]:
@@ -189,8 +168,8 @@ def main() -> int:
         res["rss_idle"] = status(pid, "VmRSS")
         res["threads_idle"] = threads(pid)
         res["smaps_idle"] = smaps(pid)
-        res["first_count_tokens_ms"], res["first_count_tokens_status"] = count_tokens_ms(args.port)
-        res["second_count_tokens_ms"], _ = count_tokens_ms(args.port)
+        res["first_count_tokens_ms"], res["first_count_tokens_status"] = run.count_tokens_ms(args.port)
+        res["second_count_tokens_ms"], _ = run.count_tokens_ms(args.port)
         if args.seconds > 0:
             cell = run.Cell(f"stream c={args.concurrency}", "small", True, args.concurrency)
             url = f"http://127.0.0.1:{args.port}"

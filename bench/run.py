@@ -215,6 +215,27 @@ def start_gateway(port: int, mock_port: int, log: Path) -> tuple[subprocess.Pope
     return proc, wait_ready(proc, port, 20)
 
 
+def count_tokens_ms(port: int) -> tuple[float, int]:
+    """The latency of one POST /v1/messages/count_tokens on a new connection, and its status."""
+    body = json.dumps(
+        {"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "How many tokens is this?"}]}
+    ).encode()
+    head = (
+        f"POST /v1/messages/count_tokens HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
+        f"x-api-key: bench\r\nanthropic-version: 2023-06-01\r\ncontent-length: {len(body)}\r\n"
+        "connection: close\r\n\r\n"
+    ).encode()
+    t0 = time.perf_counter()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(head + body)
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    elapsed = (time.perf_counter() - t0) * 1000
+    status_code = int(data.split(b" ", 2)[1])
+    return elapsed, status_code
+
+
 # ---------------------------------------------------------------------------------------------- load
 
 
@@ -562,7 +583,7 @@ def report(data: dict[str, Any]) -> str:
         out.append(
             f"Gateway start-up (spawn → first 200 on GET /): median {fmt(g['startup_s'] * 1000, 0)} ms "
             f"(runs: {', '.join(fmt(s * 1000, 0) for s in g['startup_runs'])} ms) · RSS idle after start "
-            f"{fmt(g['rss_idle_mb'])} MB · RSS idle after the matrix {fmt(g.get('rss_idle_after_mb'))} MB · "
+            f"{fmt(g['rss_idle_mb'])} MB · first count_tokens {fmt(g.get('first_count_ms'), 1)} ms · RSS idle after the matrix {fmt(g.get('rss_idle_after_mb'))} MB · "
             f"VmHWM {fmt(g.get('rss_hwm_mb'))} MB"
         )
         out.append("")
@@ -634,7 +655,7 @@ def report(data: dict[str, Any]) -> str:
             f"| {fmt(1000 / lg if lg else None, 0)} |"
         )
     out.append("")
-    out += ["## Targets (issue 5)", "", "| figure | target | measured | met |", "|---|---|---|---|"]
+    out += ["## Targets (issue 15, round two)", "", "| figure | target | measured | met |", "|---|---|---|---|"]
     for t in data["targets"]:
         out.append(f"| {t['figure']} | {t['target']} | {t['measured']} | {t['met']} |")
     out.append("")
@@ -691,8 +712,14 @@ def report(data: dict[str, Any]) -> str:
 
 
 def targets(data: dict[str, Any]) -> list[dict[str, str]]:
+    """Issue 15's round-two targets. A ratio to the floor is also given as a ratio to the zero-work
+    relay of the same run: on a machine where the harness core cannot drive the floor's rate across
+    cores (the relay itself reaching well under 1× the floor), the relay is the highest any gateway
+    can reach, and the ratio to it is the figure that carries from one machine to another."""
     cells = {c["name"]: c for c in data["cells"]}
     g = data["gateway"]
+    relay = data.get("relay") or {}
+    relay_rps = relay.get("rps") if "failed" not in relay else None
     rows: list[dict[str, str]] = []
 
     def add(figure: str, target: str, value: float | None, ok: bool | None, text: str) -> None:
@@ -705,76 +732,52 @@ def targets(data: dict[str, Any]) -> list[dict[str, str]]:
         r = cells[name].get("gateway") or {}
         return r if "failed" not in r else {}
 
-    s32, f32 = gw("stream c=32"), cells["stream c=32"]["floor"]
-    if s32:
-        r = s32["rps"] / f32["rps"]
-        add(
-            "streaming c=32",
-            "≥ 0.75 × floor and ≥ 500/s",
-            r,
-            r >= 0.75 and s32["rps"] >= 500,
-            f"{s32['rps']:.0f}/s = {r:.2f}× floor ({f32['rps']:.0f}/s)",
-        )
-        cpu = per_req_ms(s32["watched_cpu_s"], s32)
-        add("gateway CPU per 1,000 streams", "≤ 1.5 s", cpu, cpu is not None and cpu <= 1.5, f"{cpu:.2f} s")
-    else:
-        add("streaming c=32", "≥ 0.75 × floor and ≥ 500/s", None, None, "")
-        add("gateway CPU per 1,000 streams", "≤ 1.5 s", None, None, "")
+    def vs_floor(name: str, label: str, least: float) -> None:
+        r, f = gw(name), cells[name]["floor"]
+        if not r or not f.get("rps"):
+            add(label, f"≥ {least} × floor", None, None, "")
+            return
+        x = r["rps"] / f["rps"]
+        text = f"{r['rps']:.0f}/s = {x:.2f}× floor ({f['rps']:.0f}/s)"
+        if relay_rps:
+            text += f", {r['rps'] / relay_rps:.2f}× relay ({relay_rps:.0f}/s = {relay_rps / f['rps']:.2f}× floor)"
+        add(label, f"≥ {least} × floor", x, x >= least, text)
+
+    s32 = gw("stream c=32")
+    cpu = per_req_ms(s32["watched_cpu_s"], s32) if s32 else None
+    add("gateway CPU per 1,000 streams of 200 chunks (c=32)", "≤ 0.8 s", cpu,
+        cpu <= 0.8 if cpu is not None else None, f"{cpu or 0:.2f} s")  # fmt: skip
+    vs_floor("stream c=32", "streaming c=32", 0.9)
     for name, limit, label in (
-        ("stream c=1", 1.0, "streaming c=1"),
-        ("non-stream c=1", 0.5, "non-streaming c=1"),
+        ("stream c=1", 0.6, "streaming c=1"),
+        ("non-stream c=1", 0.3, "non-streaming c=1"),
     ):
         r1, f1 = gw(name), cells[name]["floor"]
         if r1 and r1["latency_ms"]["p50"] is not None:
             d = r1["latency_ms"]["p50"] - f1["latency_ms"]["p50"]
-            add(f"{label} p50 over the floor", f"≤ +{limit} ms", d, d <= limit, f"+{d:.2f} ms")
+            add(f"{label} added latency p50", f"≤ +{limit} ms", d, d <= limit, f"+{d:.2f} ms")
         else:
-            add(f"{label} p50 over the floor", f"≤ +{limit} ms", None, None, "")
+            add(f"{label} added latency p50", f"≤ +{limit} ms", None, None, "")
     n32 = gw("non-stream c=32")
-    add(
-        "non-streaming c=32",
-        "≥ 3,000 req/s",
-        n32.get("rps"),
-        n32.get("rps", 0) >= 3000 if n32 else None,
-        f"{n32.get('rps', 0):.0f}/s",
-    )
-    cc = gw("CC-size stream c=16")
-    add(
-        "Claude-Code-size streaming c=16",
-        "≥ 450/s",
-        cc.get("rps"),
-        cc.get("rps", 0) >= 450 if cc else None,
-        f"{cc.get('rps', 0):.0f}/s",
-    )
-    st = g.get("startup_s")
-    add("start-up to first 200", "≤ 0.5 s", st, st <= 0.5 if st is not None else None, f"{st or 0:.3f} s")
+    add("non-streaming c=32", "≥ 4,000 req/s", n32.get("rps"), n32.get("rps", 0) >= 4000 if n32 else None,
+        f"{n32.get('rps', 0):.0f}/s")  # fmt: skip
+    vs_floor("CC-size stream c=16", "Claude-Code-size streaming c=16", 0.95)
     idle = g.get("rss_idle_mb")
     peak = (gw("stream c=128") or {}).get("watched_rss_peak_mb")
+    first = g.get("first_count_ms")
     add(
-        "RSS idle / peak at c=128",
-        "≤ 60 / ≤ 120 MB",
+        "RSS idle / peak at c=128, first count",
+        "≤ 80 / ≤ 120 MB, ≤ 20 ms",
         idle if peak else None,
-        (idle <= 60 and peak <= 120) if idle and peak else None,
-        f"{idle or 0:.1f} / {peak or 0:.1f} MB",
+        (idle <= 80 and peak <= 120 and (first is None or first <= 20)) if idle and peak else None,
+        f"{idle or 0:.1f} / {peak or 0:.1f} MB, first count {first or 0:.1f} ms",
     )
-    mb = data["micro"]
-    img = mb.get("image_total_us")
-    add(
-        "5 MB image request: decode + translate + serialize",
-        "≤ 10 ms",
-        img,
-        img <= 10_000 if img else None,
-        f"{(img or 0) / 1000:.2f} ms",
-    )
+    st = g.get("startup_s")
+    add("start-up to first 200", "–", st, None, f"{st or 0:.3f} s")
     errors = sum((c.get("gateway") or {}).get("errors", 0) for c in data["cells"])
     ran = any(c.get("gateway") for c in data["cells"])
-    add(
-        "validation errors (all gateway cells)",
-        "0",
-        errors if ran else None,
-        errors == 0 if ran else None,
-        str(errors),
-    )
+    add("validation errors (all gateway cells)", "0", errors if ran else None, errors == 0 if ran else None,
+        str(errors))  # fmt: skip
     return rows
 
 
@@ -858,6 +861,7 @@ def main() -> int:
                     "startup_s": statistics.median(runs),
                     "startup_runs": runs,
                     "rss_idle_mb": rss_mb(pids),
+                    "first_count_ms": count_tokens_ms(gw_port)[0],
                 }
         if gateway is not None:
             print("SDK check ...", file=sys.stderr, flush=True)
