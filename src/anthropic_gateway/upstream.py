@@ -1,20 +1,20 @@
 """The only module that talks to the upstream.
 
-The chat-completions POSTs (every request's path: streamed, whole, batches, cache, web search) go
-through the gateway's own pooled HTTP/1.1 client (httpclient/): the upstream client dominates the
-gateway's own CPU per streamed token, and ours costs a fraction of aiohttp's per chunk. aiohttp
-stays for what is off the request path: the background health probes (and, elsewhere, the
-catalogue's GET /models and the web-search engine).
+Everything goes through the gateway's own pooled HTTP/1.1 client (httpclient/): the chat-completions
+POSTs (every request's path: streamed, whole, batches, cache, web search) on the requests' pool, and
+the background GETs (the health probes, the catalogue's GET /models) on a small pool of their own,
+so that a busy upstream pool never delays a probe into a false "unreachable". The upstream client
+dominates the gateway's own CPU per streamed token, and ours costs a fraction of aiohttp's per chunk;
+the GETs need nothing more, and without aiohttp a default gateway is ~8 MB smaller (its import:
+aiohttp, yarl, multidict, attrs and their libraries; docs/performance.md, Memory).
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from anthropic_gateway import __version__
@@ -32,69 +32,29 @@ from anthropic_gateway.negative_cache import NegativeCache
 from anthropic_gateway.routing import Backend
 from anthropic_gateway.settings import Settings
 
-if TYPE_CHECKING:
-    import aiohttp
-
 log = logging.getLogger(__name__)
 
 USER_AGENT = f"anthropic-gateway/{__version__}"
-LOAD_DELAY = 0.3
+# The background GETs' own pool: a probe per backend every interval, the catalogue once a day.
+SIDE_CONNECTIONS = 8
 
 
 class UpstreamClient:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._session: aiohttp.ClientSession | None = None
-        self._loading: asyncio.Future[Any] | None = None
-        self._timer: asyncio.TimerHandle
         self._limits: dict[str, asyncio.Semaphore] = {}
         self._pool = Pool(settings.max_connections, keepalive=60.0, dns_ttl=300.0)
+        self._side = Pool(SIDE_CONNECTIONS, keepalive=60.0, dns_ttl=300.0)
         # Per (backend, streaming): where to, the request head that does not change, the timeouts.
         self._targets: dict[tuple[str, bool], Target] = {}
         self.refusals = NegativeCache(settings.negative_cache_ttl)  # remembered upstream 4xx
 
     async def start(self) -> None:
-        # aiohttp is the gateway's largest import (~130 ms, a quarter of start-up). It loads in a
-        # thread shortly after the server is up - a thread started at once would compete for the GIL
-        # with start-up itself - or at the first upstream call, whichever comes first.
-        self._timer = asyncio.get_running_loop().call_later(LOAD_DELAY, self._load)
-
-    def _load(self) -> asyncio.Future[Any]:
-        if self._loading is None:
-            self._timer.cancel()
-            self._loading = asyncio.get_running_loop().run_in_executor(None, importlib.import_module, "aiohttp")
-        return self._loading
-
-    async def _open(self) -> aiohttp.ClientSession:
-        loading = self._load()
-        try:
-            aiohttp = await loading
-        except Exception as err:  # e.g. out of file descriptors: the next request tries again
-            if self._loading is loading:
-                self._loading = None
-            log.warning("loading the upstream client failed: %r", err)
-            raise APIError(f"The gateway could not load its upstream client ({type(err).__name__}); retry",
-                           status=503) from None  # fmt: skip
-        if self._session is not None:
-            return self._session
-        connector = aiohttp.TCPConnector(
-            limit=self.settings.max_connections, ttl_dns_cache=300, keepalive_timeout=60
-        )
-        timeout = aiohttp.ClientTimeout(
-            total=self.settings.total_timeout, connect=self.settings.connect_timeout, sock_read=self.settings.read_timeout
-        )
-        self._session = aiohttp.ClientSession(
-            connector=connector, timeout=timeout, skip_auto_headers=("User-Agent",), raise_for_status=False
-        )
-        return self._session
+        return None
 
     async def close(self) -> None:
-        self._timer.cancel()
         await self._pool.close()
-        if self._loading is not None:
-            await asyncio.wait([self._loading])
-        if self._session is not None:
-            await self._session.close()
+        await self._side.close()
 
     async def acquire(self, backend: Backend) -> Callable[[], None]:
         """Wait for a slot under the backend's max_concurrency; returns the (idempotent) release."""
@@ -147,28 +107,32 @@ class UpstreamClient:
             raise connection_error(err) from None
 
     async def ready(self) -> None:
-        """Load the client and open the pool now (the probes start timing only after it)."""
-        if self._session is None:
-            await self._open()
+        """Nothing to load or open beforehand any more (the probes used to wait for aiohttp here)."""
+        return None
+
+    async def get(self, url: str, headers: Mapping[str, str], *, timeout: float) -> Response:
+        """``GET url`` on the background pool; returns once the status and headers arrived, the whole
+        exchange bounded by ``timeout``. The caller owns the response (release() or close())."""
+        endpoint, data = get_request(url, {"User-Agent": USER_AGENT, **headers})
+        try:
+            return await self._side.request(endpoint, data, connect_timeout=timeout, idle_timeout=timeout,
+                                            total_timeout=timeout)  # fmt: skip
+        except HTTPClientError as err:
+            raise connection_error(err) from None
 
     async def probe(self, backend: Backend, timeout: float) -> int:
         """``GET {backend url}/models`` with the backend's key: the HTTP status, once the headers
-        arrived (the list itself is not read). Raises a GatewayError when the backend cannot be
-        reached. Only the background health probes call it, never a request."""
-        session = self._session or await self._open()
-        import aiohttp
-
-        headers = {"User-Agent": USER_AGENT, **dict(backend.headers)}
+        arrived (the list itself is not read: the connection is closed). Raises a GatewayError when
+        the backend cannot be reached. Only the background health probes call it, never a request."""
+        headers = dict(backend.headers)
         if backend.key is not None:
             headers["Authorization"] = "Bearer " + backend.key.get_secret_value()
         try:
-            async with session.get(backend.base_url + "/models", headers=headers,
-                                   timeout=aiohttp.ClientTimeout(total=timeout)) as resp:  # fmt: skip
-                return resp.status
-        except (TimeoutError, aiohttp.ServerTimeoutError):
+            response = await self.get(backend.base_url + "/models", headers, timeout=timeout)
+        except GatewayTimeoutError:
             raise GatewayTimeoutError(f"no answer within {timeout:g} s") from None
-        except aiohttp.ClientError as err:
-            raise connection_error(err) from None
+        response.close()
+        return response.status
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +181,26 @@ def _target(backend: Backend, stream: bool, *, connect: float, idle: float, tota
     return Target(Endpoint(scheme, url.hostname, port), head, connect, idle, total)
 
 
+def get_request(url: str, headers: Mapping[str, str]) -> tuple[Endpoint, bytes]:
+    """Where to and the bytes of ``GET url`` with ``headers`` (and Host)."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https") or not parts.hostname:
+        raise APIError(f"The gateway cannot fetch {url!r}", status=502)
+    port = parts.port or (443 if scheme == "https" else 80)
+    lines = [f"GET {parts.path or '/'}{'?' + parts.query if parts.query else ''} HTTP/1.1\r\n",
+             f"Host: {parts.netloc.rpartition('@')[2]}\r\n"]  # fmt: skip
+    for name, value in headers.items():
+        if any(c in name + value for c in "\r\n\0") or ":" in name:
+            raise APIError(f"The gateway cannot send the header {name!r}", status=502)
+        lines.append(f"{name}: {value}\r\n")
+    try:
+        data = ("".join(lines) + "\r\n").encode("latin-1")
+    except UnicodeEncodeError:
+        raise APIError("The gateway cannot send a header that is not Latin-1", status=502) from None
+    return Endpoint(scheme, parts.hostname, port), data
+
+
 def _noop() -> None:
     return None
 
@@ -234,24 +218,13 @@ async def read_capped(response: Response, limit: int) -> tuple[bytes, bool]:
 
 
 def connection_error(err: BaseException) -> GatewayError:
-    """An upstream exchange's failure (ours, or aiohttp's for the probes) → the gateway error."""
+    """An upstream exchange's failure → the gateway error."""
     if isinstance(err, ConnectTimeout):
         return GatewayTimeoutError("The upstream did not accept the connection in time (connect timeout)")
     if isinstance(err, IdleTimeout):
         return GatewayTimeoutError("The upstream stopped sending data (idle timeout)")
-    if isinstance(err, TotalTimeout):
+    if isinstance(err, TotalTimeout | TimeoutError):
         return GatewayTimeoutError("The upstream answer did not complete within the total timeout")
     if isinstance(err, HTTPClientError):  # ConnectError: "cannot connect to HOST:PORT"; else what happened
         return APIError(f"Upstream connection error: {err}", status=502)
-    import aiohttp
-
-    if isinstance(err, aiohttp.ConnectionTimeoutError):
-        return GatewayTimeoutError("The upstream did not accept the connection in time (connect timeout)")
-    if isinstance(err, aiohttp.ServerTimeoutError):
-        return GatewayTimeoutError("The upstream stopped sending data (idle timeout)")
-    if isinstance(err, asyncio.TimeoutError):  # aiohttp's ClientTimeout.total
-        return GatewayTimeoutError("The upstream answer did not complete within the total timeout")
-    detail: Any = type(err).__name__
-    if isinstance(err, aiohttp.ClientConnectorError):
-        detail = f"cannot connect to {err.host}:{err.port}"
-    return APIError(f"Upstream connection error: {detail}", status=502)
+    return APIError(f"Upstream connection error: {type(err).__name__}", status=502)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ import orjson
 from anthropic_gateway.catalogue.facts import ModelFacts, Prices, lookup, parse_models
 from anthropic_gateway.routing import ModelHint, Router
 from anthropic_gateway.store import Store
+from anthropic_gateway.upstream import UpstreamClient, read_capped
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +71,10 @@ def _decode(raw: bytes) -> tuple[dict[str, ModelFacts], float]:
 
 
 class Catalogue:
-    def __init__(self, router: Router, store: Store, refresh_hours: float) -> None:
+    def __init__(self, router: Router, store: Store, refresh_hours: float, upstream: UpstreamClient) -> None:
         self.router = router
         self.store = store
+        self.upstream = upstream  # its background pool makes the GET
         self.refresh = refresh_hours * 3600
         self.sources: dict[str, Source] = {}
         self._by_backend: dict[str, Source] = {}
@@ -142,7 +143,7 @@ class Catalogue:
         """One fetch of one source: True when a good copy was stored and is in use."""
         source.last_attempt = time.time()
         try:
-            answer = await _get_json(source.url)
+            answer = await _get_json(self.upstream, source.url)
             models = parse_models(answer)
         except Exception as err:
             source.last_error = f"{type(err).__name__}: {err}"[:300]
@@ -176,19 +177,15 @@ class Catalogue:
         return {"refresh_hours": self.refresh / 3600, "sources": [s.status() for s in self.sources.values()]}
 
 
-async def _get_json(url: str) -> Any:
-    aiohttp = await asyncio.to_thread(importlib.import_module, "aiohttp")  # off the loop if not loaded yet
-    timeout = aiohttp.ClientTimeout(total=FETCH_TIMEOUT)
-    headers = {"Accept": "application/json", "User-Agent": "anthropic-gateway"}
-    async with aiohttp.ClientSession(timeout=timeout) as session, session.get(url, headers=headers) as resp:
+async def _get_json(upstream: UpstreamClient, url: str) -> Any:
+    resp = await upstream.get(url, {"Accept": "application/json"}, timeout=FETCH_TIMEOUT)
+    try:
         if resp.status != 200:
             raise ValueError(f"HTTP {resp.status}")
-        parts, size = [], 0
-        while chunk := await resp.content.readany():
-            parts.append(chunk)
-            size += len(chunk)
-            if size > MAX_ANSWER_BYTES:
-                raise ValueError("the answer exceeds 32 MB")
-        body = b"".join(parts)
+        body, complete = await read_capped(resp, MAX_ANSWER_BYTES)
+        if not complete:
+            raise ValueError("the answer exceeds 32 MB")
+    finally:
+        resp.release()
     # A ~1 MB answer parses in a few ms; in a thread all the same, so streams keep flowing.
     return await asyncio.to_thread(orjson.loads, body)

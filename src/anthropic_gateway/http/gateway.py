@@ -66,7 +66,7 @@ class Gateway:
         store = open_store(settings.database_url, settings.database_pool_size)
         ledger = Ledger(store, retention_days=settings.ledger_retention_days)
         keys = KeyStore(store)
-        catalogue = Catalogue(router, store, settings.catalogue_refresh_hours)
+        catalogue = Catalogue(router, store, settings.catalogue_refresh_hours, upstream)
         param_stats = ParamStats()
         service = MessagesService(settings, router, upstream, ThreadKeeper(settings, store),
                                   pricer=Pricer(settings.prices, catalogue), param_stats=param_stats)  # fmt: skip

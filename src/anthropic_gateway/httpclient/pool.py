@@ -15,6 +15,17 @@ from anthropic_gateway.httpclient.errors import ConnectError, ConnectTimeout, Di
 
 Key = tuple[str, str, int]
 
+_default_context: ssl.SSLContext | None = None
+
+
+def default_context() -> ssl.SSLContext:
+    """The verifying TLS context every pool without its own uses: made on the first https connection
+    (loading the system's CA certificates costs ~1 MB and a few ms), then shared."""
+    global _default_context
+    if _default_context is None:
+        _default_context = ssl.create_default_context()
+    return _default_context
+
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
@@ -175,7 +186,7 @@ class Pool:
         limit = min(loop.time() + connect_timeout, deadline)
         context = None
         if endpoint.scheme == "https":
-            context = self._ssl = self._ssl or ssl.create_default_context()
+            context = self._ssl = self._ssl or default_context()
         try:
             async with asyncio.timeout_at(limit):
                 addresses = await self._resolve(endpoint.host, endpoint.port)
