@@ -14,6 +14,7 @@ of the time, and this runs on every request.
 from __future__ import annotations
 
 import binascii
+import functools
 import logging
 import re
 from typing import Annotated, Any, Literal
@@ -171,7 +172,96 @@ class ToolUseBlock(Struct, tag="tool_use", kw_only=True):
     cache_control: CacheControl | None = None
 
 
-class ToolResultBlock(Struct, tag="tool_result", kw_only=True):
+_result_blocks = msgspec.json.Decoder(list[ToolResultContent])
+_as_str = msgspec.json.Decoder(str).decode
+_encode = msgspec.json.Encoder().encode
+_NULL = b"null"
+_CONTENT_SCHEMA = {
+    "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "object"}}, {"type": "null"}],
+    "description": "a string, or an array of text, image, document, search_result and tool_reference blocks",
+}
+
+
+_QUOTE, _BRACKET = 0x22, 0x5B
+
+
+def _first(raw: msgspec.Raw) -> int:
+    """The first byte of a raw JSON value (no whitespace around it): its kind."""
+    return memoryview(raw)[0] if len(raw) else 0
+
+
+def _null() -> msgspec.Raw:
+    return msgspec.Raw(_NULL)
+
+
+class ToolResultBlock(Struct, tag="tool_result", kw_only=True, dict=True):
+    """A tool's result. ``content`` is kept as the client's raw JSON (a string, an array of blocks,
+    or ``null`` when absent): a tool result's text is most of a long conversation, and as a str it
+    was converted from UTF-8 on decode and back to UTF-8 for the token estimate's key and the upstream
+    body on every turn. A string result goes upstream as the same JSON literal; readers that need the
+    text decode it (``text``), an array is decoded once (``blocks``), ``value`` is either.
+
+    Validated as the str-typed schema would: a string must be valid UTF-8 (the raw JSON is not
+    checked by msgspec; escapes and control characters are), anything else must decode as the
+    array of blocks. Invalid input is reported by that schema (``_CheckedToolResultBlock``), so the
+    error messages are those of the typed field."""
+
+    tool_use_id: str
+    content: Annotated[msgspec.Raw, Meta(extra_json_schema=_CONTENT_SCHEMA)] = msgspec.field(default_factory=_null)
+    is_error: bool | None = None
+    cache_control: CacheControl | None = None
+
+    def __post_init__(self) -> None:
+        raw = self.content
+        first = _first(raw)
+        if first == _QUOTE:
+            try:
+                str(raw, "utf-8")  # the check msgspec makes of a str; escapes are ASCII
+            except UnicodeDecodeError:
+                raise ValueError("content: invalid UTF-8") from None
+        elif first == _BRACKET:
+            try:
+                self.blocks  # noqa: B018 - decoded (and validated) once, kept
+            except msgspec.ValidationError as err:
+                raise ValueError(f"content: {err}") from None
+        elif memoryview(raw) != _NULL:
+            raise ValueError("content: Expected `str | array | null`")
+
+    @classmethod
+    def of(
+        cls, tool_use_id: str, content: str | list[ToolResultContent] | None = None, **fields: Any
+    ) -> ToolResultBlock:
+        """Built from Python values (``content`` as the str-typed schema had it)."""
+        return cls(tool_use_id=tool_use_id, content=msgspec.Raw(_encode(content)), **fields)
+
+    @property
+    def text_raw(self) -> msgspec.Raw | None:
+        """The JSON string literal as the client sent it (quotes included), if the content is a string."""
+        raw = self.content
+        return raw if _first(raw) == _QUOTE else None
+
+    @property
+    def text(self) -> str | None:
+        """The content's text, if it is a string (decoded on each call)."""
+        raw = self.text_raw
+        return None if raw is None else _as_str(raw)
+
+    @functools.cached_property
+    def blocks(self) -> list[ToolResultContent] | None:
+        """The content's blocks, if it is an array (decoded once)."""
+        raw = self.content
+        return _result_blocks.decode(raw) if _first(raw) == _BRACKET else None
+
+    @property
+    def value(self) -> str | list[ToolResultContent] | None:
+        """The content as the str-typed schema decoded it: str, blocks, or None."""
+        blocks = self.blocks
+        return blocks if blocks is not None else self.text
+
+
+class _CheckedToolResultBlock(Struct, tag="tool_result", kw_only=True):
+    """``ToolResultBlock`` with ``content`` typed: only decoded to report what was wrong with a body."""
+
     tool_use_id: str
     content: str | list[ToolResultContent] | None = None
     is_error: bool | None = None
@@ -459,8 +549,36 @@ EXTRA_PARAMETERS: tuple[str, ...] = (
 
 # --- decoding ----------------------------------------------------------------------------------
 
+# The same schemas with tool results' content typed (`str | list[...] | None`), as it was decoded
+# before it was kept raw: a body the raw schema refuses is decoded again with these, whose error
+# names the field exactly as before (path, message, and which of several errors comes first).
+_CheckedContentBlock = (
+    TextBlock | ImageBlock | DocumentBlock | SearchResultBlock | ToolReferenceBlock | ToolUseBlock
+    | _CheckedToolResultBlock | ThinkingBlock | RedactedThinkingBlock | ServerToolUseBlock | MCPToolUseBlock
+    | WebSearchToolResultBlock | WebFetchToolResultBlock | CodeExecutionToolResultBlock
+    | BashCodeExecutionToolResultBlock | TextEditorCodeExecutionToolResultBlock | ToolSearchToolResultBlock
+    | MCPToolResultBlock | ContainerUploadBlock | MidConversationSystemBlock
+)  # fmt: skip
+
+
+class _CheckedMessage(Message, kw_only=True):
+    content: str | list[_CheckedContentBlock]  # type: ignore[assignment]
+
+
+class _CheckedCountTokensRequest(CountTokensRequest, kw_only=True):
+    messages: Annotated[list[_CheckedMessage], Meta(min_length=1)]  # type: ignore[assignment]
+
+
+class _CheckedMessagesRequest(MessagesRequest, kw_only=True):
+    messages: Annotated[list[_CheckedMessage], Meta(min_length=1)]  # type: ignore[assignment]
+
+
 _messages_decoder = msgspec.json.Decoder(MessagesRequest)
 _count_decoder = msgspec.json.Decoder(CountTokensRequest)
+_checked_decoders: dict[type[Any], msgspec.json.Decoder[Any]] = {
+    MessagesRequest: msgspec.json.Decoder(_CheckedMessagesRequest),
+    CountTokensRequest: msgspec.json.Decoder(_CheckedCountTokensRequest),
+}
 
 _PATH_RE = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
 _MISSING_RE = re.compile(r"^Object missing required field `(?P<field>[^`]+)`$")
@@ -530,6 +648,12 @@ def _decode(body: bytes, decoder: msgspec.json.Decoder[Any], schema: type[Any]) 
 def _decode_or_raise(body: bytes, decoder: msgspec.json.Decoder[Any], schema: type[Any]) -> Any:
     try:
         return decoder.decode(body)
+    except msgspec.DecodeError:
+        pass
+    checked = _checked_decoders[schema]
+    try:
+        checked.decode(body)
+        first: msgspec.ValidationError | None = None  # refused only by the raw schema: cannot happen
     except msgspec.DecodeError as err:
         if not isinstance(err, msgspec.ValidationError):
             raise InvalidRequestError(f"Request body is not valid JSON: {err}") from None
@@ -538,14 +662,24 @@ def _decode_or_raise(body: bytes, decoder: msgspec.json.Decoder[Any], schema: ty
     try:
         obj = msgspec.json.decode(body)
     except msgspec.DecodeError:
-        raise InvalidRequestError(validation_message(first)) from None
+        raise InvalidRequestError(_message(first)) from None
     if _drop_unknown_blocks(obj):
+        # Through JSON again rather than msgspec.convert, which cannot fill msgspec.Raw fields.
+        again = msgspec.json.encode(obj)
         try:
-            # Through JSON again rather than msgspec.convert, which cannot fill msgspec.Raw fields.
-            return msgspec.json.decode(msgspec.json.encode(obj), type=schema)
+            return decoder.decode(again)
+        except msgspec.ValidationError:
+            pass
+        try:
+            checked.decode(again)
         except msgspec.ValidationError as err:
             raise InvalidRequestError(validation_message(err)) from None
-    raise InvalidRequestError(validation_message(first))
+        raise InvalidRequestError(_message(None))
+    raise InvalidRequestError(_message(first))
+
+
+def _message(err: msgspec.ValidationError | None) -> str:
+    return validation_message(err) if err is not None else "Request body does not match the Messages API schema"
 
 
 def decode_messages_request(body: bytes) -> MessagesRequest:

@@ -53,7 +53,7 @@ def edited(messages: list[dict[str, Any]], edits: list[dict[str, Any]], **fields
 
 
 def results(req: MessagesRequest) -> dict[str, Any]:
-    return {b.tool_use_id: b.content for m in req.messages if not isinstance(m.content, str)
+    return {b.tool_use_id: b.value for m in req.messages if not isinstance(m.content, str)
             for b in m.content if isinstance(b, ToolResultBlock)}  # fmt: skip
 
 
@@ -141,7 +141,7 @@ def test_results_already_cleared_are_not_counted_again() -> None:
 
 
 def _builtin(msg: Any) -> Any:
-    return msgspec.to_builtins(msg)
+    return msgspec.json.decode(msgspec.json.encode(msg))  # to_builtins cannot take the raw tool results
 
 
 # --- clear_thinking_20251015 ---------------------------------------------------------------------

@@ -6,9 +6,12 @@ import base64
 import json
 from typing import Any
 
+import msgspec
 import pytest
 
 from anthropic_gateway.errors import InvalidRequestError
+from anthropic_gateway.schemas import decode_messages_request
+from anthropic_gateway.translate.request import to_openai_request
 from anthropic_gateway.translate.response import to_anthropic_message
 from paths import CLAUDE_CODE_FIXTURE
 from unit.helpers import (
@@ -298,6 +301,29 @@ def test_tool_result_block_content_joined_and_string_kept() -> None:
     out = msgs(messages=history, tools=[WEATHER])
     assert out[2]["content"] == "plain string"
     assert out[3]["content"] == "line 1\nline 2"
+
+
+def test_a_tool_result_string_reaches_the_upstream_as_the_json_the_client_sent() -> None:
+    # Kept raw from decode to the upstream body: the same literal, escapes and all, never re-encoded.
+    literal = rb'"caf\u00e9 \/ \"quoted\"\n\ud83d\ude00 \u2028 end"'
+    body = (b'{"model":"claude-sonnet-5","max_tokens":5,"tools":' + json.dumps([WEATHER]).encode()
+            + b',"messages":[{"role":"user","content":"q"},{"role":"assistant","content":[{"type":"tool_use",'
+            b'"id":"toolu_A","name":"get_weather","input":{}}]},{"role":"user","content":[{"type":"tool_result",'
+            b'"tool_use_id":"toolu_A","content":' + literal + b"}]}]}")  # fmt: skip
+    out, _ = to_openai_request(decode_messages_request(body), route(), stream=False)
+    encoded = msgspec.json.encode(out)
+    assert b'"role":"tool","tool_call_id":"toolu_A","content":' + literal in encoded
+    assert json.loads(encoded)["messages"][2]["content"] == json.loads(literal)
+
+
+@pytest.mark.parametrize(("content", "expected"), [("", "[empty result]"), ("late", "late")])
+def test_a_tool_result_string_that_must_change_is_decoded(content: str, expected: str) -> None:
+    history = [user("q"), assistant([tool_use("toolu_A")]), user([tool_result("toolu_A", content)])]
+    assert msgs(messages=history, tools=[WEATHER])[2]["content"] == expected
+    failed = [user("q"), assistant([tool_use("toolu_A")]), user([tool_result("toolu_A", content, is_error=True)])]
+    assert msgs(messages=failed, tools=[WEATHER])[2]["content"] == "Error: " + expected
+    orphan = [user("q"), assistant("a"), user([tool_result("toolu_Z", content)])]
+    assert msgs(messages=orphan)[-1]["content"] == f"[result of tool call toolu_Z]\n{expected}"
 
 
 def test_tool_result_missing_content_gets_a_placeholder() -> None:

@@ -282,7 +282,7 @@ class _Counter:
         return sum(self.text(b.text) for b in block.content)
 
     def tool_result(self, block: ToolResultBlock) -> int:
-        content = block.content
+        content = block.value  # the text decoded from the raw JSON only here, when the count is not cached
         if content is None:
             return 0
         if isinstance(content, str):

@@ -41,6 +41,7 @@ from anthropic_gateway.schemas import (
 
 # What a cleared tool result says instead (Claude Code's own wording for the results it clears).
 PLACEHOLDER = "[Old tool result content cleared]"
+_PLACEHOLDER_RAW = msgspec.Raw(msgspec.json.encode(PLACEHOLDER))
 DEFAULT_TRIGGER_TOKENS = 100_000
 DEFAULT_KEEP_TOOL_USES = 3
 DEFAULT_KEEP_THINKING_TURNS = 1
@@ -253,8 +254,8 @@ def _clear_tool_uses(messages: list[Message], edit: ClearToolUses) -> tuple[list
         blocks: list[Any] = []
         changed = False
         for b in msg.content:
-            if isinstance(b, ToolResultBlock) and b.tool_use_id in targets and b.content != PLACEHOLDER:
-                b = msgspec.structs.replace(b, content=PLACEHOLDER)
+            if isinstance(b, ToolResultBlock) and b.tool_use_id in targets and not _is_placeholder(b):
+                b = msgspec.structs.replace(b, content=_PLACEHOLDER_RAW)
                 cleared.add(b.tool_use_id)
                 changed = True
             elif isinstance(b, ToolUseBlock) and b.id in targets and b.input and clear_input(b.name):
@@ -264,3 +265,9 @@ def _clear_tool_uses(messages: list[Message], edit: ClearToolUses) -> tuple[list
             blocks.append(b)
         out.append(msgspec.structs.replace(msg, content=blocks) if changed else msg)
     return out, len(cleared)
+
+
+def _is_placeholder(block: ToolResultBlock) -> bool:
+    """Whether a result already says PLACEHOLDER; its text (raw JSON) decoded only if it could."""
+    raw = block.text_raw
+    return raw is not None and len(raw) <= 6 * len(PLACEHOLDER) + 2 and block.text == PLACEHOLDER

@@ -23,8 +23,8 @@ def loaded_tools(req: MessagesRequest) -> set[str]:
         for block in msg.content:
             if isinstance(block, ToolUseBlock):
                 names.add(block.name)
-            elif isinstance(block, ToolResultBlock) and isinstance(block.content, list):
-                names.update(b.tool_name for b in block.content if isinstance(b, ToolReferenceBlock))
+            elif isinstance(block, ToolResultBlock) and block.blocks is not None:
+                names.update(b.tool_name for b in block.blocks if isinstance(b, ToolReferenceBlock))
     return names
 
 

@@ -66,6 +66,7 @@ from anthropic_gateway.websearch.blocks import replay_text
 log = logging.getLogger(__name__)
 
 _encode_json = msgspec.json.Encoder().encode
+_decode_str = msgspec.json.Decoder(str).decode
 
 
 def json_text(value: Any) -> str:
@@ -246,6 +247,7 @@ class MessageConverter:
                     results[tid] = block
                 else:  # its tool_use is not in the previous assistant turn: keep the content as text
                     text, extra = self._result_content(block)
+                    text = _as_str(text)
                     parts.append({"type": "text", "text": f"[result of tool call {block.tool_use_id}]\n{text}"})
                     parts.extend(extra)
             elif isinstance(block, MidConversationSystemBlock):
@@ -334,11 +336,15 @@ class MessageConverter:
             raise InvalidRequestError(f"{path}.source: file sources need Anthropic's Files API; send the document as base64, text or url")
         assert_never(src)
 
-    def _result_content(self, block: ToolResultBlock) -> tuple[str, list[Part]]:
-        """tool_result → (text for the tool message, attachments moved to a following user message)."""
+    def _result_content(self, block: ToolResultBlock) -> tuple[str | msgspec.Raw, list[Part]]:
+        """tool_result → (text for the tool message, attachments moved to a following user message).
+        A string result is the client's JSON literal, unless it needs changing (empty, an error)."""
+        raw = block.text_raw
+        if raw is not None and not block.is_error and len(raw) > 2:
+            return raw, []  # never decoded: the same JSON string reaches the upstream
         texts: list[str] = []
         attachments: list[Part] = []
-        content = block.content
+        content = block.value
         if isinstance(content, str):
             texts.append(content)
         elif content:
@@ -408,6 +414,10 @@ class _Reasoning:
 def _data_url(media_type: str, data: msgspec.Raw) -> msgspec.Raw:
     """`data:` URL as raw JSON, built with one copy of the base64 (see schemas._base64_raw)."""
     return msgspec.Raw(b"".join((b'"data:', media_type.encode(), b";base64,", memoryview(data)[1:])))
+
+
+def _as_str(text: str | msgspec.Raw) -> str:
+    return text if isinstance(text, str) else _decode_str(text)
 
 
 def _as_parts(content: str | list[Part]) -> list[Part]:

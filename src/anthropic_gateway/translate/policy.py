@@ -73,7 +73,7 @@ def _uses(req: MessagesRequest) -> set[str]:
         for block in msg.content:
             if isinstance(block, ToolUseBlock | ToolResultBlock):
                 used.add("tools")
-            inner = block.content if isinstance(block, ToolResultBlock) and isinstance(block.content, list) else [block]
+            inner = (block.blocks or ()) if isinstance(block, ToolResultBlock) else (block,)
             for b in inner:
                 if isinstance(b, ImageBlock):
                     used.add("vision")
