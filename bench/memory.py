@@ -41,7 +41,7 @@ MB = 1024.0
 
 def smaps(pid: int) -> dict[str, Any]:
     """Resident kB per kind of mapping, from /proc/PID/smaps."""
-    total: Counter[str] = Counter()
+    total: Counter[str] = Counter(rss=0, heap=0, anon=0)  # no [heap] under another malloc (jemalloc)
     anon_maps: list[tuple[int, str]] = []
     name = ""
     start = ""
