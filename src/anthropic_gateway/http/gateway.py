@@ -107,7 +107,7 @@ class Gateway:
 
     def redact(self, text: str) -> str:
         """``text`` without any key the gateway holds or accepts (upstream, client, admin)."""
-        for secret in self.known_secrets():
+        for secret in self._secrets if self._secrets is not None else self.known_secrets():
             if secret in text:
                 text = redact(text, secret)
         return text

@@ -15,6 +15,7 @@ client's raw string or a request id.
 from __future__ import annotations
 
 import bisect
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -30,8 +31,11 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 OVERHEAD_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 TOKEN_KINDS = ("input", "output", "cache_read", "cache_write")
 OTHER = "other"
+MAX_REMEMBERED = 1024  # model names whose label is remembered
+_STATUS = {n: str(n) for n in range(100, 600)}  # a status's label without formatting it per request
 
 Labels = tuple[str, ...]
+_bisect = bisect.bisect_left
 Collect = Callable[[], Iterable[Any]]  # yields prometheus_client Metric families
 
 
@@ -48,7 +52,7 @@ class _Histogram:
         s = self.series.get(labels)
         if s is None:
             s = self.series[labels] = [0.0] * (len(self.bounds) + 2)
-        s[bisect.bisect_left(self.bounds, value)] += 1  # Prometheus buckets are "less than or equal"
+        s[_bisect(self.bounds, value)] += 1  # Prometheus buckets are "less than or equal"
         s[-1] += value
 
     def family(self, name: str, doc: str, label_names: list[str]) -> Any:
@@ -84,42 +88,69 @@ class Metrics:
         self.overhead = _Histogram(OVERHEAD_BUCKETS)  # route
         self.collectors: list[Collect] = []  # other sections' metric families (add_collector)
         self._registry: CollectorRegistry | None = None
+        self._tiers: dict[str, str] = {}  # model name → its label, for names without a configured alias
 
     # --- the sink -----------------------------------------------------------------------------
 
     def record(self, rec: RequestRecord) -> None:
+        # Written out rather than through helpers: this runs for every request, and a call per
+        # counter or per histogram was most of its cost.
         route = rec.route or OTHER
         model = self.model_label(rec)
-        _inc(self.requests, (route, model, str(rec.status)))
-        self.duration.observe((route, model), rec.duration)
+        status = _STATUS.get(rec.status) or str(rec.status)
+        requests = self.requests
+        key: Labels = (route, model, status)
+        requests[key] = requests.get(key, 0) + 1
+        finished = rec.finished
+        duration = (time.perf_counter() if finished is None else finished) - rec.started
+        self.duration.observe((route, model), duration)
         if rec.model is None or rec.route not in LEDGERED_ROUTES:  # count_tokens runs no model
             return
-        if rec.ttft is not None:
-            self.ttft.observe((model,), rec.ttft)
+        if rec.first_token_at is not None:
+            self.ttft.observe((model,), rec.first_token_at - rec.started)
         backend = rec.backend if rec.backend in self.backends else OTHER
-        if rec.upstream_seconds > 0:
-            self.upstream.observe((backend,), rec.upstream_seconds)
-            self.overhead.observe((route,), rec.overhead)
-        for kind, n in zip(TOKEN_KINDS, (rec.input_tokens, rec.output_tokens, rec.cache_read_tokens,
-                                         rec.cache_write_tokens), strict=True):  # fmt: skip
-            if n:
-                _inc(self.tokens, (kind, model), n)
+        upstream = rec.upstream_seconds
+        if upstream > 0:
+            self.upstream.observe((backend,), upstream)
+            self.overhead.observe((route,), duration - upstream if duration > upstream else 0.0)
+        tokens = self.tokens
+        if rec.input_tokens:
+            key = ("input", model)
+            tokens[key] = tokens.get(key, 0) + rec.input_tokens
+        if rec.output_tokens:
+            key = ("output", model)
+            tokens[key] = tokens.get(key, 0) + rec.output_tokens
+        if rec.cache_read_tokens:
+            key = ("cache_read", model)
+            tokens[key] = tokens.get(key, 0) + rec.cache_read_tokens
+        if rec.cache_write_tokens:
+            key = ("cache_write", model)
+            tokens[key] = tokens.get(key, 0) + rec.cache_write_tokens
         if rec.cost_usd:
             _inc(self.cost, (model, key_label(rec.key_label)), rec.cost_usd)
-        error = upstream_error(rec)
-        if error is not None:
-            _inc(self.upstream_errors, (backend, error))
+        if rec.error_type is not None:
+            error = upstream_error(rec)
+            if error is not None:
+                _inc(self.upstream_errors, (backend, error))
         if rec.retries:
             _inc(self.retries, (backend,), rec.retries)
         if rec.fallbacks:
             _inc(self.fallbacks, (model,), len(rec.fallbacks))
 
     def model_label(self, rec: RequestRecord) -> str:
-        if rec.model is None:
+        model = rec.model
+        if model is None:
             return ""
-        if rec.alias is not None and rec.alias in self.aliases:
-            return rec.alias
-        return tier_of(rec.model) or OTHER
+        alias = rec.alias
+        if alias is not None and alias in self.aliases:
+            return alias
+        label = self._tiers.get(model)
+        if label is None:  # a client's name: its tier, remembered for the next request (bounded)
+            label = tier_of(model) or OTHER
+            if len(self._tiers) >= MAX_REMEMBERED:
+                self._tiers.clear()
+            self._tiers[model] = label
+        return label
 
     # --- the scrape ---------------------------------------------------------------------------
 
