@@ -327,6 +327,11 @@ MID_STREAM: dict[str, tuple[list[StreamItem], dict[str, Any], str]] = {
         {"done": True},
         "api_error",
     ),
+    "content-not-a-string": (
+        [text_chunk("Hel"), 'data: {"choices": [{"index": 0, "delta": {"content": 5}}]}\n\n', text_chunk("lo")],
+        {"done": True},
+        "api_error",
+    ),
     "connection-dropped": (
         [text_chunk("Hel"), text_chunk("lo")],
         {"done": False, "drop": True},
@@ -361,7 +366,7 @@ def test_mid_stream_failure_is_one_error_event(
     assert UPSTREAM_KEY.encode() not in raw
 
 
-@pytest.mark.parametrize("case", ["error-chunk", "malformed-json", "connection-dropped"])
+@pytest.mark.parametrize("case", ["error-chunk", "malformed-json", "content-not-a-string", "connection-dropped"])
 def test_sdk_raises_during_iteration_on_mid_stream_failure(
     client: anthropic.Anthropic, upstream: FakeUpstream, case: str
 ) -> None:

@@ -343,6 +343,43 @@ def test_malformed_chunk_shapes_end_in_one_error_event(chunk: dict[str, Any]) ->
     assert events[-1][1]["error"]["type"] == "api_error"
 
 
+@pytest.mark.parametrize(
+    ("delta", "field"),
+    [
+        ({"content": 5}, "content"),
+        ({"content": {"text": "x"}}, "content"),
+        ({"content": ["x"]}, "content"),
+        ({"refusal": 1}, "refusal"),
+        ({"reasoning": {"a": 1}}, "reasoning"),
+        ({"tool_calls": 5}, "tool_calls"),
+        ({"tool_calls": {"index": 0}}, "tool_calls"),
+        ({"reasoning_details": "x"}, "reasoning_details"),
+    ],
+)
+@pytest.mark.parametrize("split", ["whole", "bytes"])
+def test_a_delta_field_of_the_wrong_type_ends_in_one_error_event_naming_it(
+    delta: dict[str, Any], field: str, split: Split
+) -> None:
+    # Before: a number as content raised TypeError inside the translator (the pump's catch-all
+    # then sent "Internal gateway error"); an object as content went out as the text_delta's `text`.
+    wire = sse([text("ok"), {"choices": [{"index": 0, "delta": delta}]}, text("late"), finish("stop")])  # type: ignore[list-item]
+    raw, events = run_stream(wire, CTX, split)
+    check_well_formed(events)
+    assert events[-1][0] == "error"
+    assert events[-1][1]["error"] == {
+        "type": "api_error", "message": f"The upstream sent a malformed stream chunk (delta.{field})",
+    }  # fmt: skip
+    assert b"late" not in raw and b"message_stop" not in raw
+
+
+def test_empty_or_null_delta_fields_mean_absent() -> None:
+    chunk = {"choices": [{"index": 0, "delta": {"content": "b", "reasoning": None, "reasoning_details": [],
+                                                "refusal": None, "tool_calls": None}}]}  # fmt: skip
+    message = stream_message([text("a"), chunk, {"choices": [{"index": 0, "delta": {"content": 0}}]},  # type: ignore[list-item]
+                              finish("stop")], CTX)  # fmt: skip
+    assert _blocks(message) == [("text", "ab")]
+
+
 def test_usage_that_is_not_an_object_is_ignored() -> None:
     message = stream_message([text("ok"), finish("stop"), {"choices": [], "usage": [1, 2]}], CTX)  # type: ignore[list-item]
     assert message["usage"]["output_tokens"] == 0

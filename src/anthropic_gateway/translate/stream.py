@@ -109,6 +109,25 @@ _text_delta = sse.text_delta
 _json_delta = sse.input_json_delta
 
 
+# A delta's fields the translator reads as text or as a list: any other type (a number, an object)
+# carries nothing it could translate faithfully. Empty or null values mean absent, as before.
+_DELTA_TEXT = ("content", "refusal", "reasoning", "reasoning_content")
+_DELTA_LISTS = ("tool_calls", "reasoning_details")
+
+
+def _mistyped(delta: dict[str, Any]) -> str | None:
+    """The first delta field of the wrong JSON type, or None."""
+    for key in _DELTA_TEXT:
+        value = delta.get(key)
+        if value and not isinstance(value, str):
+            return key
+    for key in _DELTA_LISTS:
+        value = delta.get(key)
+        if value and not isinstance(value, list):
+            return key
+    return None
+
+
 class _ToolCall:
     __slots__ = ("args", "checked", "id", "name", "whole")
 
@@ -332,6 +351,10 @@ class StreamTranslator:
             self._fail(APIError("The upstream sent a malformed stream chunk (delta)"))
             return
         if delta:
+            field = _mistyped(delta)
+            if field is not None:
+                self._fail(APIError(f"The upstream sent a malformed stream chunk (delta.{field})"))
+                return
             if self.deferred is not None:
                 self._defer(delta)
             else:
