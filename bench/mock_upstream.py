@@ -12,11 +12,12 @@ Behaviour is chosen by the model name, which the gateway forwards unchanged for 
 
 Streaming answers: a role chunk, the content chunks (each one a separate transport write, optionally
 --delay seconds apart), a chunk carrying finish_reason, a usage chunk with `choices: []`, `data: [DONE]`.
+`--shape openrouter` sends OpenRouter's envelope around the same content (null reasoning fields etc.).
 
 `expected_answer(model)` is the single source of truth for what the mock sends; the load generator
 imports it to validate responses.
 
-Run: python bench/mock_upstream.py --port 8081 [--chunks 200] [--delay 0.0]
+Run: python bench/mock_upstream.py --port 8081 [--chunks 200] [--delay 0.0] [--shape openrouter]
 """
 
 from __future__ import annotations
@@ -121,7 +122,27 @@ def _sse(obj: Any) -> bytes:
     return b"data: " + _dumps(obj) + b"\n\n"
 
 
-def _chunk_obj(model: str, delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
+# The chunks' envelope: `plain` is the minimal OpenAI-compatible chunk; `openrouter` is OpenRouter's
+# as it streams (every delta repeats the role and carries null reasoning, each choice null
+# native_finish_reason and logprobs; the usage chunk has cost and token details).
+SHAPES = ("plain", "openrouter")
+
+
+def _chunk_obj(model: str, delta: dict[str, Any], finish: str | None, shape: str = "plain") -> dict[str, Any]:
+    if shape == "openrouter":
+        return {
+            "id": "gen-1700000000-bench0001AbCdEfGhIjKl",
+            "provider": "OpenAI",
+            "model": model,
+            "object": "chat.completion.chunk",
+            "created": CREATED,
+            "choices": [{
+                "index": 0,
+                "delta": {"role": "assistant", "content": None, **delta, "reasoning": None, "reasoning_details": []},
+                "finish_reason": finish, "native_finish_reason": finish, "logprobs": None,
+            }],
+            "system_fingerprint": "fp_bench0001",
+        }  # fmt: skip
     return {
         "id": CHUNK_ID,
         "object": "chat.completion.chunk",
@@ -131,20 +152,27 @@ def _chunk_obj(model: str, delta: dict[str, Any], finish: str | None) -> dict[st
     }
 
 
-def _usage(ans: ExpectedAnswer) -> dict[str, Any]:
-    return {
+def _usage(ans: ExpectedAnswer, shape: str = "plain") -> dict[str, Any]:
+    usage: dict[str, Any] = {
         "prompt_tokens": ans.prompt_tokens,
         "completion_tokens": ans.completion_tokens,
         "total_tokens": ans.prompt_tokens + ans.completion_tokens,
     }
+    if shape == "openrouter":
+        usage.update({
+            "cost": 0.0004, "is_byok": False, "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+            "cost_details": {"upstream_inference_cost": None},
+            "completion_tokens_details": {"reasoning_tokens": 0, "image_tokens": 0},
+        })  # fmt: skip
+    return usage
 
 
-def build_stream(model: str, default_chunks: int) -> list[bytes]:
+def build_stream(model: str, default_chunks: int, shape: str = "plain") -> list[bytes]:
     """The SSE events of a streamed answer, one bytes object per event (HTTP chunk framing not included)."""
     ans = expected_answer(model, default_chunks)
     mode, count = parse_model(model, default_chunks)
-    events = [_sse(_chunk_obj(model, {"role": "assistant", "content": ""}, None))]
-    events += [_sse(_chunk_obj(model, {"content": f"w{i} "}, None)) for i in range(count)]
+    events = [_sse(_chunk_obj(model, {"role": "assistant", "content": ""}, None, shape))]
+    events += [_sse(_chunk_obj(model, {"content": f"w{i} "}, None, shape)) for i in range(count)]
     if mode == "tool":
         first = {
             "index": 0,
@@ -152,14 +180,14 @@ def build_stream(model: str, default_chunks: int) -> list[bytes]:
             "type": "function",
             "function": {"name": TOOL_NAME, "arguments": ""},
         }
-        events.append(_sse(_chunk_obj(model, {"tool_calls": [first]}, None)))
+        events.append(_sse(_chunk_obj(model, {"tool_calls": [first]}, None, shape)))
         for frag in ans.tool_fragments:
             delta = {"tool_calls": [{"index": 0, "function": {"arguments": frag}}]}
-            events.append(_sse(_chunk_obj(model, delta, None)))
-    events.append(_sse(_chunk_obj(model, {}, ans.finish_reason)))
-    usage_chunk = _chunk_obj(model, {}, None)
+            events.append(_sse(_chunk_obj(model, delta, None, shape)))
+    events.append(_sse(_chunk_obj(model, {"content": ""} if shape == "openrouter" else {}, ans.finish_reason, shape)))
+    usage_chunk = _chunk_obj(model, {}, None, shape)
     usage_chunk["choices"] = []
-    usage_chunk["usage"] = _usage(ans)
+    usage_chunk["usage"] = _usage(ans, shape)
     events.append(_sse(usage_chunk))
     events.append(b"data: [DONE]\n\n")
     return events
@@ -253,15 +281,16 @@ def _json_response(status: bytes, body: bytes, keep_alive: bool) -> bytes:
 class Responses:
     """Pre-encoded answers per model name (bounded cache)."""
 
-    def __init__(self, default_chunks: int) -> None:
+    def __init__(self, default_chunks: int, shape: str = "plain") -> None:
         self.default_chunks = default_chunks
+        self.shape = shape
         self._stream: dict[str, list[bytes]] = {}
         self._full: dict[str, bytes] = {}
 
     def stream(self, model: str) -> list[bytes]:
         got = self._stream.get(model)
         if got is None:
-            events = build_stream(model, self.default_chunks)
+            events = build_stream(model, self.default_chunks, self.shape)
             got = [_STREAM_HEAD] + [_http_chunk(e) for e in events]
             # The terminating zero-length chunk rides with [DONE]: it is framing, not an event.
             got[-1] += b"0\r\n\r\n"
@@ -371,9 +400,9 @@ class MockProtocol(asyncio.Protocol):
             t.close()
 
 
-async def serve(host: str, port: int, chunks: int, delay: float, ready_fd: int | None) -> None:
+async def serve(host: str, port: int, chunks: int, delay: float, ready_fd: int | None, shape: str = "plain") -> None:
     loop = asyncio.get_running_loop()
-    responses = Responses(chunks)
+    responses = Responses(chunks, shape)
     stats = Stats()
     server = await loop.create_server(
         lambda: MockProtocol(responses, delay, stats), host, port, backlog=1024, reuse_address=True
@@ -397,6 +426,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--port", type=int, default=8081, help="0 picks a free port")
     ap.add_argument("--chunks", type=int, default=DEFAULT_CHUNKS, help="default text chunks per answer")
     ap.add_argument("--delay", type=float, default=0.0, help="seconds between streamed chunks")
+    ap.add_argument("--shape", choices=SHAPES, default="plain", help="the streamed chunks' envelope")
     ap.add_argument("--ready-fd", type=int, default=None, help="write the bound port to this fd when ready")
     args = ap.parse_args(argv)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
@@ -405,7 +435,7 @@ def main(argv: list[str] | None = None) -> int:
     import uvloop
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(serve(args.host, args.port, args.chunks, args.delay, args.ready_fd))
+        runner.run(serve(args.host, args.port, args.chunks, args.delay, args.ready_fd, args.shape))
     return 0
 
 

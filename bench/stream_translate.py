@@ -10,7 +10,7 @@ translator's and the SSE codec's alone.
 
 Splits: `chunk` feeds one read per upstream event (the mock writes each event as its own HTTP chunk,
 and the direct path feeds each socket read), `coalesced` feeds reads of ~16 KB (a fast upstream's reads
-hold many events). Models: bench/text-200 (200 text chunks) and bench/tool-5 (text, then a tool call
+hold many events). `--shape openrouter`: OpenRouter's chunk envelope (see mock_upstream). Models: bench/text-200 (200 text chunks) and bench/tool-5 (text, then a tool call
 in fragments). ``--callgrind`` instruments the measured loop only and prints the chunk count.
 """
 
@@ -32,7 +32,7 @@ sys.path.insert(0, str(BENCH))
 
 from anthropic_gateway.translate.context import RequestContext  # noqa: E402
 from anthropic_gateway.translate.stream import StreamTranslator  # noqa: E402
-from mock_upstream import build_stream  # noqa: E402
+from mock_upstream import SHAPES, build_stream  # noqa: E402
 
 
 def _callgrind(on: bool) -> None:
@@ -41,8 +41,8 @@ def _callgrind(on: bool) -> None:
                    capture_output=True)  # fmt: skip
 
 
-def reads(model: str, split: str, size: int = 16384) -> list[bytes]:
-    events = build_stream(model, 200)
+def reads(model: str, split: str, size: int = 16384, shape: str = "plain") -> list[bytes]:
+    events = build_stream(model, 200, shape)
     if split == "chunk":
         return events
     data = b"".join(events)
@@ -65,13 +65,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default="bench/text-200")
     ap.add_argument("--split", choices=("chunk", "coalesced"), default=None, help="default: both")
     ap.add_argument("--n", type=int, default=300, help="streams per measurement")
+    ap.add_argument("--shape", choices=SHAPES, default="plain", help="the chunks' envelope (mock_upstream --shape)")
     ap.add_argument("--stream-tools", action="store_true", help="ctx.stream_tool_input (Claude Code's case)")
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--callgrind", action="store_true")
     a = ap.parse_args(argv)
     for split in (a.split,) if a.split else ("chunk", "coalesced"):
-        parts = reads(a.model, split)
-        events = len(build_stream(a.model, 200))
+        parts = reads(a.model, split, shape=a.shape)
+        events = len(parts) if split == "chunk" else len(build_stream(a.model, 200, a.shape))
         for _ in range(20):
             run_once(a.model, parts, a.stream_tools)  # warm-up
         if a.callgrind:
@@ -79,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
             for _ in range(a.n):
                 run_once(a.model, parts, a.stream_tools)
             _callgrind(False)
-            print(f"{a.model} {split}: {a.n} streams x {events} events = {a.n * events} events, {len(parts)} reads")
+            print(f"{a.model} {a.shape} {split}: {a.n} streams x {events} events = {a.n * events} events, {len(parts)} reads")
             continue
         if a.profile:
             prof = cProfile.Profile()
@@ -90,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
             s = io.StringIO()
             st = pstats.Stats(prof, stream=s)
             calls = st.total_calls  # type: ignore[attr-defined]
-            print(f"{a.model} {split}: {calls / a.n:.0f} Python calls/stream, {calls / a.n / events:.2f} per event")
+            print(f"{a.model} {a.shape} {split}: {calls / a.n:.0f} Python calls/stream, {calls / a.n / events:.2f} per event")
             st.sort_stats("tottime").print_stats(12)
             print(s.getvalue())
             continue
@@ -100,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
             for _ in range(a.n):
                 run_once(a.model, parts, a.stream_tools)
             best = min(best, (time.perf_counter() - t0) / a.n)
-        print(f"{a.model} {split}: {best * 1e6:.0f} µs/stream, {best * 1e6 / events:.2f} µs/event ({len(parts)} reads)")
+        print(f"{a.model} {a.shape} {split}: {best * 1e6:.0f} µs/stream, {best * 1e6 / events:.2f} µs/event ({len(parts)} reads)")
     return 0
 
 

@@ -46,21 +46,29 @@ _meta = st.fixed_dictionaries(
         "system_fingerprint": st.sampled_from([None, "fp", 3]), "provider": st.sampled_from(["P", None]),
         "usage": st.sampled_from([None, {}, {"prompt_tokens": 3, "completion_tokens": 2}]),
         "error": st.sampled_from([None, {"message": "boom", "code": 500}]), "extra": st.just(1),
+        "service_tier": st.sampled_from(["default", None, 1]), "obfuscation": st.sampled_from(["Xy3", None]),
     },
 )  # fmt: skip
 _fragment = st.fixed_dictionaries(
     {"function": st.fixed_dictionaries(
         {}, optional={"arguments": st.one_of(st.sampled_from(['{"a":', '1}', "", " "]), _text, st.just({"a": 1})),
-                      "name": st.sampled_from(["f", "g", ""])})},
+                      "name": st.sampled_from(["f", "g", "", None])})},
     optional={"index": st.sampled_from([0, 1, "0", True, None]), "id": st.sampled_from(["t1", "t2", "", None]),
               "type": st.sampled_from(["function", None])},
 )  # fmt: skip
 _delta = st.fixed_dictionaries(
     {},
     optional={
-        # (not non-str content: the general path raises TypeError on it, a defect of its own)
-        "content": st.one_of(_text, st.none()), "role": st.sampled_from(["assistant", None, 1]),
-        "reasoning": st.sampled_from([None, "hmm"]), "refusal": st.sampled_from([None, "no"]),
+        "content": st.one_of(_text, st.none(), st.sampled_from([5, 0, {"t": "x"}, [], ["x"]])),
+        "role": st.sampled_from(["assistant", None, 1]),
+        "reasoning": st.sampled_from([None, "hmm", 0, {}]), "refusal": st.sampled_from([None, "no", 1]),
+        "reasoning_content": st.sampled_from([None, "hmm", ""]),
+        # OpenRouter's null-meaning `[]`, and real details (Claude's and others', not Claude's format)
+        "reasoning_details": st.sampled_from([
+            [], None, {}, [None], [{"type": "reasoning.text", "text": "t", "format": "anthropic-claude-v1", "index": 0}],
+            [{"type": "reasoning.text", "signature": "sig", "format": "anthropic-claude-v1", "index": 0}],
+            [{"type": "reasoning.summary", "summary": "s"}],
+        ]),
         "tool_calls": st.one_of(st.none(), st.lists(_fragment, min_size=1, max_size=2)),
     },
 )  # fmt: skip
@@ -85,7 +93,22 @@ _RAW = [  # what the two decoders might judge differently (both must call these 
     b'[{"choices":[{"delta":{"content":"x"}}]}]',
     b'{"choices":[{"delta":{"content":"\\u00e9\\ud83d\\ude00"}}]}',
 ]
-_payload = st.one_of(_chunk.map(orjson.dumps), st.sampled_from(_RAW))
+
+# OpenRouter's chunk as it streams (every delta carries role and null reasoning): a fixed envelope
+# around generated content, so consecutive chunks differ only in their text.
+def _openrouter(content: Any) -> bytes:
+    return orjson.dumps({
+        "id": "gen-1", "provider": "OpenAI", "model": "openai/gpt-4o", "object": "chat.completion.chunk",
+        "created": 1, "choices": [{"index": 0, "delta": {"role": "assistant", "content": content, "reasoning": None,
+                                                         "reasoning_details": []},
+                                   "finish_reason": None, "native_finish_reason": None, "logprobs": None}],
+        "system_fingerprint": "fp_1",
+    })  # fmt: skip
+
+
+_payload = st.one_of(
+    _chunk.map(orjson.dumps), st.sampled_from(_RAW), st.one_of(st.text(max_size=8), st.none()).map(_openrouter)
+)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -113,8 +136,22 @@ def test_fast_and_general_paths_give_the_same_bytes(
         assert fast == general, (payloads, reads)
 
 
-def test_the_common_text_chunk_takes_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Guards the test above: the fast path is really taken for the mock's (and OpenAI's) text chunk.
+@pytest.mark.parametrize(
+    "chunk",
+    [
+        b'{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"w1 "},"finish_reason":null}]}',
+        _openrouter("w1 "),
+        # OpenAI's with stream_options.include_usage
+        b'{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"gpt-4o","service_tier":"default",'
+        b'"system_fingerprint":"fp_1","choices":[{"index":0,"delta":{"content":"w1 "},"logprobs":null,'
+        b'"finish_reason":null}],"usage":null,"obfuscation":"k9"}',
+        # DeepSeek's
+        b'{"id":"1","object":"chat.completion.chunk","created":1,"model":"deepseek-reasoner","system_fingerprint":"fp_1",'
+        b'"choices":[{"index":0,"delta":{"content":"w1 ","reasoning_content":null},"logprobs":null,"finish_reason":null}]}',
+    ],
+)
+def test_the_common_text_chunk_takes_the_fast_path(chunk: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Guards the test above: the fast path is really taken for the mock's and the real services' text chunk.
     calls: list[bytes] = []
     real = stream._decode_text
 
@@ -123,7 +160,6 @@ def test_the_common_text_chunk_takes_the_fast_path(monkeypatch: pytest.MonkeyPat
         return real(payload)
 
     monkeypatch.setattr(stream, "_decode_text", counting)
-    chunk = b'{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"w1 "},"finish_reason":null}]}'
     t = StreamTranslator(RequestContext(client_model="claude-x", target_is_claude=False), "msg_x")
     t.feed(b'data: {"choices":[{"index":0,"delta":{"role":"assistant","content":"Hi"}}]}\n\n')
     general: list[bytes] = []

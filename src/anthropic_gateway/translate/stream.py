@@ -23,7 +23,7 @@ their JSON is validated - and repaired if need be - before the client sees a byt
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 import orjson
@@ -63,6 +63,7 @@ MAX_CHARS_PER_TOKEN = 8
 
 class _Function(msgspec.Struct, forbid_unknown_fields=True):
     arguments: str
+    name: None = None
 
 
 class _Fragment(msgspec.Struct, forbid_unknown_fields=True):
@@ -76,6 +77,12 @@ class _Delta(msgspec.Struct, forbid_unknown_fields=True):
     content: str | None = None
     tool_calls: list[_Fragment] | None = None
     role: str | None = None
+    # What OpenRouter (`reasoning`, `reasoning_details`), DeepSeek and vLLM (`reasoning_content`) and
+    # OpenAI (`refusal`) put in every delta when they mean nothing: only the null / empty forms.
+    reasoning: None = None
+    reasoning_content: None = None
+    reasoning_details: Annotated[list[None], msgspec.Meta(max_length=0)] | None = None
+    refusal: None = None
 
 
 class _Choice(msgspec.Struct, forbid_unknown_fields=True):
@@ -100,6 +107,9 @@ class _Chunk(msgspec.Struct, forbid_unknown_fields=True):
     model: str = ""
     system_fingerprint: str | None = None
     provider: str = ""
+    usage: None = None  # OpenAI with include_usage: null in every chunk but the last
+    service_tier: str | None = None
+    obfuscation: str = ""  # OpenAI's random padding
 
 
 # A typed decode of only these fields costs a fraction of orjson.loads to dicts and the dict walk after.
