@@ -117,8 +117,21 @@ _THINKING_START = (
 )
 
 
+# A text_delta frame around the JSON string's body: _TEXT_DELTA_HEAD % index + body + TEXT_DELTA_TAIL.
+_TEXT_DELTA_HEAD = (
+    b'event: content_block_delta\ndata: {"type":"content_block_delta","index":%d,'
+    b'"delta":{"type":"text_delta","text":"'
+)
+TEXT_DELTA_TAIL = b'"}}\n\n'
+
+
 def text_delta(index: int, text: str) -> bytes:
     return _TEXT_DELTA % (index, orjson.dumps(text))
+
+
+def text_delta_head(index: int) -> bytes:
+    """The text_delta frame up to its text's first byte (the opening quote included)."""
+    return _TEXT_DELTA_HEAD % index
 
 
 def thinking_delta(index: int, text: str) -> bytes:

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from anthropic_gateway.errors import GatewayTimeoutError
 from anthropic_gateway.translate import stream
 from anthropic_gateway.translate.context import RequestContext
 from anthropic_gateway.translate.stream import StreamTranslator
@@ -106,34 +107,106 @@ def _openrouter(content: Any) -> bytes:
     })  # fmt: skip
 
 
-_payload = st.one_of(
-    _chunk.map(orjson.dumps), st.sampled_from(_RAW), st.one_of(st.text(max_size=8), st.none()).map(_openrouter)
+# The same envelope around raw string bodies, as an upstream might write them: escapes orjson would
+# not write (`\u0041`, `\/`), bytes that are not UTF-8 or not allowed in a JSON string, a quote.
+_OR_HEAD, _OR_TAIL = _openrouter("\x00").split(b"\\u0000")
+_BODIES = [
+    b"w1 ", b"\\u0041", b"\\/", b"\xff", b"\xc3\xa9 caf\xc3\xa9", b"\xc3", b"\xed\xa0\x80", b"a\x7fb", b"\t", b"\\n",
+    b'\\"', b"\\\\", b"", b'x","content":"y', b"\xf0\x9f\x98\x80",
+]  # fmt: skip
+_raw_openrouter = st.lists(st.sampled_from(_BODIES), min_size=1, max_size=3).map(
+    lambda parts: _OR_HEAD + b"".join(parts) + _OR_TAIL
 )
+# A content key twice: the decoders keep the last, the template path must not take the first.
+_twice = st.sampled_from(_BODIES).map(lambda b: b'{"choices":[{"index":0,"delta":{"content":"' + b + b'","content":"w1 "}}]}')
+# An event of two `data:` lines, and the same bytes where the second line is not a data line.
+_lines = st.sampled_from([b'{"choices":[{"index":0,\ndata: "delta":{"content":"w1 "}}]}',
+                          b'{"choices":[{"index":0,\n"delta":{"content":"w2 "}}]}'])  # fmt: skip
+_plain_text = st.text(st.sampled_from("ab !"), min_size=1, max_size=3).map(_openrouter)
+_odd_text = st.text(st.sampled_from('ab "\\\n\u00e9'), min_size=1, max_size=3).map(_openrouter)
+_enveloped = st.one_of(
+    _plain_text, _plain_text, _plain_text, _plain_text, _odd_text, st.one_of(st.text(max_size=8), st.none()).map(_openrouter),
+    _raw_openrouter, _twice, _lines,
+)
+_payload = st.one_of(_chunk.map(orjson.dumps), st.sampled_from(_RAW), _enveloped)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
-    payloads=st.lists(_payload, max_size=12),
+    payloads=st.one_of(st.lists(_payload, max_size=12), st.lists(_enveloped, min_size=3, max_size=10)),
     cuts=st.lists(st.integers(min_value=0, max_value=4000), max_size=6),
     stops=st.sampled_from([[], ["b"]]),
     done=st.booleans(),
     stream_tools=st.booleans(),
+    max_tokens=st.sampled_from([50, 3]),
+    group=st.integers(min_value=2, max_value=4),
+    tail=st.sampled_from([0, 0, 1, 5, 40]),
 )
 def test_fast_and_general_paths_give_the_same_bytes(
-    payloads: list[bytes], cuts: list[int], stops: list[str], done: bool, stream_tools: bool,
-    monkeypatch: pytest.MonkeyPatch,
+    payloads: list[bytes], cuts: list[int], stops: list[str], done: bool, stream_tools: bool, max_tokens: int,
+    group: int, tail: int, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     opening = b'data: {"choices":[{"index":0,"delta":{"role":"assistant","content":"Hi"}}]}\n\n'
     data = opening + b"".join(b"data: " + p + b"\n\n" for p in payloads) + (b"data: [DONE]\n\n" if done else b"")
     bounds = sorted({0, len(data), *(c for c in cuts if c < len(data))})
-    for reads in ([data[a:b] for a, b in itertools.pairwise(bounds)], [e + b"\n\n" for e in data.split(b"\n\n")[:-1]]):
+    events = [e + b"\n\n" for e in data.split(b"\n\n")[:-1]]
+    # three reads of one event each (a template is learned), then reads of `group` events, every
+    # other one cut `tail` bytes short (its last event ends in the next read)
+    grouped = events[:3]
+    for i in range(3, len(events), group):
+        read = b"".join(events[i : i + group])
+        cut = len(read) - tail if (i // group) % 2 else len(read)
+        grouped += [r for r in (read[:cut], read[cut:]) if r]
+    for reads in ([data[a:b] for a, b in itertools.pairwise(bounds)], events, grouped):
         ctx = RequestContext(
-            client_model="claude-x", target_is_claude=False, local_stops=stops, max_tokens=50,
+            client_model="claude-x", target_is_claude=False, local_stops=stops, max_tokens=max_tokens,
             stream_tool_input=stream_tools,
         )  # fmt: skip
         fast = _run(reads, ctx, True, monkeypatch)
         general = _run(reads, ctx, False, monkeypatch)
         assert fast == general, (payloads, reads)
+
+
+_END = [
+    b'{"choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":"stop"}]}',
+    b'{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":9}}', b"[DONE]",
+]
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    texts=st.lists(st.one_of(*[st.text(st.sampled_from("ab !"), min_size=1, max_size=3)] * 4,
+                             st.text(st.sampled_from('a "\\\n\u00e9'), max_size=3), st.none()),
+                   min_size=2, max_size=14),
+    odd=st.lists(st.tuples(st.integers(0, 13), st.sampled_from([*_RAW, *_BODIES])), max_size=2),
+    sizes=st.lists(st.integers(min_value=1, max_value=5), min_size=1, max_size=6).map(lambda s: [1, 2, *s]),
+    tails=st.lists(st.sampled_from([0, 0, 1, 7, 60]), min_size=1, max_size=6),
+    end=st.integers(min_value=0, max_value=3),
+    max_tokens=st.one_of(st.just(50), st.integers(min_value=2, max_value=8)),
+)
+def test_the_template_path_gives_the_general_paths_bytes(
+    texts: list[str | None], odd: list[tuple[int, bytes]], sizes: list[int], tails: list[int], end: int,
+    max_tokens: int, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A run of one envelope (the template path's case) in reads of several events, some of them
+    # ending inside an event, with now and then another chunk (or a raw body in the envelope) among them.
+    payloads = [_openrouter(t) for t in texts]
+    for at, raw in odd:
+        payloads.insert(at, raw if raw.startswith(b"{") else _OR_HEAD + raw + _OR_TAIL)
+    opening = b'data: {"choices":[{"index":0,"delta":{"role":"assistant","content":"Hi"}}]}\n\n'
+    events = [opening] + [b"data: " + p + b"\n\n" for p in payloads + _END[:end]]
+    reads: list[bytes] = []
+    i = 0
+    for k in itertools.count():
+        if i >= len(events):
+            break
+        size = sizes[k % len(sizes)]
+        read = b"".join(events[i : i + size])
+        i += size
+        cut = max(len(read) - tails[k % len(tails)], 0) if k % 2 else len(read)  # every other read cut short
+        reads += [r for r in (read[:cut], read[cut:]) if r]
+    ctx = RequestContext(client_model="claude-x", target_is_claude=False, max_tokens=max_tokens)
+    assert _run(reads, ctx, True, monkeypatch) == _run(reads, ctx, False, monkeypatch), reads
 
 
 @pytest.mark.parametrize(
@@ -193,3 +266,51 @@ def test_a_streamed_tool_calls_argument_fragments_take_the_fast_path(monkeypatch
     assert out == (b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
                    b'"delta":{"type":"input_json_delta","partial_json":"{\\"a\\":"}}\n\n')  # fmt: skip
     assert t.live is not None and t.live.args == ['{"a":']
+
+
+def test_a_repeated_envelope_is_copied_not_decoded(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Guards the template path: once a chunk's envelope is learned, a read that is the same envelope
+    # around plain text is neither split by the SSE decoder nor decoded, and gives the same bytes.
+    decoded: list[bytes] = []
+    real = stream._decode_text
+
+    def counting(payload: bytes) -> Any:
+        decoded.append(payload)
+        return real(payload)
+
+    monkeypatch.setattr(stream, "_decode_text", counting)
+    ctx = RequestContext(client_model="claude-x", target_is_claude=False)
+    texts = ("Hi", " there", " caf\u00e9", ' "q"\n', "!", "a", "b")
+    reads = [b"data: " + _openrouter(t) + b"\n\n" for t in texts[:5]]
+    reads.append(b"".join(b"data: " + _openrouter(t) + b"\n\n" for t in texts[5:]))  # two events in one read
+    t = StreamTranslator(ctx, "msg_x")
+    t.start()
+    outs = [t.feed(r) for r in reads]
+    # The first chunk opens the block (general path), the second is decoded and learned; then none.
+    assert decoded == [_openrouter(" there")]
+    assert outs[2] == (b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
+                       b'"delta":{"type":"text_delta","text":" caf\xc3\xa9"}}\n\n')  # fmt: skip
+    assert outs[3].endswith(b'"text":" \\"q\\"\\n"}}\n\n') and outs[4].endswith(b'"text":"!"}}\n\n')
+    assert outs[5] == outs[4].replace(b"!", b"a") + outs[4].replace(b"!", b"b")
+    assert (t.pieces, t.chars) == (7, 2 + 6 + 5 + 5 + 1 + 1 + 1)
+
+
+def test_nothing_follows_an_error_from_outside_on_the_template_path() -> None:
+    t = StreamTranslator(RequestContext(client_model="claude-x", target_is_claude=False), "msg_x")
+    t.start()
+    for text in ("a", "b", "c"):
+        assert t.feed(b"data: " + _openrouter(text) + b"\n\n")
+    assert t.fail(GatewayTimeoutError("The upstream was silent for 600 s")).startswith(b"event: error")
+    assert t.feed(b"data: " + _openrouter("d") + b"\n\n") == b""
+    assert t.feed(b"".join(b"data: " + _openrouter(x) + b"\n\n" for x in "ef")) == b""
+
+
+def test_a_read_of_several_template_events_past_max_tokens_ends_the_answer() -> None:
+    t = StreamTranslator(RequestContext(client_model="claude-x", target_is_claude=False, max_tokens=2), "msg_x")
+    t.start()
+    t.feed(b'data: {"choices":[{"index":0,"delta":{"role":"assistant","content":"Hi"}}]}\n\n')
+    assert t.feed(b"data: " + _openrouter("a") + b"\n\n")  # learned; 2 pieces of text, not past 2 tokens
+    both = t.feed(b"".join(b"data: " + _openrouter(x) + b"\n\n" for x in "bc"))
+    assert both.count(b"text_delta") == 2 and t.over_budget and t.done
+    assert t.feed(b"data: " + _openrouter("d") + b"\n\n") == b""
+    assert b'"stop_reason":"max_tokens"' in t.finish()

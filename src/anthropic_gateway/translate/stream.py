@@ -23,6 +23,7 @@ their JSON is validated - and repaired if need be - before the client sees a byt
 from __future__ import annotations
 
 import logging
+import re
 from typing import Annotated, Any
 
 import msgspec
@@ -117,6 +118,12 @@ _decode_text = msgspec.json.Decoder(_Chunk).decode
 _NOT_TEXT = (msgspec.DecodeError, msgspec.ValidationError)
 _text_delta = sse.text_delta
 _json_delta = sse.input_json_delta
+_TEXT_TAIL = sse.TEXT_DELTA_TAIL
+# A text's bytes are its JSON string's as they are when none of these is in it (and it is UTF-8).
+_unplain = re.compile(rb'[\x00-\x1f"\\]').search
+_CONTENT_KEY = b'"content":"'
+# Envelopes learned before giving up on the template path for this stream.
+MAX_TEMPLATES = 4
 
 
 # A delta's fields the translator reads as text or as a list: any other type (a number, an object)
@@ -204,6 +211,19 @@ class StreamTranslator:
         self.pieces = 0  # deltas that carried text
         self.chars = 0  # characters of text, thinking and tool arguments
         self.over_budget = False
+        # the text template (see _learn): (prefix, suffix, slice start, slice end) of a payload
+        self._tpl: tuple[bytes, bytes, int, int] | None = None
+        self._learning = True
+        self._tries = 0
+        self._read_prefix = self._read_suffix = b""  # the template as a whole read: b"data: " ... b"\n\n"
+        self._read_sep = b""  # between two template events in one read
+        self._read_sep_short = b""  # its middle
+        self._edge = (b"", b"")
+        self._part_cut = (0, 0)
+        self._cut_from = self._cut_to = 0
+        self._head: bytes | None = None  # set while the next read may take the template path
+        self._head_index = -1
+        self._head_bytes = b""
 
     @property
     def done(self) -> bool:
@@ -223,14 +243,65 @@ class StreamTranslator:
 
     def feed(self, chunk: bytes) -> bytes:
         """One network read → the bytes of every event it completes."""
+        head = self._head
+        if head is not None and chunk.startswith(self._read_prefix) and chunk.endswith(self._read_suffix):
+            # The hottest path: the read is the learned envelope around one more text (see _learn).
+            text = chunk[self._cut_from : self._cut_to]
+            frame: bytes | None
+            if text and text.isascii() and _unplain(text) is None:
+                # No JSON escape in it: the text_delta's string is these very bytes.
+                self.pieces += 1
+                self.chars += len(text)
+                frame = head + text + _TEXT_TAIL
+            else:
+                frame = self._template_delta(text)
+            if frame is not None:
+                budget = self.budget
+                if budget is not None and (self.pieces > budget or self.chars > budget * MAX_CHARS_PER_TOKEN):
+                    self._head = None
+                    self._over_budget(budget)
+                return frame
+        data = self._translate(chunk)
+        budget = self.budget
+        if budget is not None and (self.pieces > budget or self.chars > budget * MAX_CHARS_PER_TOKEN) and not self.done:
+            self._head = None
+            self._over_budget(budget)
+        return data
+
+    def _translate(self, chunk: bytes) -> bytes:
+        if self._head is not None:
+            if chunk.startswith(self._read_prefix):
+                data = self._templated(chunk)  # several events in one read
+                if data is not None:
+                    return data
+        elif self.decoder.pending and self._tpl is not None:
+            # The read completes an event the last one began: that one by the general path, then
+            # the rest may be template events again.
+            at = chunk.find(b"\n\n") + 2
+            if 2 <= at < len(chunk):
+                data = self._feed(chunk[:at])
+                if self._head is not None:
+                    return data + self._translate(chunk[at:])
+                return data + self._feed(chunk[at:])
+        return self._feed(chunk)
+
+    def _feed(self, chunk: bytes) -> bytes:
+        """The general path: the SSE decoder, and each event by the Struct or the dict walk. Output
+        budget is checked by the caller, once per read."""
         out = self.out
         # The hot paths: one more piece of the open text block, or one more argument fragment of the
         # tool call being streamed, when nothing else can apply (no held deltas, stop sequences,
         # other tool calls); anything else takes the general path. Only the general path changes
         # what this depends on, so it is decided again only after that.
         fast = self._fast()
+        tpl = self._tpl if fast and self.open == TEXT else None
         for payload in self.decoder.feed(chunk):
             if fast:
+                if tpl is not None and payload.startswith(tpl[0]) and payload.endswith(tpl[1]):
+                    frame = self._template_delta(payload[tpl[2] : tpl[3]])
+                    if frame is not None:
+                        out.append(frame)
+                        continue
                 try:
                     choices = _decode_text(payload).choices
                 except _NOT_TEXT:
@@ -244,6 +315,8 @@ class StreamTranslator:
                                 out.append(_text_delta(self.index, content))
                                 self.pieces += 1
                                 self.chars += len(content)
+                                if self._learning:
+                                    tpl = self._learn(payload, content)
                                 continue
                         elif not content and len(calls) == 1 and self.open == TOOL:
                             frag = calls[0]
@@ -259,11 +332,14 @@ class StreamTranslator:
                 break
             self._payload(payload)
             fast = self._fast()
+            tpl = self._tpl if fast and self.open == TEXT else None
         if self.decoder.pending > MAX_EVENT_BYTES and self.error is None:
             self._fail(APIError("The upstream sent a stream event larger than 16 MB"))
-        budget = self.budget
-        if budget is not None and (self.pieces > budget or self.chars > budget * MAX_CHARS_PER_TOKEN) and not self.done:
-            self._over_budget(budget)
+        # The next read may take the template path if nothing but the text could change meanwhile.
+        if self._tpl is not None and self.open == TEXT and not self.decoder.pending and self._fast():
+            self._head = self._text_head()
+        else:
+            self._head = None
         if not out:
             return b""
         data = b"".join(out)
@@ -316,6 +392,110 @@ class StreamTranslator:
         self.out.clear()
         return data
 
+    def _text_head(self) -> bytes:
+        """The open text block's text_delta frame up to its text (built once per block)."""
+        if self._head_index != self.index:
+            self._head_index = self.index
+            self._head_bytes = sse.text_delta_head(self.index)
+        return self._head_bytes
+
+    def _template_delta(self, raw: bytes) -> bytes | None:
+        """The text_delta for a chunk that is the template's envelope around ``raw`` (the bytes
+        between its content string's quotes), or None when ``raw`` is not one whole, non-empty JSON
+        string body (the general path then decides what the chunk is)."""
+        if not raw:
+            return None
+        if _unplain(raw) is None:
+            if raw.isascii():
+                chars = len(raw)
+            else:
+                try:
+                    chars = len(raw.decode())
+                except UnicodeDecodeError:
+                    return None
+            self.pieces += 1
+            self.chars += chars
+            return self._text_head() + raw + _TEXT_TAIL
+        try:
+            text = orjson.loads(b'"' + raw + b'"')
+        except orjson.JSONDecodeError:
+            return None  # not one JSON string: e.g. the read holds more than one event
+        if not text:
+            return None
+        self.pieces += 1
+        self.chars += len(text)
+        return _text_delta(self.index, text)
+
+    def _templated(self, chunk: bytes) -> bytes | None:
+        """A read of several template events (the last one perhaps cut off by the read's end): their
+        text_deltas in one join, the cut-off rest to the SSE decoder. None: the general path takes
+        the whole read (another kind of event among them, a text that needs escapes)."""
+        end = chunk.rfind(b"\n\n") + 2
+        if end < 2:
+            return None
+        whole = chunk[:end] if end < len(chunk) else chunk
+        # Cut at a short separator (a long one costs CPython's two-way search a set-up per match),
+        # then checked the other way round: the texts, rebuilt into template events, must give back
+        # the read's bytes exactly.
+        edge = self._edge
+        parts = (edge[0] + whole + edge[1]).split(self._read_sep_short)
+        if len(parts) < 3:
+            return None
+        cut_from, cut_to = self._part_cut
+        texts = [p[cut_from:cut_to] for p in parts[1:-1]]
+        if whole != self._read_prefix + self._read_sep.join(texts) + self._read_suffix:
+            return None
+        joined = b"".join(texts)
+        if b"" in texts or not joined.isascii() or _unplain(joined) is not None:
+            return None  # escapes, non-ASCII or an empty text: event by event
+        self.pieces += len(texts)
+        self.chars += len(joined)
+        head = self._head
+        assert head is not None
+        data = head + (_TEXT_TAIL + head).join(texts) + _TEXT_TAIL
+        return data + self._feed(chunk[end:]) if end < len(chunk) else data
+
+    def _learn(self, payload: bytes, content: str) -> tuple[bytes, bytes, int, int] | None:
+        """A text chunk that took the Struct path: its bytes around the text become the template
+        that later chunks are compared with, byte for byte.
+
+        Sound because the chunk decoded as the strict `_Chunk` (valid JSON, no field but known
+        ones): a `"content":"` there can only be the delta's content key (inside a JSON string a
+        quote is escaped; a key ending in an escaped quote is no known field), and when it occurs
+        once and its string's bytes are the text itself, a later chunk that is the same prefix and
+        suffix around other text with no quote, backslash or control character is the same chunk
+        with only that text changed, valid JSON again, and orjson would encode that text as those
+        very bytes. An envelope that changes from chunk to chunk (OpenAI's `obfuscation`) stops the
+        learning after a few tries."""
+        tpl = self._tpl
+        if tpl is not None and payload.startswith(tpl[0]) and payload.endswith(tpl[1]):
+            return tpl  # the envelope held; only the text needed escaping
+        self._tpl = self._head = None
+        self._tries += 1
+        if self._tries > MAX_TEMPLATES:
+            self._learning = False
+            return None
+        at = payload.find(_CONTENT_KEY)
+        if at < 0 or payload.find(_CONTENT_KEY, at + 1) >= 0 or payload.find(b"\n") >= 0 or payload.find(b"\r") >= 0:
+            return None
+        start = at + len(_CONTENT_KEY)
+        string = orjson.dumps(content)  # the text as the upstream wrote it, if it escapes as orjson does
+        end = start + len(string) - 2
+        if not payload.startswith(string[1:], start):
+            return None
+        prefix, suffix = payload[:start], payload[end:]
+        self._tpl = tpl = (prefix, suffix, start, end - len(payload))  # the suffix holds the closing quote
+        self._read_prefix = b"data: " + prefix
+        self._read_suffix = suffix + b"\n\n"
+        self._read_sep = self._read_suffix + self._read_prefix
+        k = min(24, len(self._read_suffix), len(self._read_prefix))
+        self._read_sep_short = self._read_suffix[-k:] + self._read_prefix[:k]
+        self._edge = (self._read_suffix[-k:], self._read_prefix[:k])
+        self._part_cut = (len(self._read_prefix) - k, k - len(self._read_suffix))
+        self._cut_from = len(self._read_prefix)
+        self._cut_to = -len(self._read_suffix)
+        return tpl
+
     def _fast(self) -> bool:
         """Whether the next chunk may take feed's hot paths (text into the open text block, or an
         argument fragment into the streamed tool call's block) if it has their shape."""
@@ -328,6 +508,7 @@ class StreamTranslator:
     def _fail(self, err: GatewayError) -> None:
         # Appends only: events already produced from the same read go out before the error.
         self.error = err
+        self._head = None
         if self.secret:
             err.message = redact(err.message, self.secret)
         self.out.append(sse_error_frame(err))
