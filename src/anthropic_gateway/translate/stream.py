@@ -124,6 +124,9 @@ _unplain = re.compile(rb'[\x00-\x1f"\\]').search
 _CONTENT_KEY = b'"content":"'
 # Envelopes learned before giving up on the template path for this stream.
 MAX_TEMPLATES = 4
+# Events of a read taken one by one before the template path may apply (the stream's first ones), and
+# other events after a run of template events in one read (the finish, the usage, [DONE]).
+MAX_STEPS = 4
 
 
 # A delta's fields the translator reads as text or as a list: any other type (a number, an object)
@@ -274,15 +277,20 @@ class StreamTranslator:
                 data = self._templated(chunk)  # several events in one read
                 if data is not None:
                     return data
-        elif self.decoder.pending and self._tpl is not None:
-            # The read completes an event the last one began: that one by the general path, then
-            # the rest may be template events again.
-            at = chunk.find(b"\n\n") + 2
-            if 2 <= at < len(chunk):
-                data = self._feed(chunk[:at])
+        elif (self._learning or self._tpl is not None) and self.deferred is None and self.stops is None and not self.done:
+            # No template applies yet (the stream's first events, or the read completes an event the
+            # last one began): a few events one by one through the general path, which may learn
+            # one, then the template path for the rest.
+            data = b""
+            for _ in range(MAX_STEPS):
+                at = chunk.find(b"\n\n") + 2
+                if not 2 <= at < len(chunk):
+                    break
+                data += self._feed(chunk[:at])
+                chunk = chunk[at:]
                 if self._head is not None:
-                    return data + self._translate(chunk[at:])
-                return data + self._feed(chunk[at:])
+                    return data + self._translate(chunk)
+            return data + self._feed(chunk)
         return self._feed(chunk)
 
     def _feed(self, chunk: bytes) -> bytes:
@@ -427,23 +435,28 @@ class StreamTranslator:
         return _text_delta(self.index, text)
 
     def _templated(self, chunk: bytes) -> bytes | None:
-        """A read of several template events (the last one perhaps cut off by the read's end): their
-        text_deltas in one join, the cut-off rest to the SSE decoder. None: the general path takes
-        the whole read (another kind of event among them, a text that needs escapes)."""
-        end = chunk.rfind(b"\n\n") + 2
-        if end < 2:
+        """A read that starts with several template events: their text_deltas in one join; what
+        follows them (a few other events, an event cut off by the read's end) through the general
+        path. None: the general path takes the whole read (a text that needs escapes, say)."""
+        # The run of template events ends at the end of the last one: found from the read's end,
+        # past at most a few other events (the finish, the usage, [DONE]) and a cut-off one.
+        suffix = self._read_suffix
+        end = chunk.rfind(suffix) + len(suffix)
+        if end < len(suffix):
             return None
-        whole = chunk[:end] if end < len(chunk) else chunk
+        if end < len(chunk) and chunk.find(b"\n\n", end) >= 0 and chunk.count(b"\n\n", end) > MAX_STEPS:
+            return None
+        run = chunk[:end] if end < len(chunk) else chunk
         # Cut at a short separator (a long one costs CPython's two-way search a set-up per match),
         # then checked the other way round: the texts, rebuilt into template events, must give back
-        # the read's bytes exactly.
+        # the run's bytes exactly.
         edge = self._edge
-        parts = (edge[0] + whole + edge[1]).split(self._read_sep_short)
+        parts = (edge[0] + run + edge[1]).split(self._read_sep_short)
         if len(parts) < 3:
             return None
         cut_from, cut_to = self._part_cut
         texts = [p[cut_from:cut_to] for p in parts[1:-1]]
-        if whole != self._read_prefix + self._read_sep.join(texts) + self._read_suffix:
+        if run != self._read_prefix + self._read_sep.join(texts) + suffix:
             return None
         joined = b"".join(texts)
         if b"" in texts or not joined.isascii() or _unplain(joined) is not None:
