@@ -94,7 +94,13 @@ class UpstreamClient:
         The caller owns the response and must release() or close() it."""
         target = self._targets.get((backend.name, stream)) or self._target(backend, stream)
         data = target.request(body, key)
-        first_byte = asyncio.timeout(backend.first_byte_timeout)  # None: no limit of its own
+        if backend.first_byte_timeout is None:  # no limit of its own: no timeout context to enter
+            try:
+                return await self._pool.request(target.endpoint, data, connect_timeout=target.connect,
+                                                idle_timeout=target.idle, total_timeout=target.total)  # fmt: skip
+            except (TimeoutError, HTTPClientError) as err:
+                raise connection_error(err) from None
+        first_byte = asyncio.timeout(backend.first_byte_timeout)
         try:
             async with first_byte:
                 return await self._pool.request(target.endpoint, data, connect_timeout=target.connect,

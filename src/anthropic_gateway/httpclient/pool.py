@@ -63,11 +63,14 @@ class Pool:
         slots = self._slots
         if slots is None:
             slots = self._slots = asyncio.Semaphore(self.max_connections)
-        try:
-            async with asyncio.timeout_at(deadline):
-                await slots.acquire()
-        except TimeoutError:
-            raise TotalTimeout() from None
+        if slots.locked():  # every connection busy: wait for one, within the total timeout
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await slots.acquire()
+            except TimeoutError:
+                raise TotalTimeout() from None
+        else:  # a free slot is taken at once: no timer to arm and cancel
+            await slots.acquire()
         conn: Connection | None = None
         try:
             while True:
