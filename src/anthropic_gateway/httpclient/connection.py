@@ -132,8 +132,10 @@ class Response:
         # instead of waiting in the buffer for readany().
         self.sink: Callable[[bytes], None] | None = None
         self._idle = idle_timeout
-        self._idle_timer: asyncio.TimerHandle | None = loop.call_at(self.last + idle_timeout, self._check_idle)
-        self._total_timer: asyncio.TimerHandle | None = loop.call_at(deadline, self._total_expired)
+        self._deadline = deadline
+        # One timer for both limits, at whichever comes first (a timer armed and cancelled per
+        # response is a few microseconds; a short answer never sees it fire).
+        self._timer: asyncio.TimerHandle | None = loop.call_at(min(self.last + idle_timeout, deadline), self._check)
 
     # --- the owner's side ------------------------------------------------------------------------
 
@@ -316,29 +318,26 @@ class Response:
             transport.resume_reading()
 
     def _stop_timers(self) -> None:
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
-            self._idle_timer = None
-        if self._total_timer is not None:
-            self._total_timer.cancel()
-            self._total_timer = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
-    def _check_idle(self) -> None:
+    def _check(self) -> None:
         # One timer per response, looking at the last byte's time when it fires: re-armed at most once
-        # per idle period, never per chunk. A pause of our own (the reader is behind) is not silence.
-        self._idle_timer = None
+        # per idle period, never per chunk, and never past the deadline. A pause of our own (the
+        # reader is behind) is not silence.
+        self._timer = None
         if self.finished:
             return
         now = self.loop.time()
+        if now >= self._deadline:
+            self.fail(TotalTimeout())
+            return
         if self._paused:
             self.last = now
         due = self.last + self._idle
         if now < due:
-            self._idle_timer = self.loop.call_at(due, self._check_idle)
+            self._timer = self.loop.call_at(min(due, self._deadline), self._check)
         else:
             self.fail(IdleTimeout())
-
-    def _total_expired(self) -> None:
-        self._total_timer = None
-        self.fail(TotalTimeout())
 
