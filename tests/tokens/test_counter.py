@@ -311,3 +311,25 @@ def test_tool_input_orjson_cannot_encode_is_still_counted() -> None:
     block = {"type": "tool_use", "id": "t1", "name": "n", "input": {"x": 10**22}}
     body = {"model": "a/b", "messages": [{"role": "assistant", "content": [block]}]}
     assert count_request_tokens(decode_count_tokens_request(json.dumps(body).encode()), "a/b") > 10
+
+
+def test_a_tool_result_is_counted_by_its_text_however_its_json_escapes_it() -> None:
+    # The result is kept as the client's JSON: two spellings of one text are two cache keys, one count.
+    def body(literal: bytes) -> bytes:
+        return (b'{"model":"m","messages":[{"role":"assistant","content":[{"type":"tool_use","id":"t1","name":"Read",'
+                b'"input":{}}]},{"role":"user","content":[{"type":"tool_result","tool_use_id":"t1","content":'
+                + literal + b"}]}]}")  # fmt: skip
+
+    plain = count_request_tokens(decode_count_tokens_request(body('"caf\xc3\xa9 au lait, 42 \\u00e9"'.encode("latin-1"))), "openai/gpt-4o")
+    escaped = count_request_tokens(decode_count_tokens_request(body(b'"caf\\u00e9 au lait, 42 \\u00e9"')), "openai/gpt-4o")
+    empty = count_request_tokens(decode_count_tokens_request(body(b'""')), "openai/gpt-4o")
+    assert plain == escaped > empty + 5
+
+
+def test_a_history_longer_than_the_cache_is_counted_whole() -> None:
+    n = counter_module.CACHE_SIZE + 10
+    history = [{"role": "user" if i % 2 == 0 else "assistant", "content": f"turn {i}"} for i in range(n + 1)]
+    r = decode_count_tokens_request(req(messages=history))
+    first = count_request_tokens(r, "openai/gpt-4o")
+    assert count_request_tokens(r, "openai/gpt-4o") == first  # the oldest evicted and counted again
+    assert len(counter_module._cache) == counter_module.CACHE_SIZE

@@ -17,7 +17,6 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from functools import partial
 from typing import TYPE_CHECKING, assert_never
 
 import msgspec
@@ -106,6 +105,23 @@ class _LRU:
                 self._data.popitem(last=False)
         return value
 
+    def get_many(self, keys: list[tuple[str, str, tuple[int, int]]]) -> list[int | None]:
+        """The cached counts of ``keys`` (None where missing), looked up under one lock: a long
+        history's messages are hundreds of keys per request."""
+        data = self._data
+        with self._lock:
+            found = [data.get(key) for key in keys]
+            for key, value in zip(keys, found, strict=True):
+                if value is not None:
+                    data.move_to_end(key)
+        return found
+
+    def put(self, key: tuple[str, str, tuple[int, int]], value: int) -> None:
+        with self._lock:
+            self._data[key] = value
+            if len(self._data) > self._size:
+                self._data.popitem(last=False)
+
     def clear(self) -> None:
         with self._lock:
             self._data.clear()
@@ -187,10 +203,13 @@ def count_request_tokens(req: CountTokensRequest, model: str) -> int:
     system = req.system
     if system:
         total += _cache.get_or_count(("system", enc_name, _digest(system)), lambda: counter.system(system))
-    for message in req.messages:
-        total += _cache.get_or_count(
-            ("message", enc_name, _digest(message)), partial(counter.message, message)
-        )
+    messages = req.messages
+    keys = [("message", enc_name, _digest(message)) for message in messages]
+    for message, key, cached in zip(messages, keys, _cache.get_many(keys), strict=True):
+        if cached is None:  # counted outside the lock, like get_or_count
+            cached = counter.message(message)
+            _cache.put(key, cached)
+        total += cached
     forced = isinstance(req.tool_choice, ToolChoiceAny | ToolChoiceTool)
     tools = req.tools
     if tools:
