@@ -178,11 +178,15 @@ class MessageConverter:
             out.append(message)
 
     def _release_system(self, out: list[OAIMessage]) -> None:
+        if not self.held_system:
+            return
         for message, mark in self.held_system:
             self._place(message, mark, out)
         self.held_system.clear()
 
     def _answer_pending(self, pending: list[str], out: list[OAIMessage]) -> None:
+        if not pending and not self.held_system:
+            return
         for tid in pending:
             out.append({"role": "tool", "tool_call_id": tid, "content": MISSING_RESULT})
         pending.clear()
@@ -197,7 +201,7 @@ class MessageConverter:
             return []
         texts: list[str] = []
         calls: list[dict[str, Any]] = []
-        reasoning = _Reasoning()
+        reasoning: _Reasoning | None = None  # made for the turns that have some (one object less per turn)
         for block in msg.content:
             if isinstance(block, TextBlock):
                 if block.text.strip():
@@ -209,9 +213,11 @@ class MessageConverter:
                     "function": {"name": self.tool_name(block.name), "arguments": json_text(block.input)},
                 })  # fmt: skip
             elif isinstance(block, ThinkingBlock):
+                reasoning = reasoning or _Reasoning()
                 reasoning.add_thinking(block, self.claude)
             elif isinstance(block, RedactedThinkingBlock):
                 if self.claude:
+                    reasoning = reasoning or _Reasoning()
                     reasoning.details.append(
                         {"type": "reasoning.encrypted", "data": block.data, "format": CLAUDE_FORMAT}
                     )
@@ -222,7 +228,8 @@ class MessageConverter:
         message: OAIMessage = {"role": "assistant", "content": "".join(texts) if texts else None}
         if calls:
             message["tool_calls"] = calls
-        reasoning.apply(message, self.history_field)
+        if reasoning is not None:
+            reasoning.apply(message, self.history_field)
         if message["content"] is None and not calls:
             return []  # nothing the upstream could take ("assistant content must contain a part")
         out.append(message)
