@@ -7,6 +7,8 @@
 #   AB_DATABASE_URL_B=postgresql://postgres@127.0.0.1:5432/gw_ab bench/ab.sh HEAD HEAD 32 --stream 3
 #                                  # one build, its store on SQLite (A) against PostgreSQL (B)
 #   AB_BODY=cc bench/ab.sh main HEAD 16 "" 3   # loadgen's body: small (default), cc (Claude Code, 76 KB), tool
+#   AB_ENV_B="LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2" bench/ab.sh HEAD HEAD 32 --stream 3
+#                                  # one build, B's gateway (only) with extra environment (AB_ENV_A for A)
 #
 # Each round starts each build's gateway pinned to core 0 against one mock upstream (core 1), warms it
 # for 2 s, measures 5 s with bench/loadgen.py (core 1), and prints req/s and the gateway's CPU per
@@ -32,11 +34,11 @@ git -C "$REPO" worktree add -q "$WORK/b" "$B"
 taskset -c 1 "$PY" "$REPO/bench/mock_upstream.py" --port $MOCK_PORT ${AB_MOCK_ARGS:-} > "$WORK/mock.log" 2>&1 &
 MOCK_PID=$!
 sleep 1
-run() {  # $1 = worktree, $2 = label, $3 = database URL (empty: a SQLite file)
+run() {  # $1 = worktree, $2 = label, $3 = database URL (empty: a SQLite file), $4 = extra KEY=VALUE words
   # The store (ledger) in the work directory: not the user's, nor shared with another run.
   rm -f "$WORK/gateway.db"*
   PYTHONPATH="$1/src" ANTHROPIC_GATEWAY_UPSTREAM_KEY=bench-key ANTHROPIC_GATEWAY_DATABASE_URL="${3:-$WORK/gateway.db}" \
-    taskset -c 0 "$PY" -m anthropic_gateway serve \
+    env ${4:-} taskset -c 0 "$PY" -m anthropic_gateway serve \
     --port $GW_PORT --upstream-url "http://127.0.0.1:$MOCK_PORT/v1" > "$WORK/gw.log" 2>&1 &
   local gw=$!
   for _ in $(seq 50); do curl -sf "http://127.0.0.1:$GW_PORT/" > /dev/null 2>&1 && break; sleep 0.1; done
@@ -58,5 +60,5 @@ PY
 }
 echo "c=$C ${MODE:-non-streaming}, body ${AB_BODY:-small}, $ROUNDS rounds: A=$A B=$B"
 for _ in $(seq "$ROUNDS"); do
-  run "$WORK/a" "A" "${AB_DATABASE_URL_A:-}"; run "$WORK/b" "B" "${AB_DATABASE_URL_B:-}"
+  run "$WORK/a" "A" "${AB_DATABASE_URL_A:-}" "${AB_ENV_A:-}"; run "$WORK/b" "B" "${AB_DATABASE_URL_B:-}" "${AB_ENV_B:-}"
 done
