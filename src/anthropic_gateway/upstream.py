@@ -112,10 +112,6 @@ class UpstreamClient:
                 ) from None
             raise connection_error(err) from None
 
-    async def ready(self) -> None:
-        """Nothing to load or open beforehand any more (the probes used to wait for aiohttp here)."""
-        return None
-
     async def get(self, url: str, headers: Mapping[str, str], *, timeout: float) -> Response:
         """``GET url`` on the background pool; returns once the status and headers arrived, the whole
         exchange bounded by ``timeout``. The caller owns the response (release() or close())."""

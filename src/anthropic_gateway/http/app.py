@@ -37,8 +37,21 @@ def _warm_up(model: str) -> None:
     gc.freeze()  # what the tokenizer left too
 
 
-def _start_warm_up(model: str) -> threading.Thread:
-    thread = threading.Thread(target=_warm_up, args=(model,), name="tokenizer-warm-up", daemon=True)
+def _start_warm_up(model: str, done: asyncio.Future[None]) -> threading.Thread:
+    loop = done.get_loop()
+
+    def finished() -> None:
+        if not done.done():
+            done.set_result(None)
+
+    def run() -> None:
+        try:
+            _warm_up(model)
+        finally:
+            with contextlib.suppress(RuntimeError):  # the loop already closed: shutting down
+                loop.call_soon_threadsafe(finished)
+
+    thread = threading.Thread(target=run, name="tokenizer-warm-up", daemon=True)
     thread.start()
     return thread
 
@@ -67,8 +80,12 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FrontDoor:
         # Load the tokenizer (~0.25 s) in a thread once the server is up, so readiness is not delayed
         # by it; a count before then loads it on demand.
         loop = asyncio.get_running_loop()
-        warm_up = loop.call_later(0.3, _start_warm_up, settings.sonnet_model) if settings.tokenizer_preload else None
-        gw.prober.start()
+        warmed: asyncio.Future[None] | None = None
+        warm_up = None
+        if settings.tokenizer_preload:
+            warmed = loop.create_future()
+            warm_up = loop.call_later(0.3, _start_warm_up, settings.sonnet_model, warmed)
+        gw.prober.start(after=warmed)  # a probe's timeout is not spent waiting for the warm-up's GIL
         gw.lifecycle.serving()
         gc.freeze()  # no collection first: it would delay readiness; the warm-up's collection follows
         gc.set_threshold(*GC_THRESHOLDS)

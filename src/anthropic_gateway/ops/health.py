@@ -14,7 +14,7 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -25,7 +25,7 @@ from anthropic_gateway.upstream import UpstreamClient
 
 log = logging.getLogger(__name__)
 
-FIRST_PROBE_DELAY = 0.5  # after start-up, once the upstream client has loaded in its thread
+FIRST_PROBE_DELAY = 0.5  # after start-up (and after the warm-up given to start())
 PROBE_TIMEOUT = 10.0
 
 StatusProvider = Callable[[], dict[str, Any]]
@@ -60,9 +60,11 @@ class Prober:
         self.results: dict[str, ProbeResult] = {}
         self._task: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
+    def start(self, after: Awaitable[object] | None = None) -> None:
+        """Probe every interval; the first probe once ``after`` (the start-up's own work, e.g. the
+        tokenizer's warm-up holding the GIL) is done, so a short timeout is not spent waiting for it."""
         if self.interval > 0 and self.backends:
-            self._task = asyncio.create_task(self._run())
+            self._task = asyncio.create_task(self._run(after))
 
     async def close(self) -> None:
         if self._task is not None:
@@ -70,10 +72,10 @@ class Prober:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    async def _run(self) -> None:
+    async def _run(self, after: Awaitable[object] | None) -> None:
         await asyncio.sleep(FIRST_PROBE_DELAY)
-        with contextlib.suppress(GatewayError):  # a failed load is retried by the probe itself
-            await self.upstream.ready()
+        if after is not None:
+            await after
         while True:
             await self.probe_all()
             await asyncio.sleep(self.interval)
