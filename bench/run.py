@@ -632,8 +632,8 @@ def report(data: dict[str, Any]) -> str:
         out.append(
             f"Harness calibration: a zero-work TCP relay on core 0 in place of the gateway, streaming c=32: "
             f"{fmt(cal['rps'], 0)} req/s ({ratio(cal['rps'], fl.get('rps'))} of the floor), relay CPU "
-            f"{fmt(per_req_ms(cal['watched_cpu_s'], cal), 2)} ms/stream. This is the most the harness core can "
-            "drive when traffic crosses cores; no gateway can exceed it."
+            f"{fmt(per_req_ms(cal['watched_cpu_s'], cal), 2)} ms/stream: what a Python process that only copies "
+            "bytes costs and reaches on this machine when traffic crosses cores (on a slow VM, the harness's limit)."
         )
         out.append("")
     out += ["## Harness ceilings (per core, from CPU time per request in each cell)", ""]
