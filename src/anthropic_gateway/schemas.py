@@ -376,6 +376,11 @@ class Message(Struct, kw_only=True):
 # --- tools, choices, thinking ------------------------------------------------------------------
 
 
+# A tool without an input_schema (an Anthropic-defined tool, or a custom one to be refused): valid JSON
+# when encoded, and the same object in every such Tool (tested with ``is``).
+NO_SCHEMA = msgspec.Raw(b"{}")
+
+
 class Tool(Struct, kw_only=True):
     """A tool definition. ``type`` absent or ``custom`` is a client tool; anything else is an
     Anthropic-defined tool (web_search_20250305, bash_20250124, ...) which the translator handles."""
@@ -384,9 +389,11 @@ class Tool(Struct, kw_only=True):
     type: str | None = None
     description: str | None = None
     # Kept as raw JSON: it is forwarded unchanged (and counted), so decoding 60 KB of Claude Code's
-    # schemas into dicts on every request would be wasted work. Empty when absent (a factory, not a
-    # default value: the JSON schema of /openapi.json cannot encode a Raw default).
-    input_schema: msgspec.Raw = msgspec.field(default_factory=msgspec.Raw)
+    # schemas into dicts on every request would be wasted work. ``NO_SCHEMA`` when absent, told apart
+    # by identity: an empty Raw would be written as no JSON at all (`"input_schema":,`) wherever a
+    # Tool is encoded (the response cache's key, a thread's stored state). A factory, not a default
+    # value: the JSON schema of /openapi.json cannot encode a Raw default.
+    input_schema: msgspec.Raw = msgspec.field(default_factory=lambda: NO_SCHEMA)
     cache_control: CacheControl | None = None
     strict: bool | None = None
     # Tool search: not callable until a tool_reference loads it (translate/deferred_tools.py).

@@ -80,3 +80,12 @@ def test_integers_past_64_bits_are_keyed_exactly() -> None:
     assert with_input(2**70) != with_input(2**70 + 1)
     assert with_input(2**70) == with_input(2**70)
     assert with_input(5) != with_input(6)
+
+
+def test_an_anthropic_defined_tool_without_input_schema_is_keyed() -> None:
+    """Such a tool has no input_schema; an empty raw value was once encoded as no JSON at all, and
+    every cached request carrying one (web search, bash, text editor) failed on its key."""
+    web = {"type": "web_search_20250305", "name": "web_search", "max_uses": 2}
+    bash = {"type": "bash_20250124", "name": "bash"}
+    assert key(tools=[web]) == key(tools=[web])
+    assert len({key(), key(tools=[web]), key(tools=[bash]), key(tools=[web, bash])}) == 4

@@ -18,6 +18,7 @@ from anthropic_gateway.backends import BackendKind
 from anthropic_gateway.errors import InvalidRequestError, shown
 from anthropic_gateway.routing import Route
 from anthropic_gateway.schemas import (
+    NO_SCHEMA,
     MessagesRequest,
     ThinkingAdaptive,
     ThinkingDisabled,
@@ -154,12 +155,12 @@ def _tool(tool: Tool, index: int, conv: MessageConverter) -> dict[str, Any]:
         description, schema = synthesized
     else:
         description = tool.description
-        if not len(schema):  # len, not bytes(): no copy of a schema per check
+        if schema is NO_SCHEMA:
             raise InvalidRequestError(f"tools.{index}.input_schema: Field required")
     function: dict[str, Any] = {"name": conv.tool_name(tool.name)}
     if description:
         function["description"] = description
-    function["parameters"] = schema if len(schema) else _EMPTY_SCHEMA
+    function["parameters"] = schema if schema is not NO_SCHEMA else _EMPTY_SCHEMA
     if tool.strict is not None:
         function["strict"] = tool.strict
     out: dict[str, Any] = {"type": "function", "function": function}
