@@ -39,12 +39,12 @@ _DAY = {"sqlite": "CAST(ts / 86400 AS INTEGER)", "postgresql": "CAST(FLOOR(ts / 
 
 
 def row_of(rec: RequestRecord) -> tuple[Any, ...]:
-    started, finished, first = rec.started, rec.finished, rec.first_token_at  # the properties, written out
+    ttft = rec.ttft
     return (
         rec.started_at, rec.request_id, rec.route, rec.key_label, rec.model, rec.backend, rec.upstream_model,
         int(rec.stream), rec.status, rec.error_type, rec.input_tokens, rec.output_tokens, rec.cache_read_tokens,
-        rec.cache_write_tokens, rec.cost_usd, ((time.perf_counter() if finished is None else finished) - started) * 1000,
-        None if first is None else (first - started) * 1000, "batch" if rec.route == "batch" else "http",
+        rec.cache_write_tokens, rec.cost_usd, rec.duration * 1000,
+        None if ttft is None else ttft * 1000, "batch" if rec.route == "batch" else "http",
     )  # fmt: skip
 
 

@@ -15,7 +15,6 @@ client's raw string or a request id.
 from __future__ import annotations
 
 import bisect
-import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -101,8 +100,7 @@ class Metrics:
         requests = self.requests
         key: Labels = (route, model, status)
         requests[key] = requests.get(key, 0) + 1
-        finished = rec.finished
-        duration = (time.perf_counter() if finished is None else finished) - rec.started
+        duration = rec.duration
         self.duration.observe((route, model), duration)
         if rec.model is None or rec.route not in LEDGERED_ROUTES:  # count_tokens runs no model
             return

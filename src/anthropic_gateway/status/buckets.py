@@ -230,8 +230,7 @@ class StatusBuckets:
         if rec.route not in LEDGERED_ROUTES:
             return
         b.model_requests += 1
-        finished = rec.finished
-        duration = (time.perf_counter() if finished is None else finished) - rec.started
+        duration = rec.duration
         b.latency.observe(duration)
         if rec.stream:
             b.streams += 1
