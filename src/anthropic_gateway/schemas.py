@@ -17,6 +17,8 @@ import binascii
 import functools
 import logging
 import re
+import threading
+from collections import OrderedDict
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -556,6 +558,119 @@ EXTRA_PARAMETERS: tuple[str, ...] = (
 
 # --- decoding ----------------------------------------------------------------------------------
 
+
+class ToolList(list[Tool]):
+    """A request's decoded tools, served from the decoded-tools cache (``_ToolsCache``): its ``entry``
+    holds the tools that were decoded from the same bytes, shared by every request that sent them.
+    ``entry.holds(tools)`` says whether this list still has exactly those tools (nobody edits a list
+    in place today; a reader memoizing on the entry checks it anyway)."""
+
+    __slots__ = ("entry",)
+
+    entry: ToolsEntry
+
+
+class ToolsEntry:
+    """One tool list as decoded from its exact bytes. ``memo`` is for readers that derive something
+    from the tools alone (the token estimate's cache key): computed once per entry, not per request."""
+
+    __slots__ = ("memo", "raw", "tools")
+
+    def __init__(self, raw: msgspec.Raw, tools: list[Tool]) -> None:
+        self.raw = raw
+        self.tools = tuple(tools)
+        self.memo: dict[str, Any] = {}
+
+    def holds(self, tools: list[Tool]) -> bool:
+        mine = self.tools
+        return len(tools) == len(mine) and all(a is b for a, b in zip(tools, mine, strict=True))
+
+    def list(self) -> ToolList:
+        out = ToolList(self.tools)
+        out.entry = self
+        return out
+
+
+_tool_list = msgspec.json.Decoder(list[Tool])
+# Bounded: a gateway sees few distinct tool lists (a Claude Code version sends the same 64 KB to
+# every session, every turn), and an entry costs about three times its JSON once decoded.
+TOOLS_CACHE_ENTRIES = 16
+TOOLS_CACHE_BYTES = 2 << 20  # the raw JSON of all entries
+TOOLS_CACHE_MAX = 256 << 10  # a longer list is decoded each time
+
+
+class _ToolsCache:
+    """Decoded tool lists by the exact JSON the client sent (compared byte for byte, so a hit is the
+    same bytes, already validated). Claude Code's first turn is 76 KB of which 64 KB are its 24 tools:
+    decoding them (48 KB of non-ASCII descriptions to str), then re-encoding them to UTF-8 for the
+    estimate's key and hashing that was a third of the request's instructions, on every turn.
+
+    Looked up by length and two short samples, not by a hash of the whole (SipHash of 64 KB is
+    16 µs): a sample match is only a candidate, the bytes decide."""
+
+    def __init__(self) -> None:
+        self._data: OrderedDict[tuple[int, bytes], ToolsEntry] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _key(raw: msgspec.Raw) -> tuple[int, bytes]:
+        view = memoryview(raw)
+        n = len(view)
+        mid = n // 2
+        return n, bytes(view[mid : mid + 32]) + bytes(view[-32:])
+
+    def get(self, raw: msgspec.Raw) -> ToolList | None:
+        """The decoded tools of ``raw``, or None if ``raw`` is not a valid tool list (the caller
+        decodes the whole body again for the error)."""
+        key = self._key(raw)
+        with self._lock:
+            entry = self._data.get(key)
+            if entry is not None and entry.raw == raw:
+                self._data.move_to_end(key)
+                return entry.list()
+        copy = msgspec.Raw(bytes(raw))  # not the request's Raw: that is a view keeping the whole body alive
+        try:
+            tools = _tool_list.decode(copy)
+        except (msgspec.DecodeError, RecursionError):
+            return None
+        entry = ToolsEntry(copy, tools)
+        size = len(copy)
+        if size > TOOLS_CACHE_MAX:
+            return entry.list()
+        with self._lock:
+            old = self._data.pop(key, None)
+            if old is not None:
+                self._bytes -= len(old.raw)
+            self._data[key] = entry
+            self._bytes += size
+            while len(self._data) > TOOLS_CACHE_ENTRIES or self._bytes > TOOLS_CACHE_BYTES:
+                _, dropped = self._data.popitem(last=False)
+                self._bytes -= len(dropped.raw)
+        return entry.list()
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+            self._bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+tools_cache = _ToolsCache()
+
+
+class _RawToolsMessagesRequest(MessagesRequest, kw_only=True):
+    """The fast path's schema: ``tools`` kept raw, looked up in (or added to) ``tools_cache``."""
+
+    tools: msgspec.Raw = msgspec.field(default_factory=_null)  # type: ignore[assignment]
+
+
+class _RawToolsCountTokensRequest(CountTokensRequest, kw_only=True):
+    tools: msgspec.Raw = msgspec.field(default_factory=_null)  # type: ignore[assignment]
+
+
 # The same schemas with tool results' content typed (`str | list[...] | None`), as it was decoded
 # before it was kept raw: a body the raw schema refuses is decoded again with these, whose error
 # names the field exactly as before (path, message, and which of several errors comes first).
@@ -689,12 +804,38 @@ def _message(err: msgspec.ValidationError | None) -> str:
     return validation_message(err) if err is not None else "Request body does not match the Messages API schema"
 
 
+_raw_tools_decoders: dict[type[Any], msgspec.json.Decoder[Any]] = {
+    MessagesRequest: msgspec.json.Decoder(_RawToolsMessagesRequest),
+    CountTokensRequest: msgspec.json.Decoder(_RawToolsCountTokensRequest),
+}
+
+
+def _decode_fast(body: bytes, decoder: msgspec.json.Decoder[Any], schema: type[Any]) -> Any:
+    """A valid body with its tools from ``tools_cache``; anything the fast path refuses is decoded
+    again as before (``_decode``), so an error's message and field path are exactly those of the
+    typed schema. The result is an instance of the raw-tools subclass of ``schema`` (its ``tools``
+    a ``ToolList``), which every reader treats as ``schema``."""
+    try:
+        req = _raw_tools_decoders[schema].decode(body)
+    except (msgspec.DecodeError, RecursionError):
+        return _decode(body, decoder, schema)
+    raw: msgspec.Raw = req.tools
+    if len(raw) == 4 and bytes(raw) == _NULL:
+        req.tools = None
+        return req
+    tools = tools_cache.get(raw)
+    if tools is None:
+        return _decode(body, decoder, schema)
+    req.tools = tools
+    return req
+
+
 def decode_messages_request(body: bytes) -> MessagesRequest:
     """Validate a ``POST /v1/messages`` body. Raises InvalidRequestError naming the field."""
-    req: MessagesRequest = _decode(body, _messages_decoder, MessagesRequest)
+    req: MessagesRequest = _decode_fast(body, _messages_decoder, MessagesRequest)
     return req
 
 
 def decode_count_tokens_request(body: bytes) -> CountTokensRequest:
-    req: CountTokensRequest = _decode(body, _count_decoder, CountTokensRequest)
+    req: CountTokensRequest = _decode_fast(body, _count_decoder, CountTokensRequest)
     return req

@@ -13,7 +13,7 @@ import msgspec
 import pytest
 
 from anthropic_gateway.errors import InvalidRequestError
-from anthropic_gateway.schemas import decode_count_tokens_request, decode_messages_request
+from anthropic_gateway.schemas import ToolList, decode_count_tokens_request, decode_messages_request
 from anthropic_gateway.tokens import count_request_tokens, count_text_tokens, family_for_model
 from anthropic_gateway.tokens import counter as counter_module
 from anthropic_gateway.tokens.vocab import get_encoding
@@ -333,3 +333,23 @@ def test_a_history_longer_than_the_cache_is_counted_whole() -> None:
     first = count_request_tokens(r, "openai/gpt-4o")
     assert count_request_tokens(r, "openai/gpt-4o") == first  # the oldest evicted and counted again
     assert len(counter_module._cache) == counter_module.CACHE_SIZE
+
+
+def test_tools_from_the_decoded_tools_cache_are_keyed_once_and_a_changed_list_is_counted_again() -> None:
+    def body(description: str) -> bytes:
+        tool = {"name": "get_weather", "description": description, "input_schema": json.loads(WEATHER_SCHEMA)}
+        return req(messages=[{"role": "user", "content": "hi"}], tools=[tool])
+
+    first = decode_count_tokens_request(body("Get the weather."))
+    assert isinstance(first.tools, ToolList)
+    n = count_request_tokens(first, "openai/gpt-4o")
+    assert first.tools.entry.memo["tokens"] == counter_module._digest(first.tools)
+    again = decode_count_tokens_request(body("Get the weather."))
+    assert count_request_tokens(again, "openai/gpt-4o") == n
+    longer = count_request_tokens(decode_count_tokens_request(body("Get the weather, in detail.")), "openai/gpt-4o")
+    assert longer > n
+    # A list edited in place no longer holds its entry's tools: keyed (and counted) as what it now is.
+    edited = decode_count_tokens_request(body("Get the weather."))
+    assert edited.tools is not None
+    edited.tools.append(decode_count_tokens_request(body("Get the weather, in detail.")).tools[0])  # type: ignore[index]
+    assert count_request_tokens(edited, "openai/gpt-4o") > longer

@@ -7,7 +7,16 @@ import json
 import pytest
 
 from anthropic_gateway.errors import InvalidRequestError
-from anthropic_gateway.schemas import TextBlock, ToolResultBlock, decode_messages_request
+from anthropic_gateway.schemas import (
+    TOOLS_CACHE_BYTES,
+    TOOLS_CACHE_ENTRIES,
+    TOOLS_CACHE_MAX,
+    TextBlock,
+    ToolList,
+    ToolResultBlock,
+    decode_messages_request,
+    tools_cache,
+)
 
 
 def test_an_unhashable_inner_block_type_is_a_400_not_a_500() -> None:
@@ -86,3 +95,89 @@ def test_unknown_blocks_inside_a_tool_result_are_dropped() -> None:
     body = _result_body('[{"type":"text","text":"kept"},{"type":"zzz"}]')
     block = decode_messages_request(body).messages[0].content[0]
     assert isinstance(block, ToolResultBlock) and block.value == [TextBlock(text="kept")]
+
+
+# --- tools decoded once per distinct list (schemas.tools_cache) -------------------------------------
+
+
+def _tools_body(tools: object, **extra: object) -> bytes:
+    return json.dumps({"model": "a/b", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}],
+                       "tools": tools, **extra}).encode()  # fmt: skip
+
+
+def _tool(description: str) -> dict[str, object]:
+    return {"name": "get_weather", "description": description, "input_schema": {"type": "object"}}
+
+
+def test_the_same_tool_bytes_share_one_decoded_list_and_each_request_gets_its_own_list() -> None:
+    body = _tools_body([_tool("Weather for a place: 🌦"), _tool("second")])
+    first, second = decode_messages_request(body), decode_messages_request(body)
+    assert isinstance(first.tools, ToolList) and isinstance(second.tools, ToolList)
+    assert first.tools.entry is second.tools.entry
+    assert first.tools is not second.tools  # a reader editing its request's list edits only that one
+    assert [t.description for t in second.tools] == ["Weather for a place: 🌦", "second"]
+    assert bytes(second.tools[0].input_schema) == b'{"type": "object"}'  # as sent
+
+
+def test_a_changed_tool_of_the_same_length_is_decoded_again_not_served_from_the_cache() -> None:
+    # The same length, the same middle and the same end: the cache's lookup key is equal, the bytes are not.
+    a = _tools_body([_tool("alpha " + "x" * 200), _tool("y" * 300)])
+    b = _tools_body([_tool("omega " + "x" * 200), _tool("y" * 300)])
+    assert len(a) == len(b)
+    assert decode_messages_request(a).tools[0].description.startswith("alpha")  # type: ignore[index, union-attr]
+    assert decode_messages_request(b).tools[0].description.startswith("omega")  # type: ignore[index, union-attr]
+    assert decode_messages_request(a).tools[0].description.startswith("alpha")  # type: ignore[index, union-attr]
+
+
+def test_absent_and_null_tools_are_none() -> None:
+    assert decode_messages_request(_tools_body(None)).tools is None
+    body = json.dumps({"model": "a/b", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}).encode()
+    assert decode_messages_request(body).tools is None
+
+
+@pytest.mark.parametrize(
+    ("tools", "message"),
+    [
+        ([{"name": 5, "input_schema": {}}], "tools.0.name: Expected `str`, got `int`"),
+        ({"name": "x"}, "tools: Expected `array | null`, got `object`"),
+        ([{"description": "d"}], "tools.0.name: Field required"),
+    ],
+)
+def test_a_bad_tool_list_is_named_as_before(tools: object, message: str) -> None:
+    assert _error(_tools_body(tools)) == message
+    assert _error(_tools_body(tools)) == message  # a refused list is not cached
+
+
+def test_invalid_utf8_in_a_tool_description_is_refused() -> None:
+    body = _tools_body([_tool("DESC")]).replace(b"DESC", b"\xff")
+    assert "invalid utf-8" in _error(body).lower()
+
+
+def test_an_error_elsewhere_in_the_body_is_reported_with_cached_tools() -> None:
+    tools = [_tool("cached")]
+    decode_messages_request(_tools_body(tools))
+    assert _error(_tools_body(tools, max_tokens=0)) == "max_tokens: Expected `int` >= 1"
+
+
+def test_the_cache_is_bounded_in_entries_and_bytes() -> None:
+    tools_cache.clear()
+    for i in range(TOOLS_CACHE_ENTRIES + 5):
+        decode_messages_request(_tools_body([_tool(f"tool {i}")]))
+    assert len(tools_cache) == TOOLS_CACHE_ENTRIES
+    tools_cache.clear()
+    big = TOOLS_CACHE_MAX // 2  # the byte budget, not the count, bounds these
+    for i in range(TOOLS_CACHE_BYTES // big + 3):
+        decode_messages_request(_tools_body([_tool("x" * (big + i))]))  # lengths differ: no shared lookup key
+    assert len(tools_cache) == TOOLS_CACHE_BYTES // (big + 100)
+    tools_cache.clear()
+    decode_messages_request(_tools_body([_tool("x" * TOOLS_CACHE_MAX)]))
+    assert len(tools_cache) == 0  # too long to keep
+
+
+def test_lists_sharing_a_lookup_key_replace_each_other() -> None:
+    tools_cache.clear()
+    a, b = _tools_body([_tool("a" + "x" * 100)]), _tools_body([_tool("b" + "x" * 100)])
+    assert decode_messages_request(a).tools[0].description[0] == "a"  # type: ignore[index]
+    assert decode_messages_request(b).tools[0].description[0] == "b"  # type: ignore[index]
+    assert len(tools_cache) == 1
+    assert decode_messages_request(a).tools[0].description[0] == "a"  # type: ignore[index]

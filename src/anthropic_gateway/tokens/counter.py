@@ -50,6 +50,7 @@ from anthropic_gateway.schemas import (
     ToolChoice,
     ToolChoiceAny,
     ToolChoiceTool,
+    ToolList,
     ToolReferenceBlock,
     ToolResultBlock,
     ToolSearchToolResultBlock,
@@ -153,6 +154,18 @@ def _digest(obj: object) -> tuple[int, int]:
     return len(data), hash(data)
 
 
+def _tools_digest(tools: list[Tool]) -> tuple[int, int]:
+    """The tool list's key, computed once per decoded list when the request's tools came from the
+    decoded-tools cache (schemas.ToolList: the same Tool objects, which nobody edits), else each time."""
+    entry = tools.entry if isinstance(tools, ToolList) else None
+    if entry is None or not entry.holds(tools):
+        return _digest(tools)
+    digest: tuple[int, int] | None = entry.memo.get("tokens")
+    if digest is None:
+        digest = entry.memo["tokens"] = _digest(tools)
+    return digest
+
+
 _PIECE = 32_768
 
 
@@ -214,7 +227,7 @@ def count_request_tokens(req: CountTokensRequest, model: str) -> int:
     tools = req.tools
     if tools:
         total += family.tools_preamble(forced)
-        total += _cache.get_or_count(("tools", enc_name, _digest(tools)), lambda: counter.tools(tools))
+        total += _cache.get_or_count(("tools", enc_name, _tools_digest(tools)), lambda: counter.tools(tools))
     total += counter.tool_choice(req.tool_choice)
     total += _output_format_tokens(req, counter)
     return total
