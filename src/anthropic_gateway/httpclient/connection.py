@@ -32,6 +32,11 @@ class Connection(asyncio.Protocol):
         self.pool = pool
         self.key = key
         self.transport: asyncio.Transport | None = None
+        # The body as the parser cuts it (one piece per HTTP chunk): its callback is this list's own
+        # append, a C call with no Python frame per chunk (an upstream's stream is one chunk per
+        # event). The response being read owns the list; data_received hands each read over.
+        self.parts: list[bytes] = []
+        self.on_body: Callable[[bytes], object] = self.parts.append  # before the parser looks it up
         self.parser = httptools.HttpResponseParser(self)
         self.response: Response | None = None
         self.lost = False
@@ -51,11 +56,11 @@ class Connection(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError:
-            response.deliver()
+            response.arrived()
             response.fail(Disconnected("the upstream sent an invalid HTTP response"))
         else:
-            if response.sink is not None:
-                response.deliver()  # one call per socket read, however many HTTP chunks it held
+            if self.parts:
+                response.arrived()  # one call per socket read, however many HTTP chunks it held
 
     def eof_received(self) -> bool | None:
         return None  # the transport closes itself; connection_lost follows
@@ -92,11 +97,6 @@ class Connection(asyncio.Protocol):
         if response is not None:
             response.headers_complete(self.parser.get_status_code())
 
-    def on_body(self, body: bytes) -> None:
-        response = self.response
-        if response is not None:
-            response.body(body)
-
     def on_message_complete(self) -> None:
         response = self.response
         if response is not None:
@@ -118,7 +118,7 @@ class Response:
         self.finished = False  # the body ended (cleanly or not): no more bytes are expected
         self.last = loop.time()  # when the last byte arrived (the request was sent: the start)
         self.received = False  # any byte of this response arrived at all
-        self._buf: list[bytes] = []
+        self._buf: list[bytes] = []  # body bytes not yet read
         self._size = 0
         self._paused = False
         self._eof = False  # the body ended cleanly
@@ -254,26 +254,29 @@ class Response:
         if not self._head.done():
             self._head.set_result(None)
 
-    def body(self, data: bytes) -> None:
-        if self.sink is not None:  # delivered once the socket read is parsed (deliver())
-            self._buf.append(data)
+    def arrived(self) -> None:
+        """The body pieces the parser cut from the last socket read: to the sink if one is set, else
+        into the buffer for readany() (waking it)."""
+        parts = self._conn.parts
+        sink = self.sink
+        buf = self._buf
+        if sink is not None:
+            if buf:  # what arrived before the sink was set goes first
+                parts[:0] = buf
+                buf.clear()
+                self._size = 0
+            data = parts[0] if len(parts) == 1 else b"".join(parts)
+            parts.clear()
+            sink(data)
             return
-        self._buf.append(data)
-        self._size += len(data)
+        buf += parts
+        parts.clear()
+        self._size = sum(map(len, buf))
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
         if self._size > HIGH_WATER:
             self.pause()
-
-    def deliver(self) -> None:
-        """The body bytes parsed from the last socket read, to the sink (if one is set)."""
-        sink, buf = self.sink, self._buf
-        if sink is not None and buf:
-            data = buf[0] if len(buf) == 1 else b"".join(buf)
-            buf.clear()
-            self._size = 0
-            sink(data)
 
     def complete(self, keep_alive: bool) -> None:
         if self.finished:
