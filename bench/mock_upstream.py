@@ -11,7 +11,7 @@ Behaviour is chosen by the model name, which the gateway forwards unchanged for 
     anything else  like bench/text with the default N
 
 Streaming answers: a role chunk, the content chunks (each one a separate transport write, optionally
---delay seconds apart), a chunk carrying finish_reason, a usage chunk with `choices: []`, `data: [DONE]`.
+--delay seconds apart, or --burst of them at a time), a chunk carrying finish_reason, a usage chunk with `choices: []`, `data: [DONE]`.
 `--shape openrouter` sends OpenRouter's envelope around the same content (null reasoning fields etc.).
 
 `expected_answer(model)` is the single source of truth for what the mock sends; the load generator
@@ -318,9 +318,10 @@ class Stats:
 class MockProtocol(asyncio.Protocol):
     """One HTTP/1.1 keep-alive connection. Requests are handled strictly one after another."""
 
-    def __init__(self, responses: Responses, delay: float, stats: Stats) -> None:
+    def __init__(self, responses: Responses, delay: float, stats: Stats, burst: int = 1) -> None:
         self.responses = responses
         self.delay = delay
+        self.burst = max(1, burst)
         self.stats = stats
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
@@ -391,21 +392,25 @@ class MockProtocol(asyncio.Protocol):
         if t is None:
             return
         t.write(chunks[0])
-        for c in chunks[1:]:
+        burst = self.burst
+        for at in range(1, len(chunks), burst):
             await asyncio.sleep(self.delay)
             if t.is_closing():
                 return
-            t.write(c)
+            for c in chunks[at : at + burst]:
+                t.write(c)
         if not keep_alive:
             t.close()
 
 
-async def serve(host: str, port: int, chunks: int, delay: float, ready_fd: int | None, shape: str = "plain") -> None:
+async def serve(
+    host: str, port: int, chunks: int, delay: float, ready_fd: int | None, shape: str = "plain", burst: int = 1
+) -> None:
     loop = asyncio.get_running_loop()
     responses = Responses(chunks, shape)
     stats = Stats()
     server = await loop.create_server(
-        lambda: MockProtocol(responses, delay, stats), host, port, backlog=1024, reuse_address=True
+        lambda: MockProtocol(responses, delay, stats, burst), host, port, backlog=1024, reuse_address=True
     )
     actual_port = server.sockets[0].getsockname()[1]
     if ready_fd is not None:
@@ -426,6 +431,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--port", type=int, default=8081, help="0 picks a free port")
     ap.add_argument("--chunks", type=int, default=DEFAULT_CHUNKS, help="default text chunks per answer")
     ap.add_argument("--delay", type=float, default=0.0, help="seconds between streamed chunks")
+    ap.add_argument("--burst", type=int, default=1,
+                    help="with --delay: chunks written together each step (reads of a given size)")
     ap.add_argument("--shape", choices=SHAPES, default="plain", help="the streamed chunks' envelope")
     ap.add_argument("--ready-fd", type=int, default=None, help="write the bound port to this fd when ready")
     args = ap.parse_args(argv)
@@ -435,7 +442,7 @@ def main(argv: list[str] | None = None) -> int:
     import uvloop
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(serve(args.host, args.port, args.chunks, args.delay, args.ready_fd, args.shape))
+        runner.run(serve(args.host, args.port, args.chunks, args.delay, args.ready_fd, args.shape, args.burst))
     return 0
 
 
