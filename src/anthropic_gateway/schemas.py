@@ -559,57 +559,62 @@ EXTRA_PARAMETERS: tuple[str, ...] = (
 # --- decoding ----------------------------------------------------------------------------------
 
 
-class ToolList(list[Tool]):
-    """A request's decoded tools, served from the decoded-tools cache (``_ToolsCache``): its ``entry``
-    holds the tools that were decoded from the same bytes, shared by every request that sent them.
-    ``entry.holds(tools)`` says whether this list still has exactly those tools (nobody edits a list
-    in place today; a reader memoizing on the entry checks it anyway)."""
+class SharedList(list[Any]):
+    """A request's decoded tools or system blocks, served from a decoded-value cache (``DecodedCache``):
+    its ``entry`` holds the objects that were decoded from the same bytes, shared by every request
+    that sent them (each request gets its own list of them). ``entry.holds(value)`` says whether this
+    list still has exactly those objects (nobody edits such a list in place today; a reader memoizing
+    on the entry checks it anyway). The objects themselves are never edited by any reader."""
 
     __slots__ = ("entry",)
 
-    entry: ToolsEntry
+    entry: DecodedEntry
 
 
-class ToolsEntry:
-    """One tool list as decoded from its exact bytes. ``memo`` is for readers that derive something
-    from the tools alone (the token estimate's cache key): computed once per entry, not per request."""
+class DecodedEntry:
+    """One value as decoded from its exact JSON. ``memo`` is for readers that derive something from
+    the value alone (the token estimate's cache key): computed once per entry, not per request."""
 
-    __slots__ = ("memo", "raw", "tools")
+    __slots__ = ("memo", "raw", "value")
 
-    def __init__(self, raw: msgspec.Raw, tools: list[Tool]) -> None:
+    def __init__(self, raw: msgspec.Raw, value: Any) -> None:
         self.raw = raw
-        self.tools = tuple(tools)
+        self.value: Any = tuple(value) if isinstance(value, list) else value
         self.memo: dict[str, Any] = {}
 
-    def holds(self, tools: list[Tool]) -> bool:
-        mine = self.tools
-        return len(tools) == len(mine) and all(a is b for a, b in zip(tools, mine, strict=True))
+    def holds(self, items: list[Any]) -> bool:
+        mine = self.value
+        return len(items) == len(mine) and all(a is b for a, b in zip(items, mine, strict=True))
 
-    def list(self) -> ToolList:
-        out = ToolList(self.tools)
+    def get(self) -> Any:
+        value = self.value
+        if not isinstance(value, tuple):
+            return value  # a str: immutable, shared as is
+        out = SharedList(value)
         out.entry = self
         return out
 
 
-_tool_list = msgspec.json.Decoder(list[Tool])
-# Bounded: a gateway sees few distinct tool lists (a Claude Code version sends the same 64 KB to
-# every session, every turn), and an entry costs about three times its JSON once decoded.
-TOOLS_CACHE_ENTRIES = 16
-TOOLS_CACHE_BYTES = 2 << 20  # the raw JSON of all entries
-TOOLS_CACHE_MAX = 256 << 10  # a longer list is decoded each time
+class _Refused(Exception):
+    pass
 
 
-class _ToolsCache:
-    """Decoded tool lists by the exact JSON the client sent (compared byte for byte, so a hit is the
-    same bytes, already validated). Claude Code's first turn is 76 KB of which 64 KB are its 24 tools:
-    decoding them (48 KB of non-ASCII descriptions to str), then re-encoding them to UTF-8 for the
-    estimate's key and hashing that was a third of the request's instructions, on every turn.
+class DecodedCache:
+    """Decoded values of one field by the exact JSON the client sent (compared byte for byte, so a hit
+    is the same bytes, decoded and validated before). Claude Code's first turn is 76 KB, of which 64 KB
+    are its 24 tools and 6 KB its system prompt, the same on every turn and in every session of a
+    version: decoding them (non-ASCII text to UCS-2 str), then encoding that to UTF-8 again for the
+    estimate's key and hashing it was a third of the request's instructions, on every turn.
 
-    Looked up by length and two short samples, not by a hash of the whole (SipHash of 64 KB is
-    16 µs): a sample match is only a candidate, the bytes decide."""
+    Looked up by length and two short samples, not by a hash of the whole (SipHash of 64 KB is 16 µs):
+    a sample match is only a candidate, the bytes decide; two values sharing a lookup key replace each
+    other. Bounded in entries and in raw bytes (an entry costs about three times its JSON once
+    decoded); a value longer than ``largest`` is decoded each time."""
 
-    def __init__(self) -> None:
-        self._data: OrderedDict[tuple[int, bytes], ToolsEntry] = OrderedDict()
+    def __init__(self, decoder: msgspec.json.Decoder[Any], entries: int, total: int, largest: int) -> None:
+        self._decoder = decoder
+        self.entries, self.total, self.largest = entries, total, largest
+        self._data: OrderedDict[tuple[int, bytes], DecodedEntry] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
 
@@ -620,34 +625,34 @@ class _ToolsCache:
         mid = n // 2
         return n, bytes(view[mid : mid + 32]) + bytes(view[-32:])
 
-    def get(self, raw: msgspec.Raw) -> ToolList | None:
-        """The decoded tools of ``raw``, or None if ``raw`` is not a valid tool list (the caller
-        decodes the whole body again for the error)."""
+    def get(self, raw: msgspec.Raw) -> Any:
+        """The decoded value of ``raw``; ``_Refused`` if it does not decode (the caller decodes the
+        whole body again for the error)."""
         key = self._key(raw)
         with self._lock:
             entry = self._data.get(key)
             if entry is not None and entry.raw == raw:
                 self._data.move_to_end(key)
-                return entry.list()
+                return entry.get()
         copy = msgspec.Raw(bytes(raw))  # not the request's Raw: that is a view keeping the whole body alive
         try:
-            tools = _tool_list.decode(copy)
+            value = self._decoder.decode(copy)
         except (msgspec.DecodeError, RecursionError):
-            return None
-        entry = ToolsEntry(copy, tools)
+            raise _Refused from None
+        entry = DecodedEntry(copy, value)
         size = len(copy)
-        if size > TOOLS_CACHE_MAX:
-            return entry.list()
+        if size > self.largest:
+            return entry.get()
         with self._lock:
             old = self._data.pop(key, None)
             if old is not None:
                 self._bytes -= len(old.raw)
             self._data[key] = entry
             self._bytes += size
-            while len(self._data) > TOOLS_CACHE_ENTRIES or self._bytes > TOOLS_CACHE_BYTES:
+            while len(self._data) > self.entries or self._bytes > self.total:
                 _, dropped = self._data.popitem(last=False)
                 self._bytes -= len(dropped.raw)
-        return entry.list()
+        return entry.get()
 
     def clear(self) -> None:
         with self._lock:
@@ -658,16 +663,22 @@ class _ToolsCache:
         return len(self._data)
 
 
-tools_cache = _ToolsCache()
+# A gateway sees few distinct tool lists and system prompts (a Claude Code version sends the same to
+# every session, every turn); the system prompt differs by working directory, date and git status.
+tools_cache = DecodedCache(msgspec.json.Decoder(list[Tool]), 16, 2 << 20, 256 << 10)
+system_cache = DecodedCache(msgspec.json.Decoder(str | list[TextBlock]), 64, 1 << 20, 64 << 10)
 
 
 class _RawToolsMessagesRequest(MessagesRequest, kw_only=True):
-    """The fast path's schema: ``tools`` kept raw, looked up in (or added to) ``tools_cache``."""
+    """The fast path's schema: ``system`` and ``tools`` kept raw, looked up in (or added to)
+    ``system_cache`` and ``tools_cache``."""
 
+    system: msgspec.Raw = msgspec.field(default_factory=_null)  # type: ignore[assignment]
     tools: msgspec.Raw = msgspec.field(default_factory=_null)  # type: ignore[assignment]
 
 
 class _RawToolsCountTokensRequest(CountTokensRequest, kw_only=True):
+    system: msgspec.Raw = msgspec.field(default_factory=_null)  # type: ignore[assignment]
     tools: msgspec.Raw = msgspec.field(default_factory=_null)  # type: ignore[assignment]
 
 
@@ -811,23 +822,24 @@ _raw_tools_decoders: dict[type[Any], msgspec.json.Decoder[Any]] = {
 
 
 def _decode_fast(body: bytes, decoder: msgspec.json.Decoder[Any], schema: type[Any]) -> Any:
-    """A valid body with its tools from ``tools_cache``; anything the fast path refuses is decoded
-    again as before (``_decode``), so an error's message and field path are exactly those of the
-    typed schema. The result is an instance of the raw-tools subclass of ``schema`` (its ``tools``
-    a ``ToolList``), which every reader treats as ``schema``."""
+    """A valid body with its system prompt and tools from ``system_cache`` and ``tools_cache``;
+    anything the fast path refuses is decoded again as before (``_decode``), so an error's message
+    and field path are exactly those of the typed schema. The result is an instance of the raw
+    subclass of ``schema`` (its ``tools`` and a list ``system`` a ``SharedList``), which every reader
+    treats as ``schema``."""
     try:
         req = _raw_tools_decoders[schema].decode(body)
-    except (msgspec.DecodeError, RecursionError):
+        req.system = _cached(system_cache, req.system)
+        req.tools = _cached(tools_cache, req.tools)
+    except (msgspec.DecodeError, RecursionError, _Refused):
         return _decode(body, decoder, schema)
-    raw: msgspec.Raw = req.tools
-    if len(raw) == 4 and bytes(raw) == _NULL:
-        req.tools = None
-        return req
-    tools = tools_cache.get(raw)
-    if tools is None:
-        return _decode(body, decoder, schema)
-    req.tools = tools
     return req
+
+
+def _cached(cache: DecodedCache, raw: msgspec.Raw) -> Any:
+    if len(raw) == 4 and bytes(raw) == _NULL:
+        return None
+    return cache.get(raw)
 
 
 def decode_messages_request(body: bytes) -> MessagesRequest:

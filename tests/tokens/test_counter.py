@@ -13,7 +13,7 @@ import msgspec
 import pytest
 
 from anthropic_gateway.errors import InvalidRequestError
-from anthropic_gateway.schemas import ToolList, decode_count_tokens_request, decode_messages_request
+from anthropic_gateway.schemas import SharedList, decode_count_tokens_request, decode_messages_request
 from anthropic_gateway.tokens import count_request_tokens, count_text_tokens, family_for_model
 from anthropic_gateway.tokens import counter as counter_module
 from anthropic_gateway.tokens.vocab import get_encoding
@@ -341,7 +341,7 @@ def test_tools_from_the_decoded_tools_cache_are_keyed_once_and_a_changed_list_is
         return req(messages=[{"role": "user", "content": "hi"}], tools=[tool])
 
     first = decode_count_tokens_request(body("Get the weather."))
-    assert isinstance(first.tools, ToolList)
+    assert isinstance(first.tools, SharedList)
     n = count_request_tokens(first, "openai/gpt-4o")
     assert first.tools.entry.memo["tokens"] == counter_module._digest(first.tools)
     again = decode_count_tokens_request(body("Get the weather."))

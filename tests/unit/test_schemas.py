@@ -8,13 +8,11 @@ import pytest
 
 from anthropic_gateway.errors import InvalidRequestError
 from anthropic_gateway.schemas import (
-    TOOLS_CACHE_BYTES,
-    TOOLS_CACHE_ENTRIES,
-    TOOLS_CACHE_MAX,
+    SharedList,
     TextBlock,
-    ToolList,
     ToolResultBlock,
     decode_messages_request,
+    system_cache,
     tools_cache,
 )
 
@@ -112,7 +110,7 @@ def _tool(description: str) -> dict[str, object]:
 def test_the_same_tool_bytes_share_one_decoded_list_and_each_request_gets_its_own_list() -> None:
     body = _tools_body([_tool("Weather for a place: 🌦"), _tool("second")])
     first, second = decode_messages_request(body), decode_messages_request(body)
-    assert isinstance(first.tools, ToolList) and isinstance(second.tools, ToolList)
+    assert isinstance(first.tools, SharedList) and isinstance(second.tools, SharedList)
     assert first.tools.entry is second.tools.entry
     assert first.tools is not second.tools  # a reader editing its request's list edits only that one
     assert [t.description for t in second.tools] == ["Weather for a place: 🌦", "second"]
@@ -161,16 +159,16 @@ def test_an_error_elsewhere_in_the_body_is_reported_with_cached_tools() -> None:
 
 def test_the_cache_is_bounded_in_entries_and_bytes() -> None:
     tools_cache.clear()
-    for i in range(TOOLS_CACHE_ENTRIES + 5):
+    for i in range(tools_cache.entries + 5):
         decode_messages_request(_tools_body([_tool(f"tool {i}")]))
-    assert len(tools_cache) == TOOLS_CACHE_ENTRIES
+    assert len(tools_cache) == tools_cache.entries
     tools_cache.clear()
-    big = TOOLS_CACHE_MAX // 2  # the byte budget, not the count, bounds these
-    for i in range(TOOLS_CACHE_BYTES // big + 3):
+    big = tools_cache.largest // 2  # the byte budget, not the count, bounds these
+    for i in range(tools_cache.total // big + 3):
         decode_messages_request(_tools_body([_tool("x" * (big + i))]))  # lengths differ: no shared lookup key
-    assert len(tools_cache) == TOOLS_CACHE_BYTES // (big + 100)
+    assert len(tools_cache) == tools_cache.total // (big + 100)
     tools_cache.clear()
-    decode_messages_request(_tools_body([_tool("x" * TOOLS_CACHE_MAX)]))
+    decode_messages_request(_tools_body([_tool("x" * tools_cache.largest)]))
     assert len(tools_cache) == 0  # too long to keep
 
 
@@ -181,3 +179,37 @@ def test_lists_sharing_a_lookup_key_replace_each_other() -> None:
     assert decode_messages_request(b).tools[0].description[0] == "b"  # type: ignore[index]
     assert len(tools_cache) == 1
     assert decode_messages_request(a).tools[0].description[0] == "a"  # type: ignore[index]
+
+
+def _system_body(system: object) -> bytes:
+    return json.dumps({"model": "a/b", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}],
+                       "system": system}).encode()  # fmt: skip
+
+
+def test_a_system_prompt_is_decoded_once_per_distinct_prompt() -> None:
+    blocks = [{"type": "text", "text": "You are terse — très."},
+              {"type": "text", "text": "Cached.", "cache_control": {"type": "ephemeral"}}]  # fmt: skip
+    first, second = decode_messages_request(_system_body(blocks)), decode_messages_request(_system_body(blocks))
+    assert isinstance(first.system, SharedList) and isinstance(second.system, SharedList)
+    assert first.system.entry is second.system.entry and first.system is not second.system
+    assert [b.text for b in second.system] == ["You are terse — très.", "Cached."]
+    assert second.system[1].cache_control == {"type": "ephemeral"}
+    changed = [blocks[0], {**blocks[1], "text": "Cachez."}]  # the same length
+    again = decode_messages_request(_system_body(changed)).system
+    assert [b.text for b in again] == ["You are terse — très.", "Cachez."]  # type: ignore[union-attr]
+    text = decode_messages_request(_system_body("plain")).system
+    assert text == "plain" and decode_messages_request(_system_body("plain")).system is text
+    assert decode_messages_request(_system_body(None)).system is None
+    assert len(system_cache) >= 2
+
+
+@pytest.mark.parametrize(
+    ("system", "message"),
+    [
+        (5, "system: Expected `str | array | null`, got `int`"),
+        ([{"type": "text"}], "system.0.text: Field required"),
+    ],
+)
+def test_a_bad_system_prompt_is_named_as_before(system: object, message: str) -> None:
+    assert _error(_system_body(system)) == message
+    assert _error(_system_body(system)) == message

@@ -43,6 +43,7 @@ from anthropic_gateway.schemas import (
     RedactedThinkingBlock,
     SearchResultBlock,
     ServerToolUseBlock,
+    SharedList,
     TextBlock,
     TextEditorCodeExecutionToolResultBlock,
     ThinkingBlock,
@@ -50,7 +51,6 @@ from anthropic_gateway.schemas import (
     ToolChoice,
     ToolChoiceAny,
     ToolChoiceTool,
-    ToolList,
     ToolReferenceBlock,
     ToolResultBlock,
     ToolSearchToolResultBlock,
@@ -154,15 +154,15 @@ def _digest(obj: object) -> tuple[int, int]:
     return len(data), hash(data)
 
 
-def _tools_digest(tools: list[Tool]) -> tuple[int, int]:
-    """The tool list's key, computed once per decoded list when the request's tools came from the
-    decoded-tools cache (schemas.ToolList: the same Tool objects, which nobody edits), else each time."""
-    entry = tools.entry if isinstance(tools, ToolList) else None
-    if entry is None or not entry.holds(tools):
-        return _digest(tools)
+def _shared_digest(value: list[Tool] | list[TextBlock] | str) -> tuple[int, int]:
+    """The key of a tool list or system prompt, computed once per decoded value when it came from a
+    decoded-value cache (schemas.SharedList: the same objects, which nobody edits), else each time."""
+    if not isinstance(value, SharedList) or not value.entry.holds(value):
+        return _digest(value)
+    entry = value.entry
     digest: tuple[int, int] | None = entry.memo.get("tokens")
     if digest is None:
-        digest = entry.memo["tokens"] = _digest(tools)
+        digest = entry.memo["tokens"] = _digest(value)
     return digest
 
 
@@ -215,7 +215,7 @@ def count_request_tokens(req: CountTokensRequest, model: str) -> int:
     total = REPLY_PRIMING
     system = req.system
     if system:
-        total += _cache.get_or_count(("system", enc_name, _digest(system)), lambda: counter.system(system))
+        total += _cache.get_or_count(("system", enc_name, _shared_digest(system)), lambda: counter.system(system))
     messages = req.messages
     keys = [("message", enc_name, _digest(message)) for message in messages]
     for message, key, cached in zip(messages, keys, _cache.get_many(keys), strict=True):
@@ -227,7 +227,7 @@ def count_request_tokens(req: CountTokensRequest, model: str) -> int:
     tools = req.tools
     if tools:
         total += family.tools_preamble(forced)
-        total += _cache.get_or_count(("tools", enc_name, _tools_digest(tools)), lambda: counter.tools(tools))
+        total += _cache.get_or_count(("tools", enc_name, _shared_digest(tools)), lambda: counter.tools(tools))
     total += counter.tool_choice(req.tool_choice)
     total += _output_format_tokens(req, counter)
     return total
