@@ -11,6 +11,7 @@ import pytest
 
 from anthropic_gateway.errors import InvalidRequestError
 from anthropic_gateway.schemas import decode_messages_request
+from anthropic_gateway.translate import messages as translate_messages
 from anthropic_gateway.translate.request import to_openai_request
 from anthropic_gateway.translate.response import to_anthropic_message
 from paths import CLAUDE_CODE_FIXTURE
@@ -24,6 +25,7 @@ from unit.helpers import (
     Kind,
     completion_of,
     ctx_for,
+    request,
     route,
     tool,
     upstream_body,
@@ -86,6 +88,24 @@ def test_system_blocks_joined_without_cache_control_elsewhere(kind: Kind) -> Non
     body, _ = upstream_body(kind=kind, system=system)
     assert body["messages"][0] == {"role": "system", "content": "A\n\nB"}
     assert "cache_control" not in json.dumps(body)
+
+
+def test_a_joined_system_prompt_is_the_same_text_on_every_turn_and_a_changed_one_is_joined_again() -> None:
+    def system_text(*texts: str) -> Any:
+        req = request(system=[{"type": "text", "text": t} for t in texts])
+        body, _ = to_openai_request(req, route("claude-sonnet-5", "openai"), stream=False)
+        return body["messages"][0]["content"]
+
+    first = system_text("You are terse — très.", "Second.")
+    assert first == "You are terse — très.\n\nSecond."
+    assert system_text("You are terse — très.", "Second.") is first  # its UTF-8 made once, not per turn
+    assert system_text("You are terse — très.", "Secund.") == "You are terse — très.\n\nSecund."
+    for i in range(40):
+        system_text("A", str(i))
+    assert len(translate_messages._JOINED) <= translate_messages._JOINED_ENTRIES  # bounded
+    long = "x" * translate_messages._JOINED_LONGEST
+    assert system_text(long, "y") == long + "\n\ny"
+    assert (long, "y") not in translate_messages._JOINED  # too long to keep
 
 
 # --- Claude Code's first turn ----------------------------------------------------------------------

@@ -81,6 +81,28 @@ MISSING_RESULT = "[no result: the tool call was interrupted before it returned]"
 EMPTY_RESULT = "[empty result]"
 
 
+# The leading system message's text, joined from the same texts on every turn: the same str each
+# time, so its UTF-8 (filled by the upstream body's encode: 6 KB of non-ASCII text in Claude Code's
+# prompt, ~140k instructions) is made once. Keyed by the texts themselves (equal, not similar);
+# bounded in entries and in length. A memo of a pure function: translation stays pure.
+_JOINED: dict[tuple[str, ...], str] = {}
+_JOINED_ENTRIES = 16
+_JOINED_LONGEST = 32 << 10
+
+
+def _joined(texts: tuple[str, ...]) -> str:
+    if len(texts) == 1:
+        return texts[0]
+    text = _JOINED.get(texts)
+    if text is None:
+        text = "\n\n".join(texts)
+        if len(text) <= _JOINED_LONGEST:
+            if len(_JOINED) >= _JOINED_ENTRIES:
+                _JOINED.clear()
+            _JOINED[texts] = text
+    return text
+
+
 class MessageConverter:
     def __init__(self, route: Route, ctx: RequestContext) -> None:
         kind = route.backend.kind
@@ -147,7 +169,7 @@ class MessageConverter:
     def _system_content(self, parts: list[Part]) -> str | list[Part]:
         if any("cache_control" in p for p in parts):
             return parts
-        return "\n\n".join(p["text"] for p in parts)
+        return _joined(tuple(p["text"] for p in parts))
 
     def _system_message(
         self, text: str, mark: Any, system_parts: list[Part], out: list[OAIMessage], *, hold: bool
