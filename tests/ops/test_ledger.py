@@ -4,10 +4,12 @@ totals, retention."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from typing import Any
 
 import pytest
 
-from anthropic_gateway.ops.ledger import Ledger
+from anthropic_gateway.ops.ledger import EXACT_ROWS, Ledger
 from anthropic_gateway.ops.record import RequestRecord
 from anthropic_gateway.store import open_store
 
@@ -47,6 +49,35 @@ async def test_rows_are_written_in_batches_and_summed(store_url: str) -> None:
     assert [(k["group"], k["requests"]) for k in await ledger.totals(0, 20 * DAY, "key")] == [("key-a", 3), ("key-b", 1)]
     assert (await ledger.totals(11 * DAY, 20 * DAY, None))[0]["requests"] == 1
     await ledger.close()
+    await store.close()
+
+
+async def test_batches_of_any_size_use_a_few_statement_sizes(store_url: str) -> None:
+    # Every batch size prepared anew was parsed again and kept (SQLite: ~40 MB of statements under
+    # a steady load): the rows go in statements of EXACT_ROWS + 5 sizes at most, all of them written.
+    store = open_store(store_url)
+    await store.open()
+    sizes: list[int] = []
+    execute = store.execute
+
+    async def counting(sql: str, params: Sequence[Any] = ()) -> int:
+        if sql.startswith("INSERT INTO ledger"):
+            sizes.append(sql.count("(?"))
+        return await execute(sql, params)
+
+    store.execute = counting  # type: ignore[method-assign]
+    ledger = Ledger(store, flush_rows=500)
+    n = 0
+    for batch in (300, 299, 301, 7, 500, 263):
+        for _ in range(batch):
+            ledger.record(_rec(n))
+            n += 1
+        await ledger.flush()
+    assert ledger.written == n == sum(sizes)
+    assert all(size <= EXACT_ROWS or size & (size - 1) == 0 for size in sizes), sizes
+    assert sizes[:3] == [256, 32, 12]  # the first batch of 300
+    rows = await store.fetchall("SELECT request_id FROM ledger ORDER BY id")
+    assert [r[0] for r in rows] == [f"req_{i}" for i in range(n)]
     await store.close()
 
 
