@@ -10,7 +10,8 @@ translator's and the SSE codec's alone.
 
 Splits: `chunk` feeds one read per upstream event (the mock writes each event as its own HTTP chunk,
 and the direct path feeds each socket read), `coalesced` feeds reads of ~16 KB (a fast upstream's reads
-hold many events). `--shape openrouter`: OpenRouter's chunk envelope (see mock_upstream). Models: bench/text-200 (200 text chunks) and bench/tool-5 (text, then a tool call
+hold many events), N feeds reads of N whole events (what the served benchmark reads: ≈ 30 at c=32, ≈ 7 at
+c=1). `--shape openrouter`: OpenRouter's chunk envelope (see mock_upstream). Models: bench/text-200 (200 text chunks) and bench/tool-5 (text, then a tool call
 in fragments). ``--callgrind`` instruments the measured loop only and prints the chunk count.
 """
 
@@ -45,6 +46,9 @@ def reads(model: str, split: str, size: int = 16384, shape: str = "plain") -> li
     events = build_stream(model, 200, shape)
     if split == "chunk":
         return events
+    if split.isdigit():  # N whole events per read: the served benchmark's reads (≈ 30 at c=32, ≈ 7 at c=1)
+        n = int(split)
+        return [b"".join(events[i : i + n]) for i in range(0, len(events), n)]
     data = b"".join(events)
     return [data[i : i + size] for i in range(0, len(data), size)]
 
@@ -63,16 +67,18 @@ def run_once(model: str, parts: list[bytes], stream_tools: bool) -> bytes:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="bench/text-200")
-    ap.add_argument("--split", choices=("chunk", "coalesced"), default=None, help="default: both")
+    ap.add_argument("--split", default=None, help="chunk, coalesced or N (N whole events per read); default: chunk, coalesced, 7 and 30")
     ap.add_argument("--n", type=int, default=300, help="streams per measurement")
     ap.add_argument("--shape", choices=SHAPES, default="plain", help="the chunks' envelope (mock_upstream --shape)")
     ap.add_argument("--stream-tools", action="store_true", help="ctx.stream_tool_input (Claude Code's case)")
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--callgrind", action="store_true")
     a = ap.parse_args(argv)
-    for split in (a.split,) if a.split else ("chunk", "coalesced"):
+    if a.split is not None and a.split not in ("chunk", "coalesced") and not a.split.isdigit():
+        ap.error("--split: chunk, coalesced or a number of events per read")
+    for split in (a.split,) if a.split else ("chunk", "coalesced", "7", "30"):
         parts = reads(a.model, split, shape=a.shape)
-        events = len(parts) if split == "chunk" else len(build_stream(a.model, 200, a.shape))
+        events = len(build_stream(a.model, 200, a.shape))
         for _ in range(20):
             run_once(a.model, parts, a.stream_tools)  # warm-up
         if a.callgrind:

@@ -314,3 +314,27 @@ def test_a_read_of_several_template_events_past_max_tokens_ends_the_answer() -> 
     assert both.count(b"text_delta") == 2 and t.over_budget and t.done
     assert t.feed(b"data: " + _openrouter("d") + b"\n\n") == b""
     assert b'"stop_reason":"max_tokens"' in t.finish()
+
+
+def test_a_read_of_several_template_events_is_not_decoded_as_one_text(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A read of several events in the learned envelope starts and ends like one event; it must go to
+    # the run's split at once, not through a failed decode of everything between as one text first
+    # (an exception per read: the costliest read size, ~7 events, was c=1's usual one).
+    t = StreamTranslator(RequestContext(client_model="claude-x", target_is_claude=False), "msg_x")
+    t.start()
+    for text in ("Hi", " there"):  # the first opens the block, the second is learned
+        t.feed(b"data: " + _openrouter(text) + b"\n\n")
+    tried: list[bytes] = []
+    real = t._template_delta
+
+    def spy(raw: bytes) -> bytes | None:
+        tried.append(raw)
+        return real(raw)
+
+    monkeypatch.setattr(t, "_template_delta", spy)
+    out = t.feed(b"".join(b"data: " + _openrouter(text) + b"\n\n" for text in ("a", "b", "c")))
+    assert tried == []
+    frame = t.feed(b"data: " + _openrouter("x") + b"\n\n")
+    assert out == frame.replace(b'"x"', b'"a"') + frame.replace(b'"x"', b'"b"') + frame.replace(b'"x"', b'"c"')
+    assert t.feed(b"data: " + _openrouter('"q"') + b"\n\n").endswith(b'"text":"\\"q\\""}}\n\n')
+    assert len(tried) == 1  # one event with escapes still takes the template's decode

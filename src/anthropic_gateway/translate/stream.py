@@ -250,13 +250,17 @@ class StreamTranslator:
         if head is not None and chunk.startswith(self._read_prefix) and chunk.endswith(self._read_suffix):
             # The hottest path: the read is the learned envelope around one more text (see _learn).
             text = chunk[self._cut_from : self._cut_to]
-            frame: bytes | None
+            frame: bytes | None = None
             if text and text.isascii() and _unplain(text) is None:
-                # No JSON escape in it: the text_delta's string is these very bytes.
+                # No JSON escape in it: the text_delta's string is these very bytes (a read of
+                # several events never gets here: the quotes between them are escapes to _unplain).
                 self.pieces += 1
                 self.chars += len(text)
                 frame = head + text + _TEXT_TAIL
-            else:
+            elif chunk.find(b"\n") == len(chunk) - 2:
+                # One event whose text has escapes or non-ASCII (its first line end is its last: a
+                # template's text has none). A read of several events is _templated's at once, not
+                # a failed decode of them all as one text (an exception per read).
                 frame = self._template_delta(text)
             if frame is not None:
                 budget = self.budget
