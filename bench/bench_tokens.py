@@ -1,6 +1,11 @@
 """Token-counter benchmark on the Claude Code request (~78 KB): warm calls and the first call.
 
     python bench/bench_tokens.py [--fixture PATH] [--model MODEL] [--repeat N]
+    python bench/bench_tokens.py --texts        # raw o200k counts: the C extension against tiktoken
+
+``--texts`` times ``Table.count(text)`` and ``len(encode_ordinary(text))`` (best of 7 timeit runs) on
+1 KB and 76 KB of the Claude Code first turn's JSON, 1 MB of standard-library source, and 82 KB of
+mixed non-ASCII text (Cyrillic, CJK, Devanagari, emoji), and checks that the counts agree.
 
 Everything runs pinned to one core. "warm" is count_request_tokens on an already-decoded request whose
 system prompt and tools were seen before (the second turn after the first, then repeated), "warm+decode"
@@ -20,9 +25,8 @@ import sys
 import time
 from pathlib import Path
 
-DEFAULT_FIXTURE = (
-    Path(__file__).resolve().parents[1].parent / "shared/fixtures/claude-code-2.1.197-requests.json"
-)
+# The repository's copy of shared/fixtures' capture (tests/paths.py), so that a worktree finds it too.
+DEFAULT_FIXTURE = Path(__file__).resolve().parents[1] / "tests/data/claude-code-2.1.197-requests.json"
 
 _FIRST_CALL = """
 import json, os, sys, time
@@ -80,14 +84,46 @@ def warm(fixture: Path, model: str, repeat: int) -> tuple[list[float], list[floa
     return counted, decoded, n
 
 
+def texts(fixture: Path) -> None:
+    import sysconfig
+    import timeit
+
+    from anthropic_gateway.tokens import _o200k, vocab
+
+    table = _o200k.Table(vocab.read_file("o200k_base"))
+    enc = vocab.get_encoding("o200k_base")
+    cc = json.dumps(json.loads(fixture.read_bytes())["first_turn"])
+    stdlib = sorted(Path(sysconfig.get_paths()["stdlib"]).glob("*.py"))
+    source = ""
+    for path in stdlib:
+        source += path.read_text("utf-8", "surrogateescape")
+        if len(source) >= 1_000_000:
+            break
+    mixed = ("Привет, мир! Это тест. 日本語のテキストです。 नमस्ते दुनिया 👍🏽 emoji 👨\u200d👩\u200d👧 ok. " * 1200)[:100_000]
+    samples = [("1 KB (CC)", cc[:1024]), ("76 KB (CC first turn)", cc), ("1 MB (stdlib .py)", source[:1_000_000]),
+               ("82 KB non-ASCII", mixed)]  # fmt: skip
+    print(f"{'text':<24} {'chars':>9} {'tokens':>8} {'C ms':>9} {'tiktoken ms':>12} {'ratio':>6}")
+    for label, text in samples:
+        n = table.count(text)
+        assert n == len(enc.encode_ordinary(text)), label
+        number = max(1, 200_000 // len(text))
+        c = min(timeit.repeat(lambda t=text: table.count(t), number=number, repeat=7)) / number * 1e3
+        tk = min(timeit.repeat(lambda t=text: len(enc.encode_ordinary(t)), number=number, repeat=7)) / number * 1e3
+        print(f"{label:<24} {len(text):>9} {n:>8} {c:>9.3f} {tk:>12.3f} {tk / c:>5.1f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--fixture", type=Path, default=DEFAULT_FIXTURE)
     parser.add_argument("--model", default="anthropic/claude-sonnet-4.5")
     parser.add_argument("--repeat", type=int, default=500)
     parser.add_argument("--cold-runs", type=int, default=5)
+    parser.add_argument("--texts", action="store_true", help="raw o200k counts: C extension vs tiktoken")
     args = parser.parse_args()
     _pin()
+    if args.texts:
+        texts(args.fixture)
+        return
 
     counted, decoded, n = warm(args.fixture, args.model, args.repeat)
     print(f"fixture {args.fixture.name}, model {args.model}, {n} tokens (second turn), one core")

@@ -33,7 +33,9 @@ GC_THRESHOLDS = (10_000, 50, 100)
 
 
 def _warm_up(model: str) -> None:
-    tokens.warm_up(model)  # ends with a full collection (vocab._release_heap)
+    # The compiled o200k counter makes no Python objects; tiktoken's build (no compiler at install,
+    # or a cl100k default model) ends with a full collection (vocab._release_heap).
+    tokens.warm_up(model)
     gc.freeze()  # what the tokenizer left too
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, assert_never
+from typing import assert_never
 
 import msgspec
 import orjson
@@ -70,10 +70,7 @@ from anthropic_gateway.tokens.families import (
     anthropic_tool_tokens,
     family_for_model,
 )
-from anthropic_gateway.tokens.vocab import get_encoding
-
-if TYPE_CHECKING:
-    import tiktoken
+from anthropic_gateway.tokens.vocab import Tokenizer, get_tokenizer
 
 CACHE_SIZE = 2048
 
@@ -182,15 +179,6 @@ def _pieces(text: str) -> Iterator[str]:
         start = end
 
 
-def _encode_len(enc: tiktoken.Encoding, text: str) -> int:
-    try:
-        return len(enc.encode_ordinary(text))
-    except BaseException as err:  # pyo3 panics are BaseExceptions; an estimate beats a failed request
-        if isinstance(err, KeyboardInterrupt | SystemExit | GeneratorExit):
-            raise
-        return len(text) // 4 + 1
-
-
 def _json_text(value: object) -> str:
     """JSON of a client-supplied value for counting; values orjson refuses (integers over 64 bits,
     nesting over 255 levels) go through msgspec, then str()."""
@@ -210,7 +198,7 @@ def clear_cache() -> None:
 def count_request_tokens(req: CountTokensRequest, model: str) -> int:
     """Estimated input tokens of ``req`` when sent to the upstream model ``model``."""
     family = family_for_model(model)
-    counter = _Counter(get_encoding(family.encoding))
+    counter = _Counter(get_tokenizer(family.encoding))
     enc_name = family.encoding
     total = REPLY_PRIMING
     system = req.system
@@ -235,7 +223,7 @@ def count_request_tokens(req: CountTokensRequest, model: str) -> int:
 
 def count_text_tokens(text: str, model: str) -> int:
     """Tokens of a bare string with the tokenizer of ``model``'s family (no chat overhead)."""
-    return _Counter(get_encoding(family_for_model(model).encoding)).text(text)
+    return _Counter(get_tokenizer(family_for_model(model).encoding)).text(text)
 
 
 def tool_definition_json(tool: Tool) -> bytes:
@@ -266,20 +254,21 @@ def _output_format_tokens(req: CountTokensRequest, counter: _Counter) -> int:
 
 
 class _Counter:
-    def __init__(self, enc: tiktoken.Encoding) -> None:
-        self._enc = enc
+    def __init__(self, tokenizer: Tokenizer) -> None:
+        self._count = tokenizer.count
+        self._whole = tokenizer.whole
 
     def text(self, text: str | None) -> int:
         if not text:
             return 0
-        if len(text) <= _PIECE:
-            return _encode_len(self._enc, text)
-        # Long texts are counted in pieces cut at whitespace: tiktoken's core overflows its stack on
-        # very long runs (a million spaces panicked it), and the split changes a count by a token or
-        # two at most.
+        if self._whole or len(text) <= _PIECE:
+            return self._count(text)
+        # With tiktoken, long texts are counted in pieces cut at whitespace: its core overflows its
+        # stack on very long runs (a million spaces panicked it), and the split changes a count by a
+        # token or two at most. The C counter (whole) has neither problem and counts them exactly.
         total = 0
         for piece in _pieces(text):
-            total += _encode_len(self._enc, piece)
+            total += self._count(piece)
         return total
 
     def _message_overhead(self, role: str) -> int:
