@@ -96,3 +96,24 @@ def test_a_half_closed_client_is_cancelled_by_default_and_answered_when_configur
     raw = _half_closed_request(answer.port)
     assert raw.startswith(b"HTTP/1.1 200 OK\r\n")
     assert b'"text":"late answer"' in raw and b"event: message_stop" in raw
+
+
+def test_the_fast_lanes_headers_answer_as_starlettes() -> None:
+    # The fast lane looks a request's headers up in a dict; Starlette's Headers scan the list: the
+    # same answers, a repeated name giving its first value, names in any case.
+    from starlette.datastructures import Headers
+
+    from anthropic_gateway.http.front import _Headers
+
+    raw = [(b"x-api-key", b"first"), (b"content-length", b"12"), (b"x-api-key", b"second"),
+           (b"x-gateway-cache", b"no-store"), (b"x-caf\xe9", b"\xe9t\xe9")]  # fmt: skip
+    ours, theirs = _Headers(list(raw)), Headers(raw=list(raw))
+    for name in ("x-api-key", "X-Api-Key", "content-length", "x-gateway-cache", "x-caf\xe9", "authorization", ""):
+        assert ours.get(name) == theirs.get(name), name
+        assert ours.get(name, "absent") == theirs.get(name, "absent"), name
+        assert (name in ours) == (name in theirs), name
+        if name in theirs:
+            assert ours[name] == theirs[name]
+    assert 3 not in ours
+    assert ours.getlist("x-api-key") == ["first", "second"]
+    assert ours.raw == raw
