@@ -7,11 +7,13 @@ import json
 from typing import Any
 
 import msgspec
+import orjson
 import pytest
 
 from anthropic_gateway.errors import InvalidRequestError
 from anthropic_gateway.schemas import decode_messages_request
 from anthropic_gateway.translate import messages as translate_messages
+from anthropic_gateway.translate import request as request_module
 from anthropic_gateway.translate.request import to_openai_request
 from anthropic_gateway.translate.response import to_anthropic_message
 from paths import CLAUDE_CODE_FIXTURE
@@ -523,6 +525,18 @@ def test_no_thinking_turns_nothing_on(kind: Kind) -> None:
 
 
 # --- tools ---------------------------------------------------------------------------------------
+
+
+def test_a_tool_description_reaches_the_upstream_as_its_text_and_is_encoded_once() -> None:
+    described = {**WEATHER, "description": 'Says "hi"\n\t— to 🤖 \\ </script> \u2028'}
+    first, _ = to_openai_request(request(tools=[described]), route("claude-sonnet-5", "openai"), stream=False)
+    again, _ = to_openai_request(request(tools=[described]), route("claude-sonnet-5", "openai"), stream=False)
+    sent = orjson.loads(msgspec.json.encode(first))["tools"][0]["function"]["description"]
+    assert sent == described["description"]
+    assert again["tools"][0]["function"]["description"] is first["tools"][0]["function"]["description"]
+    for i in range(request_module._DESCRIPTIONS + 10):
+        request_module._description_json(f"tool {i}")
+    assert len(request_module._DESCRIPTION_JSON) <= request_module._DESCRIPTIONS  # bounded
 
 
 def test_tool_definition_shape() -> None:

@@ -159,13 +159,38 @@ def _tool(tool: Tool, index: int, conv: MessageConverter) -> dict[str, Any]:
             raise InvalidRequestError(f"tools.{index}.input_schema: Field required")
     function: dict[str, Any] = {"name": conv.tool_name(tool.name)}
     if description:
-        function["description"] = description
+        function["description"] = _description_json(description)
     function["parameters"] = schema if schema is not NO_SCHEMA else _EMPTY_SCHEMA
     if tool.strict is not None:
         function["strict"] = tool.strict
     out: dict[str, Any] = {"type": "function", "function": function}
     conv.marks.put(out, tool.cache_control)
     return out
+
+
+# Tool descriptions as their JSON literals, by the text itself (equal, not similar): Claude Code
+# sends the same 48 KB of descriptions, as the same str objects from the decoded-tools cache
+# (schemas.tools_cache), on every turn, and the upstream body's encode scanned each for characters
+# to escape every time; as Raw it copies them. Bounded in entries and in characters.
+_DESCRIPTION_JSON: dict[str, msgspec.Raw] = {}
+_DESCRIPTIONS = 512
+_DESCRIPTION_CHARS = 1 << 20
+_described = 0
+_encode = msgspec.json.Encoder().encode
+
+
+def _description_json(text: str) -> msgspec.Raw:
+    global _described
+    raw = _DESCRIPTION_JSON.get(text)
+    if raw is None:
+        raw = msgspec.Raw(_encode(text))
+        if len(_DESCRIPTION_JSON) >= _DESCRIPTIONS or _described + len(text) > _DESCRIPTION_CHARS:
+            _DESCRIPTION_JSON.clear()
+            _described = 0
+        if len(text) <= _DESCRIPTION_CHARS:
+            _DESCRIPTION_JSON[text] = raw
+            _described += len(text)
+    return raw
 
 
 def web_search(req: MessagesRequest, body: dict[str, Any], route: Route, ctx: RequestContext) -> Tool | None:
