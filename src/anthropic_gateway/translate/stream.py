@@ -220,8 +220,6 @@ class StreamTranslator:
         self._tries = 0
         self._read_prefix = self._read_suffix = b""  # the template as a whole read: b"data: " ... b"\n\n"
         self._read_sep = b""  # between two template events in one read
-        self._read_sep_short = b""  # its middle
-        self._edge = (b"", b"")
         self._part_cut = (0, 0)
         self._cut_from = self._cut_to = 0
         self._head: bytes | None = None  # set while the next read may take the template path
@@ -451,15 +449,15 @@ class StreamTranslator:
         if end < len(chunk) and chunk.find(b"\n\n", end) >= 0 and chunk.count(b"\n\n", end) > MAX_STEPS:
             return None
         run = chunk[:end] if end < len(chunk) else chunk
-        # Cut at a short separator (a long one costs CPython's two-way search a set-up per match),
-        # then checked the other way round: the texts, rebuilt into template events, must give back
-        # the run's bytes exactly.
-        edge = self._edge
-        parts = (edge[0] + run + edge[1]).split(self._read_sep_short)
+        # Cut at the line ends (a one-byte separator is a memchr; a longer one is searched for at
+        # several instructions a byte): the template events are every other piece, each without
+        # its b"\n\n". Then checked the other way round: the texts, rebuilt into template events,
+        # must give back the run's bytes exactly.
+        parts = run.split(b"\n")
         if len(parts) < 3:
             return None
         cut_from, cut_to = self._part_cut
-        texts = [p[cut_from:cut_to] for p in parts[1:-1]]
+        texts = [p[cut_from:cut_to] for p in parts[0:-1:2]]
         if run != self._read_prefix + self._read_sep.join(texts) + suffix:
             return None
         joined = b"".join(texts)
@@ -505,10 +503,7 @@ class StreamTranslator:
         self._read_prefix = b"data: " + prefix
         self._read_suffix = suffix + b"\n\n"
         self._read_sep = self._read_suffix + self._read_prefix
-        k = min(24, len(self._read_suffix), len(self._read_prefix))
-        self._read_sep_short = self._read_suffix[-k:] + self._read_prefix[:k]
-        self._edge = (self._read_suffix[-k:], self._read_prefix[:k])
-        self._part_cut = (len(self._read_prefix) - k, k - len(self._read_suffix))
+        self._part_cut = (len(self._read_prefix), 2 - len(self._read_suffix))  # a line without b"\n\n"
         self._cut_from = len(self._read_prefix)
         self._cut_to = -len(self._read_suffix)
         return tpl
