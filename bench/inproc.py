@@ -50,9 +50,19 @@ def _callgrind(on: bool) -> None:
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
 
 
+class _Flow:
+    def resume_reading(self) -> None:
+        pass
+
+
 async def drive(app: Any, bodies: list[bytes], n: int, hook: Any = None) -> list[int]:
-    """``n`` requests after 10 warm-up ones; request ``i`` sends ``bodies[i % len(bodies)]``."""
+    """``n`` requests after 10 warm-up ones; request ``i`` sends ``bodies[i % len(bodies)]``. Each
+    scope carries the disconnect notice the gateway's server protocol gives (a tree without it: none)."""
     statuses: list[int] = []
+    try:
+        from anthropic_gateway.connection_limits import DISCONNECT, ClientLeft
+    except ImportError:
+        DISCONNECT = ClientLeft = None
 
     async def one(body: bytes) -> None:
         headers = [(b"host", b"127.0.0.1"), (b"content-type", b"application/json"),
@@ -61,6 +71,8 @@ async def drive(app: Any, bodies: list[bytes], n: int, hook: Any = None) -> list
                  "scheme": "http", "path": "/v1/messages", "raw_path": b"/v1/messages", "query_string": b"",
                  "root_path": "", "headers": list(headers), "client": ("127.0.0.1", 5555),
                  "server": ("127.0.0.1", 8080)}  # fmt: skip
+        if ClientLeft is not None:
+            scope["extensions"] = {DISCONNECT: ClientLeft(_Flow())}
         sent = False
         never = asyncio.get_running_loop().create_future()
 

@@ -11,6 +11,10 @@
 Each kind of refusal logs one warning per burst (then a count), not one per connection.
 Keep-alive connections idle between requests are uvicorn's own ``timeout_keep_alive``.
 Nothing here runs per response byte: only when request bytes arrive.
+
+The protocol also tells the app when a request's client goes away (``ClientLeft``, in the request's
+``scope["extensions"]``): the front door would otherwise keep a task per request waiting on
+``receive()`` for the disconnect message.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -81,6 +86,30 @@ class ConnectionLimits:
     warn_full: BurstWarning = field(default_factory=lambda: BurstWarning("refusing client connections over the limit"))
 
 
+DISCONNECT = "anthropic_gateway.client_left"  # the scope extension holding the request's ClientLeft
+
+
+class ClientLeft:
+    """One request's disconnect notice: the app registers a callback once it has read the body
+    (``watch``); the protocol calls it if the connection is lost before the response is complete.
+    The callback is the app's to clear (``stop``) when the request ends."""
+
+    __slots__ = ("callback", "flow")
+
+    def __init__(self, flow: Any) -> None:
+        self.flow = flow
+        self.callback: Callable[[], None] | None = None
+
+    def watch(self, callback: Callable[[], None]) -> None:
+        self.callback = callback
+        # As uvicorn's receive() does before it waits: a read paused under a large body would not
+        # see the client close its connection.
+        self.flow.resume_reading()
+
+    def stop(self) -> None:
+        self.callback = None
+
+
 class _HeadersTooLarge(Exception):
     pass
 
@@ -119,7 +148,12 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timer()
+        cycle = self.cycle
         super().connection_lost(exc)
+        if cycle is not None and cycle.disconnected:  # uvicorn's mark: lost before the response completed
+            notice = cycle.scope.get("extensions", {}).get(DISCONNECT)
+            if isinstance(notice, ClientLeft) and notice.callback is not None:
+                notice.callback()
 
     def eof_received(self) -> bool | None:  # type: ignore[override]
         """The client closed its sending side. By default that ends the connection (and a request in
@@ -163,6 +197,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self.scope["extensions"] = {DISCONNECT: ClientLeft(self.flow)}  # type: ignore[dict-item]
         if self._phase == APP:
             # Pipelined: the previous request is still being answered (uvicorn stops reading
             # meanwhile), so no clock runs for this one until that answer is complete.

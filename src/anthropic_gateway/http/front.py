@@ -5,7 +5,9 @@ It gives the request an id (the client's ``x-request-id`` when valid, else a new
 lane: no framework middleware around each SSE write) and everything else through Starlette, renders
 errors with one function, puts ``request-id`` on every response, and emits the record once, after the
 last byte. One watcher per request, started once the body is read, notices the client going away and
-cancels the request's task, which cancels the upstream call in whatever phase it is.
+cancels the request's task, which cancels the upstream call in whatever phase it is. Under the
+gateway's own server protocol the watcher is the protocol's notice (``connection_limits.ClientLeft``):
+no task per request.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
 from anthropic_gateway import ids
+from anthropic_gateway.connection_limits import DISCONNECT, ClientLeft
 from anthropic_gateway.errors import APIError, GatewayError, error_body
 from anthropic_gateway.http.body import ClientDisconnected
 from anthropic_gateway.http.errors import error_response
@@ -78,13 +81,16 @@ class Exchange:
     the handler itself is reading ``receive``); ``responded`` is set once the answer is complete, so
     the server's end-of-response disconnect message is not taken for the client leaving.
     ``end_for_drain()`` (a drain that timed out) cancels the request the same way, marked ``drained``
-    so the handler or the SSE response answers with an overloaded_error."""
+    so the handler or the SSE response answers with an overloaded_error. With the server's notice
+    (``notice``: the gateway's protocol) the server calls ``_left`` itself; without it (another ASGI
+    server) a task waits on ``receive`` for the disconnect message."""
 
-    __slots__ = ("disconnected", "drained", "receive", "record", "responded", "task", "watcher")
+    __slots__ = ("disconnected", "drained", "notice", "receive", "record", "responded", "task", "watcher")
 
-    def __init__(self, receive: Receive, record: RequestRecord) -> None:
+    def __init__(self, receive: Receive, record: RequestRecord, notice: ClientLeft | None = None) -> None:
         self.receive = receive
         self.record = record
+        self.notice = notice
         self.task: asyncio.Task[None] | None = None
         self.watcher: asyncio.Task[None] | None = None
         self.disconnected = False
@@ -92,19 +98,27 @@ class Exchange:
         self.responded = False
 
     def watch(self) -> None:
-        if self.watcher is None:
+        if self.task is None:
             self.task = asyncio.current_task()  # type: ignore[assignment]
-            self.watcher = asyncio.create_task(self._watch())
+            if self.notice is not None:
+                self.notice.watch(self._left)
+            else:
+                self.watcher = asyncio.create_task(self._watch())
 
     async def _watch(self) -> None:
         while (await self.receive())["type"] != "http.disconnect":
             pass
+        self._left()
+
+    def _left(self) -> None:
         if self.responded or self.task is None:
             return
         self.disconnected = True
         self.task.cancel()
 
     def stop(self) -> None:
+        if self.notice is not None:
+            self.notice.stop()  # its callback refers to this exchange (and so to uvicorn's cycle)
         if self.watcher is not None:
             self.watcher.cancel()
             # The cancelled watcher's frame refers to this exchange: without this, every request left
@@ -150,7 +164,7 @@ class FrontDoor:
 
     async def _fast(self, handler: object, scope: Scope, receive: Receive, send: Send, record: RequestRecord) -> None:
         scope["app"] = self.app
-        exchange = Exchange(receive, record)
+        exchange = Exchange(receive, record, scope.get("extensions", {}).get(DISCONNECT))
         scope["state"]["exchange"] = exchange
         exchanges = self.life.exchanges
         exchanges.add(exchange)
