@@ -144,15 +144,16 @@ class AnswerStream:
         translator's stop, or the client's buffer to drain (meanwhile the upstream is not read)."""
         translator, record, upstream = self.translator, self.record, self.answer.response
         failure: list[Exception] = []
+        feed, write = translator.feed, direct.write
 
         def sink(chunk: bytes) -> None:
             try:
-                out = translator.feed(chunk)
+                out = feed(chunk)
                 if out:
                     if self.writes == 0:
                         record.first_token_at = time.perf_counter()
                     self.writes += 1
-                    direct.write(out)
+                    write(out)
                     if direct.paused:  # the client's buffer is full: the upstream waits until it drains
                         upstream.pause()
                         upstream.wake()

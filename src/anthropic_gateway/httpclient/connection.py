@@ -59,8 +59,15 @@ class Connection(asyncio.Protocol):
             response.arrived()
             response.fail(Disconnected("the upstream sent an invalid HTTP response"))
         else:
-            if self.parts:
-                response.arrived()  # one call per socket read, however many HTTP chunks it held
+            parts = self.parts
+            if parts:  # one delivery per socket read, however many HTTP chunks it held
+                sink = response.sink
+                if sink is not None and not response._buf:  # the streamed answer's usual read, inline
+                    data = parts[0] if len(parts) == 1 else b"".join(parts)
+                    parts.clear()
+                    sink(data)
+                else:
+                    response.arrived()
 
     def eof_received(self) -> bool | None:
         return None  # the transport closes itself; connection_lost follows

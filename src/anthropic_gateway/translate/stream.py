@@ -266,7 +266,11 @@ class StreamTranslator:
                     self._head = None
                     self._over_budget(budget)
                 return frame
-        data = self._translate(chunk)
+            # Several events (or one that needs escapes): what _translate would do, one call less.
+            templated = self._templated(chunk)
+            data = templated if templated is not None else self._feed(chunk)
+        else:
+            data = self._translate(chunk)
         budget = self.budget
         if budget is not None and (self.pieces > budget or self.chars > budget * MAX_CHARS_PER_TOKEN) and not self.done:
             self._head = None
