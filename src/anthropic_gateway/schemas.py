@@ -665,8 +665,8 @@ class DecodedCache:
 
 # A gateway sees few distinct tool lists and system prompts (a Claude Code version sends the same to
 # every session, every turn); the system prompt differs by working directory, date and git status.
-tools_cache = DecodedCache(msgspec.json.Decoder(list[Tool]), 16, 2 << 20, 256 << 10)
-system_cache = DecodedCache(msgspec.json.Decoder(str | list[TextBlock]), 64, 1 << 20, 64 << 10)
+tools_cache = DecodedCache(msgspec.json.Decoder(list[Tool]), 16, 1 << 20, 256 << 10)
+system_cache = DecodedCache(msgspec.json.Decoder(str | list[TextBlock]), 64, 512 << 10, 64 << 10)
 
 
 class _RawToolsMessagesRequest(MessagesRequest, kw_only=True):

@@ -86,7 +86,7 @@ EMPTY_RESULT = "[empty result]"
 # prompt, ~140k instructions) is made once. Keyed by the texts themselves (equal, not similar);
 # bounded in entries and in length. A memo of a pure function: translation stays pure.
 _JOINED: dict[tuple[str, ...], str] = {}
-_JOINED_ENTRIES = 16
+_JOINED_ENTRIES = 8
 _JOINED_LONGEST = 32 << 10
 
 

@@ -174,7 +174,7 @@ def _tool(tool: Tool, index: int, conv: MessageConverter) -> dict[str, Any]:
 # to escape every time; as Raw it copies them. Bounded in entries and in characters.
 _DESCRIPTION_JSON: dict[str, msgspec.Raw] = {}
 _DESCRIPTIONS = 512
-_DESCRIPTION_CHARS = 1 << 20
+_DESCRIPTION_CHARS = 256 << 10
 _described = 0
 _encode = msgspec.json.Encoder().encode
 
