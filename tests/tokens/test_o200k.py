@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import shutil
 import string
 import subprocess
@@ -274,3 +275,78 @@ def test_tiktoken_tokenizer_counts_the_same() -> None:
     assert not fallback.whole
     text = json.dumps(json.loads(CLAUDE_CODE_FIXTURE.read_bytes()))[:30_000]
     assert fallback.count(text) == TABLE.count(text)
+
+
+def test_the_table_takes_bytes_only() -> None:
+    # The data is read three times with the GIL released: a bytearray that another thread writes
+    # meanwhile could pass the validating first pass and send the second out of its arrays.
+    good = vocab.write_ranks({b"a": 0, b"b": 1, b"ab": 2})
+    for other in (bytearray(good), memoryview(good)):
+        with pytest.raises(TypeError):
+            _o200k.Table(other)  # type: ignore[arg-type]
+
+
+_LONG_PIECE_SCRIPT = textwrap.dedent(
+    """
+    from anthropic_gateway.tokens import _o200k, vocab
+    def peak_kb():  # VmHWM: ru_maxrss would carry the parent's peak across exec
+        with open("/proc/self/status") as fh:
+            return next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:"))
+    table = _o200k.Table(vocab.read_file("o200k_base"))
+    text = "a" * 4_000_000  # one piece of 4 MB: a body of one letter
+    table.count("a" * 300_000)  # the allocator's own first growth, before the baseline
+    before = peak_kb()
+    n = table.count(text)
+    print(n, (peak_kb() - before) // 1024)
+    """
+)
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads VmHWM from /proc")
+def test_a_long_piece_is_merged_in_bounded_memory() -> None:
+    # The heap merge takes ~24 bytes of scratch per byte of its piece: a 30 MB body of one letter
+    # (under the 32 MB body limit) made one count take 700 MB. Pieces over MERGE_MAX bytes are
+    # merged in chunks; a run of "a" still counts exactly.
+    result = subprocess.run([sys.executable, "-c", _LONG_PIECE_SCRIPT], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    tokens, grown_mb = map(int, result.stdout.split())
+    assert tokens == 500_000
+    assert grown_mb < 40, (grown_mb, result.stdout)  # 4 MB of piece: 92 MB before the chunks, ~25 MB with them
+
+
+# Hostile input, bounded (a few seconds): any code point, surrogates included, and runs of every
+# class. The same tests under AddressSanitizer + UBSan (not in CI; see docs/performance.md):
+#   gcc -shared -fPIC -fsanitize=address,undefined -fno-sanitize-recover=undefined -g -O1 \
+#       -I$(python -c "import sysconfig;print(sysconfig.get_paths()['include'])") \
+#       src/anthropic_gateway/tokens/_o200k.c -o <copy of src>/anthropic_gateway/tokens/_o200k$(python3-config --extension-suffix)
+#   PYTHONPATH=<copy of src> LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libubsan.so)" \
+#       ASAN_OPTIONS=detect_leaks=0 python -m pytest tests/tokens
+def _assigned_or_surrogate(c: str) -> bool:
+    return _assigned(c) or 0xD800 <= ord(c) <= 0xDFFF
+
+
+HOSTILE_CHAR = st.characters(min_codepoint=0, max_codepoint=0x10FFFF).filter(_assigned_or_surrogate)
+CLASS_UNITS = ["a", "Z", "ǅ", "ʰ", "日", "\u0301", "1", "٣", "!", "/", " ", "\t", "\n", "\r", "\u3000",
+               "\ud800", "\udc00", "é", "😀", "'", "\U00010000"]  # fmt: skip
+HOSTILE_RUN = st.tuples(st.sampled_from(CLASS_UNITS) | HOSTILE_CHAR, st.integers(1, 600)).map(lambda t: t[0] * t[1])
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
+@given(st.lists(HOSTILE_CHAR | HOSTILE_RUN | st.text(HOSTILE_CHAR, max_size=40), max_size=30).map("".join))
+def test_hostile_text(text: str) -> None:
+    check(text)
+
+
+@pytest.mark.parametrize("n", [0, 1, 127, 128, 129, 255, 256, 257, 4095, 4096, 4097])
+def test_edge_sizes(n: int) -> None:
+    # Around the heap merge's threshold (in bytes: a 2-byte letter crosses it at 128 characters)
+    # and the GIL release (in characters); random letters so that the merges do not collapse.
+    rnd = random.Random(n)
+    for text in [
+        "".join(rnd.choice(string.ascii_lowercase) for _ in range(n)),
+        "".join(rnd.choice("éèàüöß") for _ in range(n)),
+        "".join(chr(rnd.randrange(0x4E00, 0xA000)) for _ in range(n)),
+        "".join(chr(rnd.randrange(0xD800, 0xE000)) for _ in range(n)),
+        "".join(rnd.choice("!\"#$%&()*+,-.") for _ in range(n)),
+    ]:
+        check(text)

@@ -163,7 +163,8 @@ table_build(Table *t, const uint8_t *data, size_t size)
         off += 8;
         if (len == 0 && count > 0)
             return "vocabulary has an empty token";
-        if ((uint64_t)count * (4 + (uint64_t)len) > size - off)
+        /* by division: count * (4 + len) can pass 2^64 for a count and a length near 2^32 */
+        if (count > 0 && (size - off) / (4 + (uint64_t)len) < count)
             return "vocabulary data is truncated";
         for (uint32_t i = 0; i < count; i++) {
             uint32_t r = get_le32(data + off + 4 * (size_t)i);
@@ -382,7 +383,7 @@ static size_t heap_from = HEAP_FROM;
 
 /* Tokens of one piece (n >= 1 bytes): tiktoken's encoder.get(piece), else the merge. -1: no memory. */
 static Py_ssize_t
-piece_tokens(const Table *t, const uint8_t *piece, size_t n, Scratch *w)
+piece_merge(const Table *t, const uint8_t *piece, size_t n, Scratch *w)
 {
     if (n == 1 || rank_of(t, piece, n) != NO_RANK)
         return 1;
@@ -391,6 +392,35 @@ piece_tokens(const Table *t, const uint8_t *piece, size_t n, Scratch *w)
         return merge_flat(t, piece, n, parts);
     }
     return merge_heap(t, piece, n, w);
+}
+
+/* A piece longer than MERGE_MAX bytes (a run of one class: a MiB of spaces or of one letter) is
+ * merged in chunks of at most MERGE_MAX bytes, each cut before a UTF-8 lead byte. The heap merge
+ * needs ~24 bytes of scratch per byte of its piece, so a 30 MB body of one letter made one count
+ * take 700 MB; chunked, a count's scratch stays near 25 MB whatever the text. A chunk boundary can
+ * change the count by a token (tiktoken itself cannot count such a piece: its core overflows its
+ * stack near a million bytes); a run of "a" still counts exactly ("aaaaaaaa" is a token and 8
+ * divides MERGE_MAX). It also keeps the merge's uint32 boundaries far from 2^32. */
+#define MERGE_MAX ((size_t)1 << 20)
+
+static Py_ssize_t
+piece_tokens(const Table *t, const uint8_t *piece, size_t n, Scratch *w)
+{
+    if (n <= MERGE_MAX)
+        return piece_merge(t, piece, n, w);
+    Py_ssize_t total = 0;
+    size_t p = 0;
+    while (p < n) {
+        size_t e = n - p > MERGE_MAX ? p + MERGE_MAX : n;
+        while (e < n && e > p + 1 && (piece[e] & 0xC0) == 0x80)
+            e--; /* not inside a character */
+        Py_ssize_t c = piece_merge(t, piece + p, e - p, w);
+        if (c < 0)
+            return -1;
+        total += c;
+        p = e;
+    }
+    return total;
 }
 
 /* ---- the split pattern, once per string kind ---------------------------------------------- */
@@ -527,20 +557,26 @@ Table_pieces(Table *Py_UNUSED(self), PyObject *text)
 static PyObject *
 Table_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
-    Py_buffer view;
+    /* bytes only: the data is read three times with the GIL released, so a mutable buffer (a
+     * bytearray another thread writes meanwhile) could pass the first, validating pass and then
+     * send the second past the arrays it sized. args holds the reference. */
+    PyObject *data;
     static char *names[] = {"data", NULL};
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*:Table", names, &view))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "S:Table", names, &data))
         return NULL;
-    Table *self = (Table *)type->tp_alloc(type, 0);
-    if (self == NULL) {
-        PyBuffer_Release(&view);
+    if (!PyBytes_CheckExact(data)) {
+        PyErr_SetString(PyExc_TypeError, "Table() takes the vocabulary as bytes");
         return NULL;
     }
+    Table *self = (Table *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    const uint8_t *buf = (const uint8_t *)PyBytes_AS_STRING(data);
+    size_t len = (size_t)PyBytes_GET_SIZE(data);
     const char *error;
     Py_BEGIN_ALLOW_THREADS
-    error = table_build(self, view.buf, (size_t)view.len);
+    error = table_build(self, buf, len);
     Py_END_ALLOW_THREADS
-    PyBuffer_Release(&view);
     if (error != NULL) {
         if (*error)
             PyErr_SetString(PyExc_ValueError, error);
@@ -644,6 +680,7 @@ module_exec(PyObject *m)
     }
     if (PyModule_AddStringConstant(m, "UNICODE_VERSION", O200K_UNICODE_VERSION) < 0 ||
         PyModule_AddIntConstant(m, "HEAP_FROM", HEAP_FROM) < 0 ||
+        PyModule_AddIntConstant(m, "MERGE_MAX", (long)MERGE_MAX) < 0 ||
         PyModule_AddIntConstant(m, "M_A", O200K_M_A) < 0 ||
         PyModule_AddIntConstant(m, "M_B", O200K_M_B) < 0 ||
         PyModule_AddIntConstant(m, "M_C", O200K_M_C) < 0 ||

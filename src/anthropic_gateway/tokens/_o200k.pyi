@@ -1,6 +1,7 @@
 # The C extension _o200k.c (built when a C compiler is available; see vocab.get_tokenizer).
 UNICODE_VERSION: str
 HEAP_FROM: int
+MERGE_MAX: int
 M_A: int
 M_B: int
 M_C: int
