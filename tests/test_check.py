@@ -119,3 +119,25 @@ def test_check_online_reports_default_tiers_missing_upstream(tmp_path: Path, mod
         "  claude-*sonnet*: backend 'default' does not list model 'anthropic/claude-sonnet-4.5'\n"
         "  claude-*haiku*: backend 'default' does not list model 'anthropic/claude-haiku-4.5'\n"
     )
+
+
+def test_check_reports_the_token_counter(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from anthropic_gateway import check
+    from anthropic_gateway.settings import Settings
+
+    out = io.StringIO()
+    check.run(Settings(), False, out)
+    assert out.getvalue().startswith("token counter: compiled o200k (tokens/_o200k)\n")
+    # An install without a C compiler: the extension does not import (None in sys.modules makes
+    # the import fail as a missing module does); said, without importing tiktoken.
+    import anthropic_gateway.tokens
+
+    monkeypatch.setitem(sys.modules, "anthropic_gateway.tokens._o200k", None)
+    monkeypatch.delattr(anthropic_gateway.tokens, "_o200k", raising=False)
+    monkeypatch.delitem(sys.modules, "tiktoken", raising=False)
+    out = io.StringIO()
+    check.run(Settings(), False, out)
+    assert out.getvalue().startswith("token counter: the compiled o200k counter (tokens/_o200k.c) is not built")
+    assert "tiktoken" not in sys.modules

@@ -106,6 +106,10 @@ def model_problems(router: Router, listed: dict[str, set[str] | None]) -> list[s
 
 
 def run(settings: Settings, online: bool, out: TextIO) -> int:
+    from anthropic_gateway.tokens.vocab import counter_state
+
+    state = counter_state()
+    print(f"token counter: {'compiled o200k (tokens/_o200k)' if state is None else state}", file=out)
     for line in describe(settings):
         print(line, file=out)
     router = Router(settings)

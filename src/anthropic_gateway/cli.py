@@ -195,6 +195,10 @@ def serve(args: argparse.Namespace) -> int:
         proxy_headers=False,  # nothing to trust: the gateway is not behind a proxy by default
     )
     log.info("anthropic-gateway %s → %s (%s)", __version__, settings.upstream_url, settings.resolved_backend_kind())
+    from anthropic_gateway.tokens.vocab import counter_state
+
+    if (state := counter_state()) is not None:
+        log.warning("%s", state)
     serve_http(app, config, settings.drain_timeout)
     return 0
 
