@@ -277,6 +277,15 @@ def test_tiktoken_tokenizer_counts_the_same() -> None:
     assert fallback.count(text) == TABLE.count(text)
 
 
+# A worktree whose extension was built before these fixes (setup.py builds it at install time, not
+# when main moves on) skips the two tests of them, except under CI=true (a fresh build).
+stale_build = pytest.mark.skipif(
+    not hasattr(_o200k, "MERGE_MAX") and os.environ.get("CI") != "true",
+    reason="the built _o200k predates MERGE_MAX: reinstall with `pip install -e '.[dev]'`",
+)
+
+
+@stale_build
 def test_the_table_takes_bytes_only() -> None:
     # The data is read three times with the GIL released: a bytearray that another thread writes
     # meanwhile could pass the validating first pass and send the second out of its arrays.
@@ -302,6 +311,7 @@ _LONG_PIECE_SCRIPT = textwrap.dedent(
 )
 
 
+@stale_build
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads VmHWM from /proc")
 def test_a_long_piece_is_merged_in_bounded_memory() -> None:
     # The heap merge takes ~24 bytes of scratch per byte of its piece: a 30 MB body of one letter
