@@ -31,6 +31,15 @@ cleanup() {  # by pid: never another run's processes
 trap cleanup EXIT
 git -C "$REPO" worktree add -q "$WORK/a" "$A"
 git -C "$REPO" worktree add -q "$WORK/b" "$B"
+# A revision with the compiled token counter (setup.py) gets it built, as `pip install` would: without
+# it the gateway counts with tiktoken (another tokenizer, ~40 MB more RSS) and is not what users run.
+for rev in a b; do
+  if [ -f "$WORK/$rev/setup.py" ]; then
+    "$PY" -m pip install -q --no-deps --no-compile --target "$WORK/$rev-ext" "$WORK/$rev" >/dev/null 2>&1 \
+      && cp "$WORK/$rev-ext"/anthropic_gateway/tokens/_o200k*.so "$WORK/$rev/src/anthropic_gateway/tokens/" \
+      || echo "ab.sh: the compiled counter did not build for $rev; it counts with tiktoken" >&2
+  fi
+done
 taskset -c 1 "$PY" "$REPO/bench/mock_upstream.py" --port $MOCK_PORT ${AB_MOCK_ARGS:-} > "$WORK/mock.log" 2>&1 &
 MOCK_PID=$!
 sleep 1
