@@ -220,7 +220,6 @@ class StreamTranslator:
         self._tries = 0
         self._read_prefix = self._read_suffix = b""  # the template as a whole read: b"data: " ... b"\n\n"
         self._read_sep = b""  # between two template events in one read
-        self._part_cut = (0, 0)
         self._cut_from = self._cut_to = 0
         self._head: bytes | None = None  # set while the next read may take the template path
         self._head_index = -1
@@ -460,7 +459,7 @@ class StreamTranslator:
         parts = run.split(b"\n")
         if len(parts) < 3:
             return None
-        cut_from, cut_to = self._part_cut
+        cut_from, cut_to = self._cut_from, self._cut_to + 2  # each line lacks the event's b"\n\n"
         texts = [p[cut_from:cut_to] for p in parts[0:-1:2]]
         if run != self._read_prefix + self._read_sep.join(texts) + suffix:
             return None
@@ -507,7 +506,6 @@ class StreamTranslator:
         self._read_prefix = b"data: " + prefix
         self._read_suffix = suffix + b"\n\n"
         self._read_sep = self._read_suffix + self._read_prefix
-        self._part_cut = (len(self._read_prefix), 2 - len(self._read_suffix))  # a line without b"\n\n"
         self._cut_from = len(self._read_prefix)
         self._cut_to = -len(self._read_suffix)
         return tpl
