@@ -180,7 +180,7 @@ def test_edge_cases(text: str) -> None:
 
 
 @pytest.mark.parametrize("unit", [" ", "\n", "\r\n", " \n", "a", "A", "1", "!", "é", "日", "\u00a0", "ab ", "\u0301"])
-@pytest.mark.parametrize("n", [2, 3, 255, 256, 257, 1_000, 100_000])
+@pytest.mark.parametrize("n", [2, 3, 127, 128, 129, 255, 256, 257, 1_000, 100_000])
 def test_long_runs(unit: str, n: int) -> None:
     check(unit * n)
     check(unit * n + "x")
