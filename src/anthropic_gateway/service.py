@@ -15,8 +15,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, cast
 
@@ -52,6 +54,22 @@ MAX_COMPLETION_BYTES = 64 * 1024 * 1024
 # compiled counter, ~60 ms with tiktoken): past this size it runs in a thread so other streams and their
 # pings keep flowing (both counters release the GIL while they count a long text).
 COUNT_IN_THREAD_BYTES = 256 * 1024
+# Those threads are the counter's own, one per core: a hostile text (32 MB of long one-class words)
+# costs up to ~0.25 µs a byte, ~8 s of a core, and in the default executor a few such counts would
+# hold every thread that resolves upstream host names and runs the other off-loop work.
+COUNT_THREADS = os.cpu_count() or 1
+_count_pool: ThreadPoolExecutor | None = None
+
+
+def count_pool() -> ThreadPoolExecutor:
+    global _count_pool
+    if _count_pool is None:
+        _count_pool = ThreadPoolExecutor(COUNT_THREADS, thread_name_prefix="count")
+    return _count_pool
+
+
+def _in_count_pool(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Awaitable[T]:
+    return asyncio.get_running_loop().run_in_executor(count_pool(), functools.partial(fn, *args, **kwargs))
 
 Write = Callable[[bytes], Awaitable[None]]
 
@@ -68,6 +86,7 @@ class DirectWrite(Protocol):
     async def drain(self) -> None: ...
 
 R = TypeVar("R", bound=CountTokensRequest)
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -256,9 +275,9 @@ class MessagesService:
     async def count(self, req: CountTokensRequest, model: str, size: int) -> int:
         if not is_ready(model):
             # The first count may have to build the tokenizer (~12 ms, ~0.3 s with tiktoken): off the event loop.
-            await asyncio.to_thread(warm_up, model)
+            await _in_count_pool(warm_up, model)
         if size > COUNT_IN_THREAD_BYTES:
-            return await asyncio.to_thread(count_request_tokens, req, model)
+            return await _in_count_pool(count_request_tokens, req, model)
         return count_request_tokens(req, model)
 
     async def edit_context(self, req: R, route: Route, tokens: int, size: int) -> tuple[R, int, dict[str, Any] | None]:
@@ -269,7 +288,7 @@ class MessagesService:
             return req, tokens, None
         count = functools.partial(_count_as, model=route.upstream_model)
         if size > COUNT_IN_THREAD_BYTES:
-            edited = await asyncio.to_thread(apply_edits, req, plan, tokens=tokens, count=count)
+            edited = await _in_count_pool(apply_edits, req, plan, tokens=tokens, count=count)
         else:
             edited = apply_edits(req, plan, tokens=tokens, count=count)
         return edited.request, edited.tokens, edited.report()
