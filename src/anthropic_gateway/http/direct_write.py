@@ -71,3 +71,67 @@ def direct_write(send: Send) -> DirectWrite | None:
     if cycle.scope.get("method") == "HEAD":
         return None
     return UvicornWrite(cycle)
+
+
+_SEND: Any = None  # uvicorn's RequestResponseCycle.send, and its header checks and status lines
+
+
+def _uvicorn_send() -> Any:
+    global _SEND
+    if _SEND is None:
+        cls = _cycle_class()
+        if not cls:
+            _SEND = False
+        else:
+            from uvicorn.protocols.http import httptools_impl as impl
+
+            _SEND = (cls, cls.send, impl.HEADER_RE.search, impl.HEADER_VALUE_RE.search, impl.STATUS_LINE)
+    return _SEND
+
+
+def write_whole(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> bool:
+    """A whole response (status, headers with its content-length, body) in one write to the client's
+    transport, byte for byte what uvicorn's ``send`` writes for ``http.response.start`` and then one
+    ``http.response.body`` (two writes, two system calls, and two passes through its checks), with
+    the cycle left as its ``send`` leaves it. False, with nothing written, wherever that ``send``
+    would do anything else (wait for the client to drain, refuse a header, frame the body as chunks,
+    act on a ``connection`` header, log the request, answer a HEAD): the caller then sends the two
+    messages as usual, and uvicorn does what it does."""
+    known = _SEND if _SEND is not None else _uvicorn_send()
+    cycle = getattr(send, "__self__", None)
+    if not known or cycle is None or type(cycle) is not known[0] or getattr(send, "__func__", None) is not known[1]:
+        return False
+    if cycle.response_started or cycle.disconnected or cycle.flow.write_paused or cycle.access_log:
+        return False
+    if cycle.scope["method"] == "HEAD" or (status < 200 or status in (204, 304)):
+        return False
+    both = cycle.default_headers + headers
+    names = [name.lower() for name, _ in both]
+    if known[2](b"".join(names)) or known[3](b"".join([value for _, value in both])):  # character classes only
+        return False
+    if b"transfer-encoding" in names or b"connection" in names:
+        return False
+    try:
+        first = names.index(b"content-length")
+    except ValueError:
+        return False  # uvicorn would send it chunked
+    if both[first][1] != b"%d" % len(body):
+        return False  # uvicorn refuses it (or reads a length written otherwise): its own path says how
+    content = [known[4][status]]
+    for name, (_, value) in zip(names, both, strict=True):
+        content += (name, b": ", value, b"\r\n")
+    keep_alive = cycle.keep_alive
+    if not keep_alive:
+        content.append(b"connection: close\r\n")
+    content += (b"\r\n", body)
+    cycle.response_started = True
+    cycle.waiting_for_100_continue = False
+    cycle.chunked_encoding = False
+    cycle.expected_content_length = 0
+    cycle.transport.write(b"".join(content))
+    cycle.response_complete = True
+    cycle.message_event.set()
+    if not keep_alive:
+        cycle.transport.close()
+    cycle.on_response()
+    return True

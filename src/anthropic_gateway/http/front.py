@@ -4,7 +4,8 @@ It gives the request an id (the client's ``x-request-id`` when valid, else a new
 :class:`RequestRecord`, sends the POSTs of the Messages routes straight to their handler (the fast
 lane: no framework middleware around each SSE write) and everything else through Starlette, renders
 errors with one function, puts ``request-id`` on every response, and emits the record once, after the
-last byte. One watcher per request, started once the body is read, notices the client going away and
+last byte. A fast-lane answer in one piece (JSON, an error) goes to the client in one write under
+uvicorn's httptools protocol (``direct_write.write_whole``: the bytes uvicorn's two sends would write). One watcher per request, started once the body is read, notices the client going away and
 cancels the request's task, which cancels the upstream call in whatever phase it is. Under the
 gateway's own server protocol the watcher is the protocol's notice (``connection_limits.ClientLeft``):
 no task per request.
@@ -27,7 +28,8 @@ from starlette.types import Message, Receive, Scope, Send
 from anthropic_gateway import ids
 from anthropic_gateway.connection_limits import DISCONNECT, ClientLeft
 from anthropic_gateway.errors import APIError, GatewayError, error_body
-from anthropic_gateway.http.body import ClientDisconnected
+from anthropic_gateway.http.body import ClientDisconnected, JSONResponse
+from anthropic_gateway.http.direct_write import write_whole
 from anthropic_gateway.http.errors import error_response
 from anthropic_gateway.http.gateway import Gateway
 from anthropic_gateway.http.table import fast_lane
@@ -37,6 +39,7 @@ from anthropic_gateway.ops.record import RequestRecord
 log = logging.getLogger("anthropic_gateway")
 
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
+_WHOLE = (JSONResponse, Response)  # a body in one piece, sent by Response.__call__ as start + body
 DISCONNECTED = 499  # the record's status for a request whose client left before the answer (nginx's)
 
 
@@ -192,7 +195,10 @@ class FrontDoor:
                 if not record.status:
                     record.status = response.status_code
                 exchange.responded = True  # nothing upstream is left to cancel
-            await response(scope, receive, send)
+            if type(response) not in _WHOLE or response.background is not None or not write_whole(
+                send, response.status_code, response.raw_headers, response.body  # type: ignore[arg-type]
+            ):
+                await response(scope, receive, send)
         except asyncio.CancelledError:
             if not exchange.disconnected:
                 raise
