@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import orjson
 import pytest
 
 from anthropic_gateway import service
+from anthropic_gateway.auth import Client
+from anthropic_gateway.errors import APIError
+from anthropic_gateway.ops.record import RequestRecord
 from anthropic_gateway.routing import Router
-from anthropic_gateway.schemas import decode_count_tokens_request
+from anthropic_gateway.schemas import MessagesRequest, decode_count_tokens_request, decode_messages_request
 from anthropic_gateway.service import COUNT_IN_THREAD_BYTES, MessagesService
-from anthropic_gateway.settings import Settings
+from anthropic_gateway.settings import Settings, load_settings
 from anthropic_gateway.tokens import count_request_tokens
 from anthropic_gateway.upstream import UpstreamClient
 
@@ -61,3 +66,120 @@ def test_large_counts_leave_the_default_executor_free(messages_service: Messages
             await asyncio.gather(*blocked)
 
     asyncio.run(main())
+
+
+# --- the answer's plumbing: what runs inline and what goes through count(), edit_context(), acquire() --
+
+
+ROUTED = "openai/gpt-4o"  # a Messages model the default routing serves (o200k)
+HELD_KEY = {"ANTHROPIC_GATEWAY_UPSTREAM_KEY": "sk-held-key", "ANTHROPIC_GATEWAY_RETRIES": "0"}
+
+
+class _Stop(Exception):
+    """Raised by the stubbed dispatch once it has seen what the service hands it."""
+
+
+def _messages_request(**extra: object) -> MessagesRequest:
+    return decode_messages_request(orjson.dumps({"model": ROUTED, "max_tokens": 5, **extra,
+                                                 "messages": [{"role": "user", "content": "hi there"}]}))  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("size", "ready", "via_count"),
+    [(100, True, False), (COUNT_IN_THREAD_BYTES, True, False), (COUNT_IN_THREAD_BYTES + 1, True, True),
+     (100, False, True)],
+    ids=["small", "at-the-threshold", "over-it", "tokenizer-not-loaded"],
+)  # fmt: skip
+def test_the_estimate_is_counted_inline_exactly_where_count_would_count_it_inline(
+    messages_service: MessagesService, monkeypatch: pytest.MonkeyPatch, size: int, ready: bool, via_count: bool
+) -> None:
+    seen: dict[str, int] = {}
+
+    async def count(self: MessagesService, req: object, model: str, size: int) -> int:
+        seen["count"] = size
+        return 7
+
+    async def send(req: object, route: object, *, estimate: int, **kwargs: object) -> None:
+        seen["estimate"] = estimate
+        raise _Stop
+
+    monkeypatch.setattr(MessagesService, "count", count)
+    monkeypatch.setattr(service.dispatch, "send", send)
+    monkeypatch.setattr(service, "is_ready", lambda model: ready)
+    req = _messages_request()
+    with pytest.raises(_Stop):
+        asyncio.run(messages_service.answer(req, client=Client(trusted=True), record=RequestRecord("r", "POST", "/"),
+                                            stream=False, size=size))  # fmt: skip
+    assert seen == ({"count": size, "estimate": 7} if via_count else {"estimate": count_request_tokens(req, ROUTED)})
+
+
+@pytest.mark.parametrize("edits", [False, True])
+def test_context_editing_runs_only_for_a_request_that_asks_for_it(
+    messages_service: MessagesService, monkeypatch: pytest.MonkeyPatch, edits: bool
+) -> None:
+    seen: list[int] = []
+    real = MessagesService.edit_context
+
+    async def edit_context(self: MessagesService, req: Any, route: Any, tokens: int, size: int) -> Any:
+        seen.append(tokens)
+        return await real(self, req, route, tokens, size)
+
+    async def send(req: object, route: object, *, estimate: int, **kwargs: object) -> None:
+        raise _Stop
+
+    monkeypatch.setattr(MessagesService, "edit_context", edit_context)
+    monkeypatch.setattr(service.dispatch, "send", send)
+    extra = {"context_management": {"edits": [{"type": "clear_tool_uses_20250919"}]}} if edits else {}
+    req = _messages_request(**extra)
+    with pytest.raises(_Stop):
+        asyncio.run(messages_service.answer(req, client=Client(trusted=True), record=RequestRecord("r", "POST", "/"),
+                                            stream=False, size=100))  # fmt: skip
+    assert seen == ([count_request_tokens(req, ROUTED)] if edits else [])
+
+
+@pytest.mark.parametrize("limit", [None, 2])
+def test_an_upstream_slot_is_taken_only_from_a_backend_with_a_concurrency_limit(
+    monkeypatch: pytest.MonkeyPatch, limit: int | None
+) -> None:
+    settings = load_settings(environ=HELD_KEY)
+    router = Router(settings)
+    upstream = UpstreamClient(settings)
+    route = router.resolve(ROUTED)
+    route = dataclasses.replace(route, backend=dataclasses.replace(route.backend, max_concurrency=limit))
+    acquired: list[str] = []
+    real_acquire = UpstreamClient.acquire
+
+    async def acquire(self: UpstreamClient, backend: Any) -> Any:
+        acquired.append(backend.name)
+        return await real_acquire(self, backend)
+
+    async def post(self: UpstreamClient, backend: Any, body: bytes, key: str | None, *, stream: bool) -> Any:
+        raise APIError("no upstream here", status=502)
+
+    monkeypatch.setattr(UpstreamClient, "acquire", acquire)
+    monkeypatch.setattr(UpstreamClient, "post", post)
+    with pytest.raises(APIError, match="no upstream here"):
+        asyncio.run(service.dispatch.send(_messages_request(), route, stream=False, estimate=3, client=Client(trusted=True),
+                                          router=router, upstream=upstream, settings=settings))  # fmt: skip
+    assert acquired == ([] if limit is None else [route.backend.name])
+    if limit is not None:  # the slot went back after the failed call
+        assert upstream._limits[route.backend.name]._value == limit
+
+
+def test_a_passthrough_key_echoed_in_an_upstream_error_is_redacted_without_a_key_nothing_is(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = load_settings(environ=HELD_KEY)
+    router = Router(settings)
+    route = router.resolve(ROUTED)
+
+    async def post(self: UpstreamClient, backend: Any, body: bytes, key: str | None, *, stream: bool) -> Any:
+        raise APIError(f"bad key {key} and sk-or-other", status=502)
+
+    monkeypatch.setattr(UpstreamClient, "post", post)
+    for client, message in [(Client(trusted=False, key="sk-client-secret-123"), "bad key [redacted] and sk-or-other"),
+                            (Client(trusted=True), "bad key sk-held-key and")]:  # the held key: redacted where rendered
+        with pytest.raises(APIError) as caught:
+            asyncio.run(service.dispatch.send(_messages_request(), route, stream=False, estimate=3, client=client,
+                                              router=router, upstream=UpstreamClient(settings), settings=settings))  # fmt: skip
+        assert caught.value.message.startswith(message)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +28,7 @@ from anthropic_gateway.schemas import MessagesRequest
 from anthropic_gateway.settings import Settings
 from anthropic_gateway.translate.context import RequestContext
 from anthropic_gateway.translate.policy import prepare_request
-from anthropic_gateway.upstream import UpstreamClient, read_capped
+from anthropic_gateway.upstream import UpstreamClient, no_slot, read_capped
 from anthropic_gateway.upstream_errors import CallInfo, from_response, redact
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ def _retry_after(err: GatewayError) -> float | None:
         return None
 
 
-async def send(
+def send(
     req: MessagesRequest,
     route: Route,
     *,
@@ -69,17 +70,21 @@ async def send(
     settings: Settings,
     record: RequestRecord | None = None,
     session: str | None = None,
-) -> Answer:
+) -> Coroutine[Any, Any, Answer]:
     """The first 2xx answer among the route and its fallbacks, or the error to send back. Whatever
     an upstream echoed, the client's own key (passthrough) never reaches a response or a log line;
-    the keys the gateway holds are redacted where errors are rendered."""
+    the keys the gateway holds are redacted where errors are rendered. Without a client key there
+    is nothing to redact: the answer is ``_send``'s coroutine itself, no coroutine around it."""
+    answer = _send(req, route, stream=stream, estimate=estimate, client=client, router=router, upstream=upstream,
+                   settings=settings, record=record or RequestRecord("-", "POST", "-"), session=session)  # fmt: skip
+    return _redacted(answer, client.key) if client.key else answer
+
+
+async def _redacted(answer: Coroutine[Any, Any, Answer], key: str) -> Answer:
     try:
-        return await _send(req, route, stream=stream, estimate=estimate, client=client,
-                           router=router, upstream=upstream, settings=settings,
-                           record=record or RequestRecord("-", "POST", "-"), session=session)  # fmt: skip
+        return await answer
     except GatewayError as err:
-        if client.key:
-            err.message = redact(err.message, client.key)
+        err.message = redact(err.message, key)
         raise
 
 
@@ -97,7 +102,7 @@ async def _send(
     session: str | None,
 ) -> Answer:
     router.output_limits.check(req.max_tokens, req.model)
-    candidates = [route, *(router.resolve(name) for name in route.fallbacks)]
+    candidates = [route, *(router.resolve(name) for name in route.fallbacks)] if route.fallbacks else (route,)
     waited = 0.0
     last: GatewayError | None = None
     no_key: GatewayError | None = None  # a candidate without its key: the fallbacks are tried first
@@ -131,7 +136,8 @@ async def _send(
         for attempt in range(settings.retries + 1):
             if attempt:
                 record.retries += 1
-            slot = await upstream.acquire(candidate.backend)
+            # No max_concurrency: acquire() would answer at once with its no-op release (no coroutine here)
+            slot = no_slot if candidate.backend.max_concurrency is None else await upstream.acquire(candidate.backend)
             try:
                 response = await upstream.post(candidate.backend, payload, key, stream=stream)
             except GatewayError as err:

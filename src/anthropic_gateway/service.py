@@ -17,7 +17,7 @@ import functools
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, cast
@@ -299,14 +299,26 @@ class MessagesService:
         note_route(record, route)
         return route
 
-    async def answer(
+    def answer(
         self, req: MessagesRequest, *, client: Client, record: RequestRecord, stream: bool, size: int,
         web_search: bool = True,
         session: str | None = None,
-    ) -> Completed | AnswerStream:
+    ) -> Coroutine[Any, Any, Completed | AnswerStream]:
         """Answer one validated request; a threaded one (`thread`) as the full request it stands for,
-        keeping the conversation under the answer's id (threads/)."""
-        turn = await self.threads.begin(req, client) if req.thread is not None else None
+        keeping the conversation under the answer's id (threads/). An unthreaded request's answer is
+        ``_answer``'s coroutine itself: no coroutine of its own around it, which every resumption of
+        the request's task would pass through."""
+        if req.thread is None:
+            return self._answer(req, client=client, record=record, stream=stream, size=size,
+                                web_search=web_search, session=session)  # fmt: skip
+        return self._answer_threaded(req, client=client, record=record, stream=stream, size=size,
+                                     web_search=web_search, session=session)  # fmt: skip
+
+    async def _answer_threaded(
+        self, req: MessagesRequest, *, client: Client, record: RequestRecord, stream: bool, size: int,
+        web_search: bool, session: str | None,
+    ) -> Completed | AnswerStream:
+        turn = await self.threads.begin(req, client)
         if turn is None:
             return await self._answer(req, client=client, record=record, stream=stream, size=size,
                                       web_search=web_search, session=session)  # fmt: skip
@@ -342,8 +354,14 @@ class MessagesService:
         self.param_stats.count(req, route.backend.kind)
         # The estimate fills message_start (the real figure follows in message_delta), sizes the
         # context-window clamp, and numbers context-overflow errors whose upstream text has none.
-        estimate = await self.count(req, route.upstream_model, size)
-        req, estimate, edits = await self.edit_context(req, route, estimate, size)
+        model = route.upstream_model
+        if size <= COUNT_IN_THREAD_BYTES and is_ready(model):  # count()'s usual case, without its coroutine
+            estimate = count_request_tokens(req, model)
+        else:
+            estimate = await self.count(req, model, size)
+        edits = None
+        if req.context_management is not None:
+            req, estimate, edits = await self.edit_context(req, route, estimate, size)
         started = time.perf_counter()
         try:
             answer = await dispatch.send(

@@ -59,7 +59,7 @@ class UpstreamClient:
     async def acquire(self, backend: Backend) -> Callable[[], None]:
         """Wait for a slot under the backend's max_concurrency; returns the (idempotent) release."""
         if backend.max_concurrency is None:
-            return _noop
+            return no_slot
         sem = self._limits.get(backend.name)
         if sem is None:
             sem = self._limits[backend.name] = asyncio.Semaphore(backend.max_concurrency)
@@ -203,7 +203,7 @@ def get_request(url: str, headers: Mapping[str, str]) -> tuple[Endpoint, bytes]:
     return Endpoint(scheme, parts.hostname, port), data
 
 
-def _noop() -> None:
+def no_slot() -> None:
     return None
 
 

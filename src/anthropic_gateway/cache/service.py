@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -76,15 +76,23 @@ class ResponseCache:
         # Whether any request can use the cache without asking: if not, answer() is one call.
         self._anywhere = settings.response_cache or any(m.response_cache for m in settings.models.values())
 
-    async def answer(
+    def answer(
         self, req: MessagesRequest, *, client: Client, record: RequestRecord, stream: bool, size: int,
         session: str | None = None, header: str | None = None,
-    ) -> Answer:  # fmt: skip
-        settings = self.settings
+    ) -> Coroutine[Any, Any, Answer]:  # fmt: skip
         # A threaded request (threads/) stands for a history held in the store: its body is no key.
         if (header is None and not self._anywhere) or req.thread is not None:
-            return await self.service.answer(req, client=client, record=record, stream=stream, size=size,
-                                             session=session)  # fmt: skip
+            # The service's own coroutine: none of this layer's around it when the cache has no say.
+            return self.service.answer(req, client=client, record=record, stream=stream, size=size,
+                                       session=session)  # fmt: skip
+        return self._answer(req, client=client, record=record, stream=stream, size=size, session=session,
+                            header=header)  # fmt: skip
+
+    async def _answer(
+        self, req: MessagesRequest, *, client: Client, record: RequestRecord, stream: bool, size: int,
+        session: str | None, header: str | None,
+    ) -> Answer:  # fmt: skip
+        settings = self.settings
         route = self.service.resolve(req.model, record)
         mode = request_mode(settings, route, header)
         if mode in ("on", "refresh") and not (

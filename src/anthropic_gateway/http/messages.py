@@ -39,7 +39,7 @@ async def _messages(request: Request, *, force_stream: bool) -> Response:
     if gw.settings.log_bodies:
         record.extras["request_body"] = body
     req = decode_messages_request(body)
-    quota_headers = await admit(gw, client, req.model, record)
+    quota_headers = await admit(gw, client, req.model, record) if client.limits is not None else {}
     answer = await gw.response_cache.answer(
         req, client=client, record=record, stream=force_stream or bool(req.stream), size=len(body),
         session=request.headers.get(SESSION_HEADER), header=request.headers.get(CACHE_HEADER),
