@@ -205,11 +205,15 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._head_raw = self._head_fields = 0
 
     def on_url(self, url: bytes) -> None:
-        self._count(len(url))
+        self._head_fields += len(url)  # _count, written out: a call per header field
+        if self._head_fields > self.limits.max_header_bytes:
+            raise _HeadersTooLarge
         super().on_url(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._count(len(name) + len(value) + 4)
+        self._head_fields += len(name) + len(value) + 4
+        if self._head_fields > self.limits.max_header_bytes:
+            raise _HeadersTooLarge
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
@@ -235,11 +239,6 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self.transport.close()  # nothing more can arrive on a half-closed connection
 
     # --- limits -------------------------------------------------------------------------------
-
-    def _count(self, n: int) -> None:
-        self._head_fields += n
-        if self._head_fields > self.limits.max_header_bytes:
-            raise _HeadersTooLarge
 
     def _start_head(self) -> None:
         self._phase = HEAD

@@ -23,7 +23,7 @@ def _random_id(prefix: str) -> str:
 
 
 def message_id() -> str:
-    return _random_id("msg_")
+    return "msg_" + _b64(_getrandbits(144).to_bytes(18, "little"), newline=False).translate(_TO_BASE62).decode()
 
 
 def tool_use_id() -> str:
@@ -35,7 +35,7 @@ def server_tool_use_id() -> str:
 
 
 def request_id() -> str:
-    return _random_id("req_")
+    return "req_" + _b64(_getrandbits(144).to_bytes(18, "little"), newline=False).translate(_TO_BASE62).decode()
 
 
 def reseed_after_fork() -> None:

@@ -227,3 +227,30 @@ def test_kept_sums_equal_sums_made_afresh_as_time_goes_by() -> None:
                 b.point = None
             assert _rounded(from_buckets(kept, RANGES[name], now)) == _rounded(from_buckets(fresh, RANGES[name], now))
     assert set(kept.sums) == {900, 3600}
+
+
+def test_records_in_the_same_ten_seconds_share_a_bucket_and_a_new_ten_seconds_resets_its_slot() -> None:
+    clock = Clock()
+    sb = StatusBuckets(clock)
+    sb.record(rec())
+    clock.now = T0 + STEP - 0.5
+    sb.record(rec(500))
+    b = sb.ring[int(T0 // STEP) % SLOTS]
+    assert (b.slot, b.requests, b.classes, b.latency.count) == (int(T0 // STEP), 2, [0, 1, 0, 0, 1], 2)
+    clock.now = T0 + SLOTS * STEP  # the same ring slot an hour later: reused, counted afresh
+    sb.record(rec())
+    assert (b.slot, b.requests, b.classes) == (int(T0 // STEP) + SLOTS, 1, [0, 1, 0, 0, 0])
+
+
+def test_a_record_for_ten_seconds_already_summed_clears_the_sums_even_in_a_current_bucket() -> None:
+    # The clock went back (data.py summed the buckets up to sums_slot): the same bucket as the last
+    # record, but the page's sums must be made again.
+    clock = Clock()
+    sb = StatusBuckets(clock)
+    sb.record(rec())
+    slot = int(T0 // STEP)
+    sb.sums, sb.sums_slot = {60: (slot + 1, object())}, slot + 1
+    b = sb.ring[slot % SLOTS]
+    b.point = ("figures",)
+    sb.record(rec())
+    assert (sb.sums, sb.sums_slot, b.point, b.requests) == ({}, 0, None, 2)

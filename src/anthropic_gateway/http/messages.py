@@ -32,26 +32,28 @@ async def messages_stream(request: Request) -> Response:
 
 async def _messages(request: Request, *, force_stream: bool) -> Response:
     gw = gateway_of(request)
+    settings = gw.settings
     record = record_of(request)
-    client = gw.auth.check(request.headers)
+    headers = request.headers  # (a property: asked once)
+    client = gw.auth.check(headers)
     record.key_label = client.label
-    body = await read_body(request, gw.settings.max_body_bytes)
-    if gw.settings.log_bodies:
+    body = await read_body(request, settings.max_body_bytes)
+    if settings.log_bodies:
         record.extras["request_body"] = body
     req = decode_messages_request(body)
     quota_headers = await admit(gw, client, req.model, record) if client.limits is not None else {}
     answer = await gw.response_cache.answer(
         req, client=client, record=record, stream=force_stream or bool(req.stream), size=len(body),
-        session=request.headers.get(SESSION_HEADER), header=request.headers.get(CACHE_HEADER),
+        session=headers.get(SESSION_HEADER), header=headers.get(CACHE_HEADER),
     )
     if isinstance(answer, Completed):
-        if gw.settings.log_bodies:
+        if settings.log_bodies:
             record.extras["response_body"] = answer.message
-        headers = {**(cost_header(record) or {}), **quota_headers}
+        extra = {**(cost_header(record) or {}), **quota_headers}
         if record.cache:
-            headers[CACHE_HEADER] = record.cache
-        return JSONResponse(answer.message, headers=headers or None)
-    response = SSEResponse(answer, gw.settings.ping_interval, record.request_id)
+            extra[CACHE_HEADER] = record.cache
+        return JSONResponse(answer.message, headers=extra or None)
+    response = SSEResponse(answer, settings.ping_interval, record.request_id)
     response.headers += [(k.encode(), v.encode()) for k, v in quota_headers.items()]
     if record.cache:
         response.headers.append((CACHE_HEADER.encode(), record.cache.encode()))

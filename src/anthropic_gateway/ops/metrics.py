@@ -15,6 +15,7 @@ client's raw string or a request id.
 from __future__ import annotations
 
 import bisect
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -95,13 +96,22 @@ class Metrics:
         # Written out rather than through helpers: this runs for every request, and a call per
         # counter or per histogram was most of its cost.
         route = rec.route or OTHER
-        model = self.model_label(rec)
+        alias = rec.alias
+        model = alias if alias is not None and alias in self.aliases and rec.model is not None else self.model_label(rec)
         status = _STATUS.get(rec.status) or str(rec.status)
         requests = self.requests
         key: Labels = (route, model, status)
         requests[key] = requests.get(key, 0) + 1
-        duration = rec.duration
-        self.duration.observe((route, model), duration)
+        end = rec.finished  # set by the Recorder: rec.duration without its property call
+        duration = (end if end is not None else time.perf_counter()) - rec.started
+        # _Histogram.observe written out for the two histograms every Messages request has
+        labels: Labels = (route, model)
+        series = self.duration.series
+        s = series.get(labels)
+        if s is None:
+            s = series[labels] = [0.0] * (len(LATENCY_BUCKETS) + 2)
+        s[_bisect(LATENCY_BUCKETS, duration)] += 1
+        s[-1] += duration
         if rec.model is None or rec.route not in LEDGERED_ROUTES:  # count_tokens runs no model
             return
         if rec.first_token_at is not None:
@@ -109,7 +119,13 @@ class Metrics:
         backend = rec.backend if rec.backend in self.backends else OTHER
         upstream = rec.upstream_seconds
         if upstream > 0:
-            self.upstream.observe((backend,), upstream)
+            labels = (backend,)
+            series = self.upstream.series
+            s = series.get(labels)
+            if s is None:
+                s = series[labels] = [0.0] * (len(LATENCY_BUCKETS) + 2)
+            s[_bisect(LATENCY_BUCKETS, upstream)] += 1
+            s[-1] += upstream
             self.overhead.observe((route,), duration - upstream if duration > upstream else 0.0)
         tokens = self.tokens
         if rec.input_tokens:

@@ -222,7 +222,10 @@ class StatusBuckets:
         if rec.route in OPS_ROUTES:
             return
         now = self.clock()
-        b = self.bucket(now)
+        slot = int(now // STEP)
+        b = self.ring[slot % SLOTS]
+        if b.slot != slot or slot < self.sums_slot:  # bucket()'s work: a new 10 s, or the clock went back
+            b = self.bucket(now)
         b.requests += 1
         cls = rec.status // 100 - 1
         if 0 <= cls < 5:
@@ -230,7 +233,8 @@ class StatusBuckets:
         if rec.route not in LEDGERED_ROUTES:
             return
         b.model_requests += 1
-        duration = rec.duration
+        end = rec.finished  # set by the Recorder: rec.duration without its property call
+        duration = (end if end is not None else time.perf_counter()) - rec.started
         b.latency.observe(duration)
         if rec.stream:
             b.streams += 1
