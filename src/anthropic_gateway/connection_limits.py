@@ -167,8 +167,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         self._unset_keepalive_if_required()
-        if self._phase == IDLE:
-            self._start_head()
+        if self._phase == IDLE:  # _start_head, written out (once per request)
+            self._phase = HEAD
+            self._head_raw = self._head_fields = 0
+            self._arm(self.limits.header_timeout)
         elif self._phase == BODY:
             self._last_read = self.loop.time()
         try:
@@ -225,7 +227,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         self._phase = APP
-        self._cancel_timer()
+        if self._timer is not None:  # _cancel_timer, written out
+            self._timer.cancel()
+            self._timer = None
         super().on_message_complete()
 
     def on_response_complete(self) -> None:
@@ -246,7 +250,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._arm(self.limits.header_timeout)
 
     def _arm(self, delay: float) -> None:
-        self._cancel_timer()
+        if self._timer is not None:  # _cancel_timer, written out (twice per request)
+            self._timer.cancel()
         self._timer = self.loop.call_later(delay, self._timed_out)
 
     def _cancel_timer(self) -> None:

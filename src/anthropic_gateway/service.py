@@ -296,7 +296,7 @@ class MessagesService:
     def resolve(self, model: str, record: RequestRecord) -> Route:
         route = self.router.resolve(model)
         record.model = model
-        note_route(record, route)
+        record.alias, record.backend, record.upstream_model = route.alias, route.backend.name, route.upstream_model
         return route
 
     def answer(
@@ -387,12 +387,6 @@ class MessagesService:
 
 def _count_as(req: CountTokensRequest, *, model: str) -> int:
     return count_request_tokens(req, model)
-
-
-def note_route(record: RequestRecord, route: Route) -> None:
-    record.alias = route.alias
-    record.backend = route.backend.name
-    record.upstream_model = route.upstream_model
 
 
 async def _read_completion(answer: dispatch.Answer) -> bytes:

@@ -34,9 +34,11 @@ async def read_body(request: Request, limit: int) -> bytes:
     if message["type"] == "http.disconnect":
         raise ClientDisconnected
     body: bytes = message.get("body", b"")
-    if not message.get("more_body", False):
-        _watch(request)
-        return body  # the usual case: the server hands over the whole body in one message
+    if not message.get("more_body", False):  # the usual case: the server hands over the whole body in one message
+        exchange = request.scope.get("state", {}).get("exchange")  # _watch, written out
+        if exchange is not None:
+            exchange.watch()
+        return body
     parts = [body]
     size = len(body)
     while message.get("more_body", False):
