@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from anthropic_gateway import sse
 from anthropic_gateway.errors import GatewayTimeoutError
 from anthropic_gateway.translate import stream
 from anthropic_gateway.translate.context import RequestContext
@@ -338,3 +339,87 @@ def test_a_read_of_several_template_events_is_not_decoded_as_one_text(monkeypatc
     assert out == frame.replace(b'"x"', b'"a"') + frame.replace(b'"x"', b'"b"') + frame.replace(b'"x"', b'"c"')
     assert t.feed(b"data: " + _openrouter('"q"') + b"\n\n").endswith(b'"text":"\\"q\\""}}\n\n')
     assert len(tried) == 1  # one event with escapes still takes the template's decode
+
+
+def _run_pieces(reads: list[list[bytes]], ctx: RequestContext, how: str, monkeypatch: pytest.MonkeyPatch) -> tuple[bytes, Any, bool]:
+    """Each read fed as its pieces (feed_parts, the served path), or joined (feed), or joined through
+    the general path only."""
+    with monkeypatch.context() as m:
+        if how == "general":
+            m.setattr(stream, "_decode_text", _refuse)
+        t = StreamTranslator(ctx, "msg_x", 7)
+        out = [t.start()]
+        for pieces in reads:
+            out.append(t.feed_parts(pieces) if how == "parts" else t.feed(b"".join(pieces)))
+            if t.done:  # the service stops reading here
+                break
+        out.append(t.finish())
+        return _RANDOM_ID.sub(b"toolu_X", b"".join(out)), t.final_usage(), t.over_budget
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    payloads=st.one_of(st.lists(_payload, max_size=12), st.lists(_enveloped, min_size=3, max_size=14),
+                       st.lists(_plain_text, min_size=3, max_size=14),
+                       st.lists(st.one_of(_plain_text, _plain_text, _plain_text, _raw_openrouter), min_size=3, max_size=14)),
+    sizes=st.lists(st.integers(min_value=1, max_value=6), min_size=1, max_size=6),
+    cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=4),
+    end=st.integers(min_value=0, max_value=3),
+    max_tokens=st.one_of(st.just(50), st.integers(min_value=2, max_value=8)),
+    stops=st.sampled_from([[], [], ["b"]]),
+)
+def test_a_read_fed_as_its_http_chunks_gives_the_bytes_of_the_read_fed_whole(
+    payloads: list[bytes], sizes: list[int], cuts: list[int], end: int, max_tokens: int, stops: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The served path hands the translator each socket read as httptools cut it: one piece per HTTP
+    # chunk, usually one event each, and a read can end (so a piece) inside an event. Whatever the
+    # pieces, feed_parts gives exactly what feed gives the joined read, read by read (the output budget
+    # is checked once per read in both), and the general path's bytes.
+    opening = b'data: {"choices":[{"index":0,"delta":{"role":"assistant","content":"Hi"}}]}\n\n'
+    events = [opening] + [b"data: " + p + b"\n\n" for p in payloads + _END[:end]]
+    data = b"".join(events)
+    # the event ends, and a few cuts anywhere (a read or a piece ending inside an event)
+    bounds = sorted({0, len(data), *itertools.accumulate(map(len, events)), *(c * 7 % len(data) for c in cuts)})
+    pieces = [data[a:b] for a, b in itertools.pairwise(bounds)]
+    reads: list[list[bytes]] = []
+    i = 0
+    for k in itertools.count():
+        if i >= len(pieces):
+            break
+        size = sizes[k % len(sizes)]
+        reads.append(pieces[i : i + size])
+        i += size
+    ctx = RequestContext(client_model="claude-x", target_is_claude=False, max_tokens=max_tokens, local_stops=stops)
+    parts = _run_pieces(reads, ctx, "parts", monkeypatch)
+    assert parts == _run_pieces(reads, ctx, "whole", monkeypatch), reads
+    assert parts[:2] == _run_pieces(reads, ctx, "general", monkeypatch)[:2], reads
+
+
+def test_a_read_of_template_pieces_is_neither_split_nor_decoded(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Guards the test above: pieces that are template events (the stream's first read with its role
+    # chunk and learned template included, the last with the finish, the usage and [DONE]) are sliced
+    # piece by piece: the SSE decoder sees only the first events and the end, never the run.
+    t = StreamTranslator(RequestContext(client_model="claude-x", target_is_claude=False), "msg_x")
+    t.start()
+    fed: list[bytes] = []
+
+    class Spy(sse.SSEDecoder):
+        def feed(self, chunk: bytes) -> list[bytes]:
+            fed.append(chunk)
+            return super().feed(chunk)
+
+    t.decoder = Spy()
+    monkeypatch.setattr(t, "_templated", None)  # the joined read's run path: must not be reached
+    opening = b'data: {"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}\n\n'
+    first = [opening] + [b"data: " + _openrouter(x) + b"\n\n" for x in ("Hi", " there", "a", "b", "c")]
+    out = t.feed_parts(first)
+    assert fed == first[:3]  # the role chunk, the block's first text, the one the template is learned from
+    frame = t.feed_parts([b"data: " + _openrouter("x") + b"\n\n"])
+    assert out.endswith(frame.replace(b'"x"', b'"a"') + frame.replace(b'"x"', b'"b"') + frame.replace(b'"x"', b'"c"'))
+    fed.clear()
+    last = [b"data: " + _openrouter(x) + b"\n\n" for x in ("d", "e")] + [b"data: " + e + b"\n\n" for e in _END]
+    out = t.feed_parts(last)
+    assert fed == [b"".join(last[2:])]  # the finish, the usage and [DONE] after the run: the general path
+    assert out == frame.replace(b'"x"', b'"d"') + frame.replace(b'"x"', b'"e"')
+    assert t.saw_done and (t.pieces, t.chars) == (8, 2 + 6 + 6)

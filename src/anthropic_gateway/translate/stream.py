@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import re
+from operator import itemgetter
 from typing import Annotated, Any
 
 import msgspec
@@ -221,6 +222,7 @@ class StreamTranslator:
         self._read_prefix = self._read_suffix = b""  # the template as a whole read: b"data: " ... b"\n\n"
         self._read_sep = b""  # between two template events in one read
         self._cut_from = self._cut_to = 0
+        self._middle = itemgetter(slice(0, 0))  # a template event's text: part[len(prefix) : -len(suffix)]
         self._head: bytes | None = None  # set while the next read may take the template path
         self._head_index = -1
         self._head_bytes = b""
@@ -275,6 +277,69 @@ class StreamTranslator:
             self._head = None
             self._over_budget(budget)
         return data
+
+    def feed_parts(self, parts: list[bytes]) -> bytes:
+        """One network read as the HTTP layer cut it (one piece per HTTP chunk): exactly what
+        ``feed(b"".join(parts))`` gives. An upstream's stream is one HTTP chunk per event, so a read of
+        several template events is cut already: its texts are sliced from the pieces, with no search
+        of the read for its line ends."""
+        if len(parts) == 1:
+            return self.feed(parts[0])
+        data = b""
+        if self._head is None:
+            if not (self._learning or self._tpl is not None) or self.deferred is not None or self.stops is not None or self.done:
+                return self.feed(b"".join(parts))
+            # As _translate: the stream's first events one by one (the general path may learn the
+            # template), then the template path for the rest - cut where the HTTP chunks end.
+            for i in range(min(MAX_STEPS, len(parts))):
+                data += self._feed(parts[i])
+                if self._head is not None:
+                    parts = parts[i + 1 :]
+                    break
+            else:
+                parts = parts[MAX_STEPS:]
+                if parts:
+                    data += self._feed(b"".join(parts))
+                parts = []
+        if parts:
+            run = self._run(parts) if len(parts) > 1 and self._head is not None else None
+            data += run if run is not None else self._translate(b"".join(parts))
+        budget = self.budget
+        if budget is not None and (self.pieces > budget or self.chars > budget * MAX_CHARS_PER_TOKEN) and not self.done:
+            self._head = None
+            self._over_budget(budget)
+        return data
+
+    def _run(self, parts: list[bytes]) -> bytes | None:
+        """Pieces that start with several template events (then at most a few others): their
+        text_deltas in one join, what follows through the general path; None when they are not
+        that (the caller feeds the whole read then)."""
+        suffix = self._read_suffix
+        n = k = len(parts)
+        while not parts[k - 1].endswith(suffix):  # the run ends with the last piece that ends an event
+            k -= 1
+            if k == 0 or n - k > MAX_STEPS:
+                return None
+        run = parts if k == n else parts[:k]
+        texts = list(map(self._middle, run))
+        # Checked the other way round: the texts, rebuilt into template events, must give back the
+        # pieces' bytes exactly (however the pieces cut them), and need no escape.
+        rebuilt = texts.copy()
+        rebuilt[0] = self._read_prefix + rebuilt[0]
+        rebuilt[-1] += suffix
+        if self._read_sep.join(rebuilt) != b"".join(run):
+            return None
+        joined = b"".join(texts)
+        if b"" in texts or not joined.isascii() or _unplain(joined) is not None:
+            return None  # escapes, non-ASCII or an empty text: event by event
+        self.pieces += len(texts)
+        self.chars += len(joined)
+        head = self._head
+        assert head is not None
+        texts[0] = head + texts[0]
+        texts[-1] += _TEXT_TAIL
+        data = (_TEXT_TAIL + head).join(texts)
+        return data + self._feed(b"".join(parts[k:])) if k < n else data
 
     def _translate(self, chunk: bytes) -> bytes:
         if self._head is not None:
@@ -508,6 +573,7 @@ class StreamTranslator:
         self._read_sep = self._read_suffix + self._read_prefix
         self._cut_from = len(self._read_prefix)
         self._cut_to = -len(self._read_suffix)
+        self._middle = itemgetter(slice(self._cut_from, self._cut_to))
         return tpl
 
     def _fast(self) -> bool:
