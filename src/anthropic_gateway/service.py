@@ -163,11 +163,11 @@ class AnswerStream:
         translator's stop, or the client's buffer to drain (meanwhile the upstream is not read)."""
         translator, record, upstream = self.translator, self.record, self.answer.response
         failure: list[Exception] = []
-        feed, write = translator.feed, direct.write
+        feed, write = translator.feed_parts, direct.write
 
-        def sink(chunk: bytes) -> None:
+        def sink(parts: list[bytes]) -> None:
             try:
-                out = feed(chunk)
+                out = feed(parts)
                 if out:
                     if self.writes == 0:
                         record.first_token_at = time.perf_counter()
@@ -186,7 +186,7 @@ class AnswerStream:
                 upstream.sink = None  # what follows stays buffered: close() reads it or drops it
                 upstream.wake()
 
-        pending = upstream.take()
+        pending = upstream.take_parts()
         upstream.sink = sink
         try:
             if pending:

@@ -167,6 +167,40 @@ async def test_a_chunked_stream_split_at_awkward_boundaries() -> None:
     await pool.close()
 
 
+async def test_a_sink_gets_the_body_as_the_parser_cut_it_one_piece_per_chunk() -> None:
+    # The stream translator's template path slices each event from its own piece (feed_parts): what
+    # arrived before the sink was set comes out of take_parts(), then each read goes to the sink.
+    events = [b'data: {"i":%d}\n\n' % i for i in range(5)]
+    more = asyncio.Event()
+
+    def chunks(part: list[bytes]) -> bytes:
+        return b"".join(b"%x\r\n%s\r\n" % (len(e), e) for e in part)
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks(events[:3]))
+        await more.wait()
+        writer.write(chunks(events[3:]) + b"0\r\n\r\n")
+        await writer.drain()
+
+    pool = Pool(8)
+    async with serving(handler) as (_, endpoint):
+        response = await post(pool, endpoint)
+        await response.wait_headers()
+        await asyncio.sleep(0.05)
+        assert response.take_parts() == events[:3]
+        assert response.take_parts() == []
+        got: list[list[bytes]] = []
+        response.sink = got.append
+        more.set()
+        while not response.ended:
+            await response.wait()
+        assert got == [events[3:]]
+        assert response.at_eof()
+        response.release()
+    await pool.close()
+
+
 async def test_a_connection_dropped_mid_body() -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)

@@ -63,9 +63,9 @@ class Connection(asyncio.Protocol):
             if parts:  # one delivery per socket read, however many HTTP chunks it held
                 sink = response.sink
                 if sink is not None and not response._buf:  # the streamed answer's usual read, inline
-                    data = parts[0] if len(parts) == 1 else b"".join(parts)
+                    pieces = parts.copy()  # the parser's list stays this connection's
                     parts.clear()
-                    sink(data)
+                    sink(pieces)
                 else:
                     response.arrived()
 
@@ -135,9 +135,9 @@ class Response:
         self._waiter: asyncio.Future[None] | None = None
         self._head: asyncio.Future[None] = loop.create_future()
         self._done = False  # released or closed by its owner
-        # Set: the body goes to this callback as it arrives (once per socket read, from data_received)
-        # instead of waiting in the buffer for readany().
-        self.sink: Callable[[bytes], None] | None = None
+        # Set: the body goes to this callback as it arrives (once per socket read, from data_received,
+        # as the parser cut it: one piece per HTTP chunk) instead of waiting in the buffer for readany().
+        self.sink: Callable[[list[bytes]], None] | None = None
         self._idle = idle_timeout
         self._deadline = deadline
         # One timer for both limits, at whichever comes first (a timer armed and cancelled per
@@ -178,6 +178,19 @@ class Response:
         if self._paused:
             self._resume()
         return data
+
+    def take_parts(self) -> list[bytes]:
+        """What the buffer holds now as the parser cut it (one piece per HTTP chunk; [] if nothing),
+        without waiting: what a sink set late gets first."""
+        buf = self._buf
+        if not buf:
+            return []
+        parts = buf.copy()
+        buf.clear()
+        self._size = 0
+        if self._paused:
+            self._resume()
+        return parts
 
     async def wait(self) -> None:
         """Until ``wake()``, the body's end, or a failure (the sink's owner waits here)."""
@@ -272,7 +285,7 @@ class Response:
                 parts[:0] = buf
                 buf.clear()
                 self._size = 0
-            data = parts[0] if len(parts) == 1 else b"".join(parts)
+            data = parts.copy()
             parts.clear()
             sink(data)
             return
