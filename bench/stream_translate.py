@@ -6,6 +6,7 @@ translator's and the SSE codec's alone.
     python bench/stream_translate.py --profile                # cProfile: calls per chunk, top functions
     valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file=/tmp/cg.out \
         python bench/stream_translate.py --callgrind --n 200 --split chunk   # `totals:` / (n*chunks)
+    python bench/stream_translate.py --parts --split 30       # reads as the served path feeds them
     INPROC_SRC=/tmp/a/src python bench/stream_translate.py    # another revision's source tree
 
 Splits: `chunk` feeds one read per upstream event (the mock writes each event as its own HTTP chunk,
@@ -53,13 +54,27 @@ def reads(model: str, split: str, size: int = 16384, shape: str = "plain") -> li
     return [data[i : i + size] for i in range(0, len(data), size)]
 
 
-def run_once(model: str, parts: list[bytes], stream_tools: bool) -> bytes:
+def pieces(model: str, split: str, shape: str = "plain") -> list[list[bytes]]:
+    """The reads as the upstream client hands them over: one piece per HTTP chunk (the mock writes an
+    event per chunk), N whole events per read."""
+    events = build_stream(model, 200, shape)
+    n = int(split) if split.isdigit() else 1
+    return [events[i : i + n] for i in range(0, len(events), n)]
+
+
+def run_once(model: str, parts: list[bytes] | list[list[bytes]], stream_tools: bool) -> bytes:
     ctx = RequestContext(client_model="claude-x", target_is_claude=False, stream_tool_input=stream_tools,
                          max_tokens=4096)  # fmt: skip
     t = StreamTranslator(ctx, "msg_bench", 10)
     out = [t.start()]
-    for p in parts:
-        out.append(t.feed(p))
+    if parts and isinstance(parts[0], list):
+        # --parts: as the served path feeds (feed_parts), or the joined read where a tree predates it
+        feed_parts = getattr(t, "feed_parts", None) or (lambda ps: t.feed(b"".join(ps)))
+        for p in parts:
+            out.append(feed_parts(p))
+    else:
+        for p in parts:
+            out.append(t.feed(p))  # type: ignore[arg-type]
     out.append(t.finish())
     return b"".join(out)
 
@@ -73,11 +88,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stream-tools", action="store_true", help="ctx.stream_tool_input (Claude Code's case)")
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--callgrind", action="store_true")
+    ap.add_argument("--parts", action="store_true",
+                    help="feed each read as its HTTP chunks (feed_parts, the served path) instead of one bytes")
     a = ap.parse_args(argv)
     if a.split is not None and a.split not in ("chunk", "coalesced") and not a.split.isdigit():
         ap.error("--split: chunk, coalesced or a number of events per read")
     for split in (a.split,) if a.split else ("chunk", "coalesced", "7", "30"):
-        parts = reads(a.model, split, shape=a.shape)
+        parts: list[bytes] | list[list[bytes]] = (
+            pieces(a.model, split, a.shape) if a.parts and split != "coalesced" else reads(a.model, split, shape=a.shape)
+        )
         events = len(build_stream(a.model, 200, a.shape))
         for _ in range(20):
             run_once(a.model, parts, a.stream_tools)  # warm-up
