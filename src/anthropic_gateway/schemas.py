@@ -24,6 +24,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta, Struct
 
+from anthropic_gateway import shared_history
 from anthropic_gateway.errors import InvalidRequestError, shown
 
 log = logging.getLogger(__name__)
@@ -827,12 +828,19 @@ def _decode_fast(body: bytes, decoder: msgspec.json.Decoder[Any], schema: type[A
     and field path are exactly those of the typed schema. The result is an instance of the raw
     subclass of ``schema`` (its ``tools`` and a list ``system`` a ``SharedList``), which every reader
     treats as ``schema``."""
+    raw_decoder = _raw_tools_decoders[schema]
+    long = len(body) >= shared_history.SMALLEST
     try:
-        req = _raw_tools_decoders[schema].decode(body)
+        req: Any = shared_history.histories.decode(body, raw_decoder.decode, schema) if long else None
+        whole = req is None
+        if whole:
+            req = raw_decoder.decode(body)
         req.system = _cached(system_cache, req.system)
         req.tools = _cached(tools_cache, req.tools)
     except (msgspec.DecodeError, RecursionError, _Refused):
         return _decode(body, decoder, schema)
+    if long and whole:
+        shared_history.histories.remember(body, req, schema)
     return req
 
 

@@ -1,4 +1,4 @@
-"""Decoded tools and system prompts are shared by every request that sent the same bytes
+"""Decoded tools, system prompts and long histories are shared by every request that sent the same bytes
 (``schemas.tools_cache`` and ``system_cache``): whatever runs on a request afterwards - translation for
 each kind of upstream, the token estimate - must leave those shared objects as they were decoded, or
 one request's edits would reach the next."""
@@ -12,6 +12,7 @@ import msgspec
 import pytest
 
 from anthropic_gateway.schemas import SharedList, decode_messages_request, system_cache, tools_cache
+from anthropic_gateway.shared_history import histories
 from anthropic_gateway.tokens import count_request_tokens
 from anthropic_gateway.translate.request import to_openai_request
 from paths import CLAUDE_CODE_FIXTURE, CLAUDE_CODE_LATEST_FIXTURE
@@ -62,3 +63,37 @@ def test_translating_and_counting_leave_the_shared_tools_and_system_prompt_as_de
         again = decode_messages_request(body)
         assert isinstance(again.tools, SharedList) and again.tools.entry is first.tools.entry  # still shared
         assert _snapshot(again) == before
+
+
+def _long_history() -> list[bytes]:
+    """Claude Code's second turn grown past shared_history.SMALLEST by repeating its turns, and the
+    next turn (one more user message): the second shares the first's messages."""
+    body = json.loads(CLAUDE_CODE_FIXTURE.read_text())["second_turn"]
+    body.pop("context_management", None)  # clearing would replace the old tool results
+    turns = body["messages"][1:]
+    while len(json.dumps(body)) < 200_000:
+        body["messages"] = body["messages"] + turns
+    first = json.dumps(body).encode()
+    body["messages"] = [*body["messages"], {"role": "assistant", "content": "ok"}, {"role": "user", "content": "go on"}]
+    return [first, json.dumps(body).encode()]
+
+
+@pytest.mark.parametrize(("kind", "env"), ROUTES)
+def test_translating_and_counting_leave_a_shared_history_as_decoded(kind: Kind, env: dict[str, str]) -> None:
+    histories.clear()
+    first, second = _long_history()
+    earlier = decode_messages_request(first)
+    before = msgspec.json.encode(list(earlier.messages))
+    r = route("claude-sonnet-5", kind, **env)
+    for stream in (False, True):
+        req = decode_messages_request(second)
+        assert req.messages[0] is earlier.messages[0]  # shared
+        to_openai_request(req, r, stream=stream)
+        count_request_tokens(req, r.upstream_model)
+    again = decode_messages_request(second)
+    assert again.messages[0] is earlier.messages[0]
+    assert msgspec.json.encode(list(again.messages[: len(earlier.messages) - 1])) == msgspec.json.encode(
+        list(earlier.messages[:-1])
+    )
+    assert msgspec.json.encode(list(earlier.messages)) == before
+    histories.clear()
