@@ -15,6 +15,8 @@ from anthropic_gateway import shared_history
 from anthropic_gateway.errors import InvalidRequestError
 from anthropic_gateway.schemas import decode_count_tokens_request, decode_messages_request
 from anthropic_gateway.shared_history import NONCE, HistoryCache, SharedHistory, common_prefix, histories
+from anthropic_gateway.tokens import clear_cache, count_request_tokens
+from anthropic_gateway.tokens.counter import _message_digests
 
 
 @pytest.fixture(autouse=True)
@@ -137,6 +139,24 @@ def test_count_tokens_bodies_share_their_own_entries(monkeypatch: pytest.MonkeyP
     req = decode_count_tokens_request(body)
     assert _same(req, _whole(body, monkeypatch, count=True))
     assert len(histories) == 2  # a Messages entry and a count_tokens entry: never each other's
+
+
+def test_the_estimate_of_a_shared_history_is_that_of_a_whole_decode(monkeypatch: pytest.MonkeyPatch) -> None:
+    messages = _turns(60)
+    decode_messages_request(_body(messages))
+    body = _body([*messages, {"role": "user", "content": "more"}])
+    req = decode_messages_request(body)
+    assert isinstance(req.messages, SharedHistory) and req.messages.entry.memo[0] is None
+    clear_cache()
+    shared = count_request_tokens(req, "gpt-4o")
+    assert req.messages.entry.memo[0] is not None  # keys kept on the entry for the next turn
+    clear_cache()
+    assert shared == count_request_tokens(_whole(body, monkeypatch), "gpt-4o")
+    # A list whose items were replaced is keyed from the items, not from the entry's memo.
+    other = SharedHistory([*req.messages])
+    other.entry, other.shared = req.messages.entry, len(other)
+    other[0] = msgspec.structs.replace(other[0], content="changed")
+    assert _message_digests(other)[0] != req.messages.entry.memo[0]
 
 
 def test_a_chain_of_turns_keeps_at_most_twice_the_body(monkeypatch: pytest.MonkeyPatch) -> None:

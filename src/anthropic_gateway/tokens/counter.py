@@ -60,6 +60,7 @@ from anthropic_gateway.schemas import (
     WebFetchToolResultBlock,
     WebSearchToolResultBlock,
 )
+from anthropic_gateway.shared_history import SharedHistory
 from anthropic_gateway.tokens import media
 from anthropic_gateway.tokens.families import (
     MESSAGE_OVERHEAD,
@@ -163,6 +164,24 @@ def _shared_digest(value: list[Tool] | list[TextBlock] | str) -> tuple[int, int]
     return digest
 
 
+def _message_digests(messages: list[Message]) -> list[tuple[int, int]]:
+    """Each message's key; those of a remembered history (shared_history.SharedHistory: the same
+    objects, which nobody edits) computed once per message and kept on its entry, by index."""
+    if not isinstance(messages, SharedHistory) or not messages.entry.holds(messages, messages.shared):
+        return [_digest(message) for message in messages]
+    memo, shared = messages.entry.memo, messages.shared
+    out: list[tuple[int, int]] = []
+    for i, message in enumerate(messages):
+        if i < shared:
+            digest = memo[i]
+            if digest is None:
+                digest = memo[i] = _digest(message)
+        else:
+            digest = _digest(message)
+        out.append(digest)
+    return out
+
+
 _PIECE = 32_768
 
 
@@ -205,7 +224,7 @@ def count_request_tokens(req: CountTokensRequest, model: str) -> int:
     if system:
         total += _cache.get_or_count(("system", enc_name, _shared_digest(system)), lambda: counter.system(system))
     messages = req.messages
-    keys = [("message", enc_name, _digest(message)) for message in messages]
+    keys = [("message", enc_name, digest) for digest in _message_digests(messages)]
     for message, key, cached in zip(messages, keys, _cache.get_many(keys), strict=True):
         if cached is None:  # counted outside the lock, like get_or_count
             cached = counter.message(message)
