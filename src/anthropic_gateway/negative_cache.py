@@ -48,7 +48,7 @@ class NegativeCache:
         # are sent it (shared/refusals.py), and ``adopt`` takes theirs.
         self.listener: Callable[[bytes, Refusal], None] | None = None
 
-    def lookup(self, backend: str, upstream_key: str | None, body: dict[str, Any], payload: bytes) -> Refusal | None:
+    def lookup(self, backend: str, upstream_key: str | None, body: dict[str, Any], payload: bytes | memoryview) -> Refusal | None:
         """The remembered refusal of this very request, if any (nothing is hashed while empty)."""
         if not self._entries or self._lengths[normal_length(body, payload)] == 0:
             return None
@@ -67,7 +67,7 @@ class NegativeCache:
         if not self._lengths[entry.length]:
             del self._lengths[entry.length]
 
-    def remember(self, backend: str, upstream_key: str | None, body: dict[str, Any], payload: bytes,
+    def remember(self, backend: str, upstream_key: str | None, body: dict[str, Any], payload: bytes | memoryview,
                  status: int, raw: bytes, headers: Any) -> None:  # fmt: skip
         if self.ttl <= 0 or status not in REMEMBERED_STATUS or len(raw) > MAX_BODY:
             return
@@ -108,7 +108,7 @@ def _without_exclude(body: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def normal_length(body: dict[str, Any], payload: bytes) -> int:
+def normal_length(body: dict[str, Any], payload: bytes | memoryview) -> int:
     """The length of the payload make_key hashes, without encoding the body again."""
     stripped = _without_exclude(body)
     if stripped is None:
@@ -116,7 +116,7 @@ def normal_length(body: dict[str, Any], payload: bytes) -> int:
     return len(payload) - (len(_encode(body["reasoning"])) - len(_encode(stripped)))
 
 
-def make_key(backend: str, upstream_key: str | None, body: dict[str, Any], payload: bytes) -> bytes:
+def make_key(backend: str, upstream_key: str | None, body: dict[str, Any], payload: bytes | memoryview) -> bytes:
     """The hash of what the upstream was sent. OpenRouter's ``reasoning.exclude`` is left out: it
     only strips reasoning from OpenRouter's own answer (providers never see it), so it cannot make a
     request invalid, and 2.1.332's third retry differs from the first only there."""

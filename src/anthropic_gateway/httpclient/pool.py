@@ -54,7 +54,7 @@ class Pool:
         self.loop: asyncio.AbstractEventLoop
         self.opened = 0  # connections opened so far (tests and diagnostics)
 
-    async def request(self, endpoint: Endpoint, data: bytes, *, connect_timeout: float, idle_timeout: float,
+    async def request(self, endpoint: Endpoint, data: bytes | memoryview, *, connect_timeout: float, idle_timeout: float,
                       total_timeout: float) -> Response:  # fmt: skip
         """Send ``data`` (a whole HTTP/1.1 request) and return once the response's headers arrived.
         Cancelling the caller closes the connection, whatever the phase."""
