@@ -220,12 +220,16 @@ SpawnGateway = Callable[..., GatewayProcess]
 
 
 @pytest.fixture
-def spawn_gateway(tmp_path: Path, _upstream_server: FakeUpstream) -> Iterator[SpawnGateway]:
+def spawn_gateway(
+    tmp_path: Path, _upstream_server: FakeUpstream, request: pytest.FixtureRequest
+) -> Iterator[SpawnGateway]:
     """``spawn_gateway(env={...}, upstream_url=None, extra_args=())`` starts a gateway for this test.
 
-    ``env`` replaces ``GATEWAY_ENV`` entirely (pass ``{**GATEWAY_ENV, ...}`` to extend it).
+    ``env`` replaces ``GATEWAY_ENV`` entirely (pass ``{**GATEWAY_ENV, ...}`` to extend it). When the
+    test fails, the end of each spawned gateway's log is added to the failure's report.
     """
     started: list[GatewayProcess] = []
+    request.node.stash[SPAWNED] = started
 
     def spawn(
         env: dict[str, str],
@@ -287,6 +291,24 @@ def with_state_backend(spawn: SpawnGateway, extra: dict[str, str]) -> SpawnGatew
         return spawn({**env, **extra}, *args, **kw)
 
     return spawn_with
+
+
+SPAWNED = pytest.StashKey[list[GatewayProcess]]()
+LOG_TAIL_LINES = 60
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[pytest.TestReport]:
+    """A failed test that spawned gateways reports the end of their logs (the SQLite driver's debug
+    lines left out): a failure seen once under load (a flake) can then be read, not only rerun."""
+    report: pytest.TestReport = yield
+    if report.when == "call" and report.failed:
+        for gw in item.stash.get(SPAWNED, []):
+            with contextlib.suppress(OSError):
+                lines = [ln for ln in gw.log_text().splitlines() if " DEBUG aiosqlite: " not in ln]
+                tail = lines[-LOG_TAIL_LINES:]
+                report.sections.append((f"{gw.log_path.name} (port {gw.port}, last {len(tail)} lines)", "\n".join(tail)))
+    return report
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
