@@ -6,6 +6,7 @@ HTTP server around it and no load generator beside it, so the counts are the gat
     python bench/inproc.py --profile            # cProfile: Python calls per request, top functions
     python bench/inproc.py --body cc --n 300    # the Claude Code first-turn body (~76 KB)
     python bench/inproc.py --grow 1000000 --chunks 10 --n 30   # bench/sweep.py's 1 MB history
+    python bench/inproc.py --tools 100 --chunks 10 --n 100     # bench/sweep.py's 100-tool first turn
     INPROC_SRC=/tmp/a/src python bench/inproc.py               # another revision's source tree
     valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file=/tmp/cg.out \
         python bench/inproc.py --n 400 --callgrind  # instructions: `totals:` in /tmp/cg.out, over N
@@ -121,6 +122,12 @@ async def main_async(args: argparse.Namespace, mock_port: int, tmp: str) -> int:
         grown = sweep.grown_body(sweep.fixture(), args.grow)
         raws = [orjson.dumps({**orjson.loads(sweep.with_turn(grown, model, i)), "stream": args.stream})
                 for i in range(args.n + 10)]  # fmt: skip
+    elif args.tools is not None:  # as bench/sweep.py's tools points: the first turn with N tools, a turn more each
+        import sweep
+
+        body = sweep.tools_body(sweep.fixture(), args.tools)
+        raws = [orjson.dumps({**orjson.loads(sweep.with_turn(body, model, i)), "stream": args.stream})
+                for i in range(args.n + 10)]  # fmt: skip
     else:
         raws = [orjson.dumps(anthropic_body(args.body, args.stream, model))]
 
@@ -177,6 +184,7 @@ def main() -> int:
     ap.add_argument("--stream", action="store_true", help="streamed requests (the answer is read whole)")
     ap.add_argument("--chunks", type=int, default=200)
     ap.add_argument("--grow", type=int, default=0, help="bytes: the grown Claude Code history of bench/sweep.py")
+    ap.add_argument("--tools", type=int, help="bench/sweep.py's tools point: the first turn with this many tools")
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--sort", default="tottime")
     ap.add_argument("--top", type=int, default=40)

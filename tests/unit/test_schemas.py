@@ -213,3 +213,15 @@ def test_a_system_prompt_is_decoded_once_per_distinct_prompt() -> None:
 def test_a_bad_system_prompt_is_named_as_before(system: object, message: str) -> None:
     assert _error(_system_body(system)) == message
     assert _error(_system_body(system)) == message
+
+
+def test_a_hundred_mcp_sized_tools_are_cached() -> None:
+    # bench/sweep.py's 100 tools are 263 KB of JSON; a list that size was decoded on every turn.
+    tools_cache.clear()
+    tools = [_tool(f"tool {i} — " + "d" * 2600) for i in range(100)]
+    body = _tools_body(tools)
+    assert len(body) > 256 << 10
+    first, second = decode_messages_request(body), decode_messages_request(body)
+    assert isinstance(second.tools, SharedList) and second.tools.entry is first.tools.entry  # type: ignore[union-attr]
+    assert len(tools_cache) == 1
+    tools_cache.clear()
