@@ -17,6 +17,7 @@ import binascii
 import functools
 import logging
 import re
+import secrets
 import threading
 from collections import OrderedDict
 from typing import Annotated, Any, Literal
@@ -576,12 +577,16 @@ class DecodedEntry:
     """One value as decoded from its exact JSON. ``memo`` is for readers that derive something from
     the value alone (the token estimate's cache key): computed once per entry, not per request."""
 
-    __slots__ = ("memo", "raw", "value")
+    __slots__ = ("key", "memo", "raw", "start", "tail", "value")
 
-    def __init__(self, raw: msgspec.Raw, value: Any) -> None:
+    def __init__(self, raw: msgspec.Raw, value: Any, key: tuple[int, bytes] | None = None) -> None:
         self.raw = raw
         self.value: Any = tuple(value) if isinstance(value, list) else value
         self.memo: dict[str, Any] = {}
+        self.key = key
+        # Where these bytes were in the last body that carried them (``DecodedCache.find_in``): the
+        # offset of their first byte, and the number of bytes after their last (-1: not known).
+        self.start = self.tail = -1
 
     def holds(self, items: list[Any]) -> bool:
         mine = self.value
@@ -598,6 +603,9 @@ class DecodedEntry:
 
 class _Refused(Exception):
     pass
+
+
+_NEAR = 16 << 10  # DecodedCache.note: how far from either end of a body its tools are looked for
 
 
 class DecodedCache:
@@ -640,7 +648,7 @@ class DecodedCache:
             value = self._decoder.decode(copy)
         except (msgspec.DecodeError, RecursionError):
             raise _Refused from None
-        entry = DecodedEntry(copy, value)
+        entry = DecodedEntry(copy, value, key)
         size = len(copy)
         if size > self.largest:
             return entry.get()
@@ -654,6 +662,45 @@ class DecodedCache:
                 _, dropped = self._data.popitem(last=False)
                 self._bytes -= len(dropped.raw)
         return entry.get()
+
+    def find_in(self, body: bytes) -> tuple[DecodedEntry, int] | None:
+        """An entry whose exact bytes are in ``body`` where they were in an earlier body (at the same
+        offset from its start, or with as many bytes after them), and that offset; None if none is.
+        Only a candidate for the placeholder decode (``_decode_spliced``), which proves or refuses it."""
+        size = len(body)
+        with self._lock:
+            entries = list(self._data.values())
+        for entry in reversed(entries):  # most recently used first
+            raw = entry.raw
+            n = len(raw)
+            if n > size:
+                continue
+            start = entry.start
+            if start >= 0 and start + n <= size and body.startswith(raw, start):
+                entry.tail = size - start - n
+                return entry, start
+            tail = entry.tail
+            if tail >= 0 and (start := size - tail - n) >= 0 and body.startswith(raw, start):
+                entry.start = start
+                return entry, start
+        return None
+
+    def note(self, body: bytes, entry: DecodedEntry) -> None:
+        """Where ``entry``'s bytes, just decoded from ``body`` as its ``tools``, are in it, if they are
+        near either end (Claude Code sends its tools just before a short tail, SDK bodies often near
+        the start): a bounded search, so a body whose tools are elsewhere pays little for nothing."""
+        raw, size = entry.raw, len(body)
+        n = len(raw)
+        pos = body.find(raw, max(0, size - n - _NEAR), size)
+        if pos < 0:
+            pos = body.find(raw, 0, min(size, n + _NEAR))
+        if pos >= 0:
+            entry.start, entry.tail = pos, size - pos - n
+
+    def touch(self, entry: DecodedEntry) -> None:
+        with self._lock:
+            if entry.key is not None and self._data.get(entry.key) is entry:
+                self._data.move_to_end(entry.key)
 
     def clear(self) -> None:
         with self._lock:
@@ -833,18 +880,56 @@ def _decode_fast(body: bytes, decoder: msgspec.json.Decoder[Any], schema: type[A
     treats as ``schema``."""
     raw_decoder = _raw_tools_decoders[schema]
     long = len(body) >= shared_history.SMALLEST
+    found = tools_cache.find_in(body) if len(tools_cache) else None
+    splice = (found[1], len(found[0].raw), TOOLS_PLACEHOLDER) if found is not None else None
     try:
-        req: Any = shared_history.histories.decode(body, raw_decoder.decode, schema) if long else None
+        req: Any = shared_history.histories.decode(body, raw_decoder.decode, schema, splice) if long else None
         whole = req is None
         if whole:
-            req = raw_decoder.decode(body)
+            req = _decode_spliced(body, raw_decoder, splice) if splice is not None and not long else None
+            if req is None:
+                req = raw_decoder.decode(body)
         req.system = _cached(system_cache, req.system)
-        req.tools = _cached(tools_cache, req.tools)
+        if found is not None and _is_placeholder(req.tools):
+            req.tools = found[0].get()
+            tools_cache.touch(found[0])
+        else:
+            req.tools = tools = _cached(tools_cache, req.tools)
+            if isinstance(tools, SharedList) and (found is None or found[0] is not tools.entry):
+                tools_cache.note(body, tools.entry)  # where they are, for the next body
     except (msgspec.DecodeError, RecursionError, _Refused):
         return _decode(body, decoder, schema)
     if long and whole:
         shared_history.histories.remember(body, req, schema)
     return req
+
+
+# A cached tool list found in a body (``DecodedCache.find_in``) is not scanned again: the body is
+# decoded with those bytes replaced by this JSON string (a per-process random nonce, which no client
+# knows). JSON is read left to right and the list is a complete JSON value, so if the decoded
+# ``tools`` is the placeholder, the replaced bytes were the top-level ``tools`` value (a later
+# duplicate ``tools`` key, which wins, would not be it; text inside a string cannot hold the list's
+# unescaped quotes), and the body with the list put back decodes to the same request with the
+# list's bytes in that place, which decoded (and validated) to the entry's tools. Anything else, or
+# a cut body that does not decode, is decoded as before, so errors and field paths are the whole
+# body's.
+TOOLS_NONCE = secrets.token_hex(16)
+TOOLS_PLACEHOLDER = b'"' + TOOLS_NONCE.encode() + b'"'
+
+
+def _is_placeholder(raw: Any) -> bool:
+    return isinstance(raw, msgspec.Raw) and len(raw) == len(TOOLS_PLACEHOLDER) and bytes(raw) == TOOLS_PLACEHOLDER
+
+
+def _decode_spliced(body: bytes, decoder: msgspec.json.Decoder[Any], splice: tuple[int, int, bytes]) -> Any:
+    """``body`` decoded with ``splice`` (offset, length, placeholder) applied, or None if that does not
+    decode to a request whose ``tools`` is the placeholder (then ``body`` is decoded as it is)."""
+    at, length, placeholder = splice
+    try:
+        req = decoder.decode(b"".join((body[:at], placeholder, body[at + length :])))
+    except (msgspec.DecodeError, RecursionError):
+        return None
+    return req if _is_placeholder(req.tools) else None
 
 
 def _cached(cache: DecodedCache, raw: msgspec.Raw) -> Any:

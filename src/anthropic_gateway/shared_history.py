@@ -16,6 +16,10 @@ before, so errors, their messages and field paths are never those of the cut bod
 messages were validated when first decoded, in the same position: list elements are validated one by
 one, and the array's only whole-list rule (at least one message) holds for the placeholder too.
 
+A cached tool list found after the cut messages (``schemas.DecodedCache.find_in``) is replaced by its
+own placeholder in the same copy (``splice``), so a long turn's tools are not scanned either; the
+decoded ``tools`` must then be that placeholder, by the same argument (``schemas._decode_spliced``).
+
 The remembered messages are shared by every request that starts with their bytes, like the decoded
 tools and system prompts of ``schemas.DecodedCache``: nobody edits them (translation builds new
 dicts; context editing and threads copy with ``msgspec.structs.replace``). ``SharedHistory`` is the
@@ -180,22 +184,34 @@ class HistoryCache:
                 best, reach = (entry, k), entry.ends[k]
         return best
 
-    def decode(self, body: bytes, decode: Callable[[bytes], Any], schema: type[Any]) -> Any | None:
+    def decode(
+        self, body: bytes, decode: Callable[[bytes], Any], schema: type[Any], splice: tuple[int, int, bytes] | None = None
+    ) -> Any | None:
         """``body`` decoded with its leading messages from a remembered body, or None (decode it whole,
-        then ``remember`` it). ``decode`` is the schema's decoder; its errors mean None."""
+        then ``remember`` it). ``decode`` is the schema's decoder; its errors mean None. ``splice``
+        (offset, length, placeholder) is a cached tool list found in the body (``schemas``): if it lies
+        after the cut messages it is replaced too, in the same copy, and then the decoded ``tools`` must
+        be exactly the placeholder (else None: the body is decoded whole)."""
         found = self._best(body, schema)
         if found is None:
             return None
         entry, k = found
         assert entry.ends is not None
         start, end = entry.start, entry.ends[k]
-        cut = b"".join((body[:start], PLACEHOLDER, body[end:]))
+        if splice is not None and splice[0] >= end:
+            at, length, placeholder = splice
+            cut = b"".join((body[:start], PLACEHOLDER, body[end:at], placeholder, body[at + length :]))
+        else:
+            placeholder = None
+            cut = b"".join((body[:start], PLACEHOLDER, body[end:]))
         try:
             req = decode(cut)
         except (msgspec.DecodeError, RecursionError):
             return None
         new = req.messages
         if not new or new[0].content != NONCE or new[0].role != "user":
+            return None
+        if placeholder is not None and not (isinstance(req.tools, msgspec.Raw) and bytes(req.tools) == placeholder):
             return None
         kept = entry.kept + (len(cut) if len(new) > 1 else 0)  # new messages may be views of the cut body
         if kept > 2 * len(body):
