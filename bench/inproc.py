@@ -119,7 +119,7 @@ async def main_async(args: argparse.Namespace, mock_port: int, tmp: str) -> int:
     if args.grow:  # as bench/sweep.py: the Claude Code history grown to GROW bytes, each request one turn more
         import sweep
 
-        grown = sweep.grown_body(sweep.fixture(), args.grow)
+        grown = sweep.grown_body(sweep.fixture(), args.grow, args.tools or 0)
         raws = [orjson.dumps({**orjson.loads(sweep.with_turn(grown, model, i)), "stream": args.stream})
                 for i in range(args.n + 10)]  # fmt: skip
     elif args.tools is not None:  # as bench/sweep.py's tools points: the first turn with N tools, a turn more each
@@ -184,7 +184,7 @@ def main() -> int:
     ap.add_argument("--stream", action="store_true", help="streamed requests (the answer is read whole)")
     ap.add_argument("--chunks", type=int, default=200)
     ap.add_argument("--grow", type=int, default=0, help="bytes: the grown Claude Code history of bench/sweep.py")
-    ap.add_argument("--tools", type=int, help="bench/sweep.py's tools point: the first turn with this many tools")
+    ap.add_argument("--tools", type=int, help="bench/sweep.py's tools point: the first turn with this many tools (with --grow: the history with them)")
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--sort", default="tottime")
     ap.add_argument("--top", type=int, default=40)
