@@ -22,20 +22,28 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import httptools
 import orjson
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.flow_control import service_unavailable
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from anthropic_gateway.errors import error_body
 from anthropic_gateway.settings import Settings
 
+if TYPE_CHECKING:
+    from uvicorn._types import ASGI3Application
+
 log = logging.getLogger("anthropic_gateway.connections")
 
 IDLE, HEAD, BODY, APP = 0, 1, 2, 3  # phases of a connection: between requests, reading them, answering
+
+_TASK_NAME = "request"  # every request's task (asyncio names each task "Task-<n>" otherwise, a format per request)
+_EARLY = 0.001  # a timer that fires this close to its deadline has reached it (uvloop's timers count milliseconds)
 
 _REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large", 529: b"Overloaded"}
 
@@ -104,7 +112,9 @@ class ClientLeft:
         self.callback = callback
         # As uvicorn's receive() does before it waits: a read paused under a large body would not
         # see the client close its connection.
-        self.flow.resume_reading()
+        flow = self.flow
+        if flow.read_paused:  # flow.resume_reading(), written out
+            flow.resume_reading()
 
     def stop(self) -> None:
         self.callback = None
@@ -123,7 +133,18 @@ def _response(status: int, error_type: str, message: str) -> bytes:
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with the limits above (set `limits` on a subclass: protocol_class)."""
+    """uvicorn's httptools protocol with the limits above (set `limits` on a subclass: protocol_class).
+
+    uvicorn's per-request parser callbacks are written out here, each merged with the limits' part
+    of it (one Python frame per callback instead of two: a request's headers are a call each), and
+    the connection's clocks are one timer, armed lazily: ``_due(at)`` makes sure a timer fires by
+    ``at``, and the timer, when it fires, checks the phase's own deadline and re-arms for what is
+    left. A request whose headers and body arrive in one read arms no timer at all (it used to arm
+    and cancel a header and a body timer, and uvicorn a keep-alive timer after the response); a
+    keep-alive connection's timer fires about once per ``timeout_keep_alive`` and re-arms. The
+    deadlines are the same: the headers within ``header_timeout`` of the request's first byte (of
+    the previous answer's end for a pipelined request), no body read for ``body_timeout``, and an
+    idle connection closed ``timeout_keep_alive`` after its last response."""
 
     limits: ClassVar[ConnectionLimits]
 
@@ -131,10 +152,15 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._phase = IDLE
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0  # the loop time the pending timer fires at
+        self._head_at = 0.0  # HEAD: when the headers' clock started
+        self._last_read = 0.0  # BODY: the last read of the body
+        self._idle_at = 0.0  # IDLE: when the last response completed
+        self._clock_off = False  # a pipelined request: no clock until the answer before it is complete
         self._head_raw = 0  # bytes of reads that ended inside the headers
         self._head_fields = 0  # bytes of the URL and header fields parsed
-        self._last_read = 0.0
         self._half_closed = False
+        self._named = self.loop.get_task_factory() is None and not getattr(self.config, "reset_contextvars", False)
 
     # --- connection ---------------------------------------------------------------------------
 
@@ -144,7 +170,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self.limits.warn_full(f"{len(self.connections) - 1} open, limit {self.limits.max_connections}")
             self._refuse(529, "overloaded_error", "The gateway has too many open connections; retry shortly")
             return
-        self._start_head()
+        self._phase = HEAD
+        self._head_raw = self._head_fields = 0
+        self._head_at = now = self.loop.time()
+        self._due(now + self.limits.header_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timer()
@@ -166,12 +195,13 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         return None
 
     def data_received(self, data: bytes) -> None:
-        self._unset_keepalive_if_required()
-        if self._phase == IDLE:  # _start_head, written out (once per request)
+        # uvicorn's keep-alive timer is never armed (the IDLE phase's deadline is ours): nothing to unset.
+        phase = self._phase
+        if phase == IDLE:  # the first byte of a request: its headers' clock starts
             self._phase = HEAD
             self._head_raw = self._head_fields = 0
-            self._arm(self.limits.header_timeout)
-        elif self._phase == BODY:
+            self._head_at = self.loop.time()
+        elif phase == BODY:
             self._last_read = self.loop.time()
         try:
             self.parser.feed_data(data)
@@ -190,69 +220,166 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             else:
                 self._unsupported_upgrade_warning()
             return
-        if self._phase == HEAD:
+        phase = self._phase
+        if phase == HEAD:
             self._head_raw += len(data)
             if self._head_raw > self.limits.max_header_bytes:
                 self._too_large()
+            elif not self._clock_off:
+                self._due(self._head_at + self.limits.header_timeout)
+        elif phase == BODY and not self._clock_off:
+            self._due(self._last_read + self.limits.body_timeout)
 
-    # --- parser callbacks ---------------------------------------------------------------------
+    # --- parser callbacks (uvicorn's, with the limits' part) ----------------------------------
 
     def on_message_begin(self) -> None:
-        super().on_message_begin()
-        self.scope["extensions"] = {DISCONNECT: ClientLeft(self.flow)}  # type: ignore[dict-item]
+        self.url = b""
+        self.expect_100_continue = False
+        self.headers = []
+        self.scope = {  # type: ignore[typeddict-item]
+            "type": "http",
+            "asgi": {"version": self.asgi_version, "spec_version": "2.3"},
+            "http_version": "1.1",
+            "server": self.server,
+            "client": self.client,
+            "scheme": self.scheme,  # type: ignore[typeddict-item]
+            "root_path": self.root_path,
+            "headers": self.headers,
+            "state": self.app_state.copy(),
+            "extensions": {DISCONNECT: ClientLeft(self.flow)},  # type: ignore[dict-item]
+        }
         if self._phase == APP:
             # Pipelined: the previous request is still being answered (uvicorn stops reading
             # meanwhile), so no clock runs for this one until that answer is complete.
             self._phase = HEAD
+            self._clock_off = True
         self._head_raw = self._head_fields = 0
 
     def on_url(self, url: bytes) -> None:
-        self._head_fields += len(url)  # _count, written out: a call per header field
+        self._head_fields += len(url)
         if self._head_fields > self.limits.max_header_bytes:
             raise _HeadersTooLarge
-        super().on_url(url)
+        self.url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._head_fields += len(name) + len(value) + 4
         if self._head_fields > self.limits.max_header_bytes:
             raise _HeadersTooLarge
-        super().on_header(name, value)
+        name = name.lower()
+        # llhttp keeps trailing OWS, which https://www.rfc-editor.org/rfc/rfc9110#section-5.5 excludes from the value.
+        value = value.rstrip(b" \t")
+        if name == b"expect" and value.lower() == b"100-continue":
+            self.expect_100_continue = True
+        self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         self._phase = BODY
         self._last_read = self.loop.time()
-        if self._timer is not None:  # not for a pipelined request (above)
-            self._arm(self.limits.body_timeout)
-        super().on_headers_complete()
+        parser = self.parser
+        http_version = parser.get_http_version()
+        self.scope["method"] = parser.get_method().decode("ascii")
+        if http_version != "1.1":
+            self.scope["http_version"] = http_version
+        if parser.should_upgrade() and self._should_upgrade():
+            return
+        parsed_url = httptools.parse_url(self.url)
+        raw_path = parsed_url.path
+        path = raw_path.decode("ascii")
+        if "%" in path:
+            path = urllib.parse.unquote(path)
+        root_path = self.root_path
+        self.scope["path"] = root_path + path if root_path else path
+        self.scope["raw_path"] = root_path.encode("ascii") + raw_path if root_path else raw_path
+        self.scope["query_string"] = parsed_url.query or b""
+
+        # Handle 503 responses when 'limit_concurrency' is exceeded.
+        if self.limit_concurrency is not None and (
+            len(self.connections) >= self.limit_concurrency or len(self.tasks) >= self.limit_concurrency
+        ):
+            app = service_unavailable
+            self.logger.warning("Exceeded concurrency limit.")
+        else:
+            app = self.app
+
+        existing_cycle = self.cycle
+        self.cycle = cycle = RequestResponseCycle(
+            scope=self.scope,
+            transport=self.transport,
+            flow=self.flow,
+            logger=self.logger,
+            access_logger=self.access_logger,
+            access_log=self.access_log,
+            default_headers=self.server_state.default_headers,
+            message_event=asyncio.Event(),
+            expect_100_continue=self.expect_100_continue,
+            keep_alive=http_version != "1.0" and parser.should_keep_alive(),
+            on_response=self.on_response_complete,
+        )
+        if existing_cycle is None or existing_cycle.response_complete:
+            self._start_asgi_task(cycle, app)  # type: ignore[arg-type]
+        else:
+            # Pipelined HTTP requests need to be queued up.
+            self.flow.pause_reading()
+            self.pipeline.appendleft((cycle, app))  # type: ignore[arg-type]
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
+        if self._named:  # a name given: asyncio (3.11) formats "Task-<n>" for each task without one
+            task = asyncio.Task(cycle.run_asgi(app), loop=self.loop, name=_TASK_NAME)
+        else:
+            super()._start_asgi_task(cycle, app)
+            return
+        task.add_done_callback(self.tasks.discard)
+        self.tasks.add(task)
 
     def on_message_complete(self) -> None:
-        self._phase = APP
-        if self._timer is not None:  # _cancel_timer, written out
-            self._timer.cancel()
-            self._timer = None
-        super().on_message_complete()
+        self._phase = APP  # a pending timer finds nothing to time in APP and lapses
+        if (self.parser.should_upgrade() and self._should_upgrade()) or self.cycle.response_complete:
+            return
+        self.cycle.more_body = False
+        self.cycle.message_event.set()
 
     def on_response_complete(self) -> None:
-        if self._phase == APP:
+        # Called by the cycle once the response is complete.
+        self.server_state.total_requests += 1
+        transport = self.transport
+        if transport.is_closing():
+            return
+        phase = self._phase
+        self._clock_off = False
+        now = self.loop.time()
+        if phase == HEAD:  # a pipelined request's headers: their clock starts now
+            self._head_at = now
+            self._due(now + self.limits.header_timeout)
+        elif phase == BODY:
+            self._last_read = now
+            self._due(now + self.limits.body_timeout)
+        else:  # APP, or IDLE after a pipelined request read whole: nothing more to read
             self._phase = IDLE
-        elif self._timer is None and not self.transport.is_closing():  # a pipelined request waits
-            self._last_read = self.loop.time()
-            self._arm(self.limits.header_timeout if self._phase == HEAD else self.limits.body_timeout)
-        super().on_response_complete()
-        if self._half_closed and not self.transport.is_closing():
-            self.transport.close()  # nothing more can arrive on a half-closed connection
+        flow = self.flow
+        if flow.read_paused:  # flow.resume_reading(), written out
+            flow.read_paused = False
+            transport.resume_reading()
+        # Unblock any pipelined events. If there are none, the keep-alive deadline instead.
+        if self.pipeline:
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+        elif self._phase == IDLE:
+            self._idle_at = now
+            self._due(now + self.timeout_keep_alive)
+        if self._half_closed:
+            transport.close()  # nothing more can arrive on a half-closed connection
 
     # --- limits -------------------------------------------------------------------------------
 
-    def _start_head(self) -> None:
-        self._phase = HEAD
-        self._head_raw = self._head_fields = 0
-        self._arm(self.limits.header_timeout)
-
-    def _arm(self, delay: float) -> None:
-        if self._timer is not None:  # _cancel_timer, written out (twice per request)
-            self._timer.cancel()
-        self._timer = self.loop.call_later(delay, self._timed_out)
+    def _due(self, at: float) -> None:
+        """A timer fires at ``at`` at the latest (the one pending, when it comes first)."""
+        timer = self._timer
+        if timer is not None:
+            if self._timer_at <= at:
+                return
+            timer.cancel()
+        self._timer_at = at
+        self._timer = self.loop.call_later(at - self.loop.time(), self._timed_out)
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:
@@ -261,22 +388,34 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def _timed_out(self) -> None:
         self._timer = None
-        if self.transport.is_closing():
+        if self.transport.is_closing() or self._clock_off:
             return
-        if self._phase == HEAD:
+        now = self.loop.time()
+        phase = self._phase
+        if phase == HEAD:
+            left = self._head_at + self.limits.header_timeout - now
+            if left > _EARLY:
+                self._due(now + left)
+                return
             if self._head_raw == 0 and self._head_fields == 0:
                 self.limits.warn_timeout("no request within the header timeout")
                 self.transport.close()
                 return
             self.limits.warn_timeout("headers not complete within the header timeout")
             self._refuse(408, "timeout_error", f"The request headers did not arrive within {self.limits.header_timeout:g} s")
-        elif self._phase == BODY:
-            idle = self.loop.time() - self._last_read
-            if idle < self.limits.body_timeout:
-                self._arm(self.limits.body_timeout - idle)
+        elif phase == BODY:
+            left = self._last_read + self.limits.body_timeout - now
+            if left > _EARLY:
+                self._due(now + left)
                 return
             self.limits.warn_timeout("request body stalled")
             self._refuse(408, "timeout_error", f"The request body stopped arriving for {self.limits.body_timeout:g} s")
+        elif phase == IDLE and not self.pipeline and (self.cycle is None or self.cycle.response_complete):
+            left = self._idle_at + self.timeout_keep_alive - now
+            if left > _EARLY:
+                self._due(now + left)
+                return
+            self.transport.close()  # uvicorn's timeout_keep_alive_handler
 
     def _too_large(self) -> None:
         self.limits.warn_headers(f"over {self.limits.max_header_bytes} bytes")
