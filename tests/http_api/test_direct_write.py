@@ -263,3 +263,26 @@ def test_a_send_that_is_not_uvicorns_cycle_gets_no_whole_write() -> None:
         return None
 
     assert write_whole(send, 200, [(b"content-length", b"2")], b"ok") is False
+
+
+async def test_write_whole_checks_each_answers_values_under_names_it_has_seen() -> None:
+    """The names' checks are kept per set of names; the values are checked on every answer: the same
+    names with a value uvicorn refuses go to uvicorn's send (which refuses it), not to the wire."""
+    seen: list[bool] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        value = b"a\x01b" if scope["path"] == "/bad" else b"ab"
+        headers = [(b"content-length", b"2"), (b"X-Seen", value)]
+        seen.append(write_whole(send, 200, headers, b"ok"))
+        if not seen[-1]:
+            with pytest.raises(RuntimeError, match="Invalid HTTP header value"):
+                await send({"type": "http.response.start", "status": 200, "headers": headers})
+            raise RuntimeError("refused")  # uvicorn closes the connection: its start was begun
+
+    async with serve(app) as endpoint:
+        good = await raw_exchange(endpoint, [b"POST /good HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"])
+        bad = await raw_exchange(endpoint, [b"POST /bad HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"])
+    assert seen == [True, False]
+    assert _undated(good) == b"HTTP/1.1 200 OK\r\ndate: -\r\nserver: uvicorn\r\ncontent-length: 2\r\nx-seen: ab\r\n\r\nok"
+    assert bad == b""  # nothing of the answer reached the wire
