@@ -44,3 +44,16 @@ async def test_an_unwritable_path_is_a_store_error(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="cannot open the store"):
         await store.open()
     assert store.status()["error"]
+
+
+async def test_none_binds_null_through_the_registered_adapter_not_sqlites_failed_lookups(tmp_path: Path) -> None:
+    store = open_store(str(tmp_path / "gw.db"))
+    await store.open()
+    # Opened, the store has None adapted in one C call: the lookup no longer misses (and raises twice).
+    assert sqlite3.adapters[(type(None), sqlite3.PrepareProtocol)](None) is None
+    async with store.transaction() as tx:
+        await tx.execute("CREATE TABLE t (a INTEGER, b TEXT, c REAL)")
+        await tx.execute("INSERT INTO t (a, b, c) VALUES (?, ?, ?), (?, ?, ?)", (None, "x", None, 1, None, 2.5))
+        rows = await tx.fetchall("SELECT a, b, c, typeof(a), typeof(c) FROM t ORDER BY rowid")
+    await store.close()
+    assert rows == [(None, "x", None, "null", "null"), (1, None, 2.5, "integer", "real")]
