@@ -117,3 +117,24 @@ def test_the_fast_lanes_headers_answer_as_starlettes() -> None:
     assert 3 not in ours
     assert ours.getlist("x-api-key") == ["first", "second"]
     assert ours.raw == raw
+
+
+async def test_the_exchange_watches_the_task_asyncio_says_is_running() -> None:
+    # Exchange.watch takes the running task from the accelerator's dict on 3.11 (asyncio.current_task's
+    # own lookup, without its Python call): the task a disconnect cancels must be the request's own.
+    import asyncio
+
+    from anthropic_gateway.http.front import Exchange
+    from anthropic_gateway.ops.record import RequestRecord
+
+    async def receive() -> None:  # the watcher task (no server notice) waits on it until stopped
+        await asyncio.sleep(10)
+
+    async def request() -> tuple[object, object]:
+        exchange = Exchange(receive, RequestRecord("req_1", "POST", "/v1/messages"))  # type: ignore[arg-type]
+        exchange.watch()
+        exchange.stop()
+        return exchange.task, asyncio.current_task()
+
+    watched, running = await asyncio.create_task(request())
+    assert watched is running and running is not None
