@@ -104,3 +104,45 @@ async def test_retention_deletes_old_rows(store_url: str) -> None:
     assert await ledger.cleanup(now=10 * DAY) == 1
     assert [r["requests"] for r in await ledger.totals(0, 20 * DAY, None)] == [1]
     await store.close()
+
+
+async def test_the_writer_takes_the_rows_queued_when_it_wakes_and_leaves_later_ones_for_the_next_round(
+    tmp_path: Any,
+) -> None:
+    # A write outlasting a request or two used to drain the queue as rows kept coming: under a
+    # steady load the writer wrote one or two rows per statement, back to back, instead of one batch
+    # per flush_interval.
+    import asyncio
+
+    store = open_store(str(tmp_path / "gw.db"))
+    await store.open()
+    writes: list[tuple[float, int, bool]] = []  # (when, rows, during close)
+    closing = False
+    execute = store.execute
+    loop = asyncio.get_running_loop()
+
+    async def slow(sql: str, params: Sequence[Any] = ()) -> int:
+        if sql.startswith("INSERT INTO ledger"):
+            writes.append((loop.time(), sql.count("(?"), closing))
+            await asyncio.sleep(0.05)  # a slow disk: rows arrive while this batch is written
+        return await execute(sql, params)
+
+    store.execute = slow  # type: ignore[method-assign]
+    ledger = Ledger(store, flush_interval=0.3)
+    started = loop.time()
+    ledger.start()
+    n = 0
+    while loop.time() - started < 1.0:  # a steady trickle: a row every 10 ms
+        ledger.record(_rec(n))
+        n += 1
+        await asyncio.sleep(0.01)
+    closing = True
+    await ledger.close()
+    rows = await store.fetchall("SELECT request_id FROM ledger ORDER BY id")
+    await store.close()
+    assert [r[0] for r in rows] == [f"req_{i}" for i in range(n)]  # every row, in order
+    sizes = [size for _, size, by_close in writes if not by_close]  # the writer's own statements
+    # Rounds at 0.3 s, 0.65 s (0.3 s after the first write's end), ...: a statement or two each (a
+    # batch of 34 is 32 + 2). Before: a statement per 50 ms write after the first, of ~5 rows each.
+    assert 2 <= len(sizes) <= 6, writes
+    assert sum(sizes) / len(sizes) >= 10, writes

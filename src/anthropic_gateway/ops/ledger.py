@@ -118,11 +118,18 @@ class Ledger:
                 async with asyncio.timeout(self.flush_interval):
                     await self._wake.wait()
             self._wake.clear()
-            await self.flush()
+            # The rows queued by now; those arriving while they are written wait for the next round.
+            # Draining until empty made a steady load's writer a loop of tiny batches: at c=1 a
+            # write (the hop to the store's thread, a transaction, its WAL pages) outlasts a request
+            # or two, so each round found one or two new rows and wrote them at once - a statement,
+            # its locks and page writes per request or two instead of one per ``flush_interval``.
+            await self.flush(len(self.queue))
 
-    async def flush(self) -> None:
-        while self.queue:
-            n = statement_rows(min(len(self.queue), self.flush_rows, MAX_ROWS_PER_STATEMENT))
+    async def flush(self, limit: int | None = None) -> None:
+        """Write the queue out: all of it (``limit`` None: reports, close), or its first ``limit`` rows."""
+        left = len(self.queue) if limit is None else limit
+        while self.queue and left > 0:
+            n = statement_rows(min(len(self.queue), left, self.flush_rows, MAX_ROWS_PER_STATEMENT))
             rows = [self.queue.popleft() for _ in range(n)]
             try:
                 await self.store.execute(insert_statement(n), [v for row in rows for v in row])
@@ -135,6 +142,10 @@ class Ledger:
                     log.warning("ledger write failed (%d rows kept queued): %s", len(self.queue), err)
                 return
             self.written += n
+            if limit is not None:
+                left -= n
+            else:
+                left = len(self.queue)
 
     async def close(self) -> None:
         # The writer is stopped between batches, never cancelled inside one: a write cancelled
