@@ -161,3 +161,34 @@ async def test_requests_read_in_one_piece_arm_no_timer_of_their_own() -> None:
     # The connection's header clock, armed once; the keep-alive deadline keeps it (it fires first and
     # re-arms). Before: a header and a body timer per request, and uvicorn's keep-alive timer.
     assert len(armed) == 1, armed
+
+
+async def test_the_written_out_callbacks_build_uvicorns_scope_and_answer_as_it_does() -> None:
+    """What uvicorn's callbacks did, now the gateway protocol's own: 100-continue before the body is
+    read, the path unquoted beside the raw one and the query string, headers lowercased with trailing
+    whitespace cut, HTTP/1.0 answered and closed."""
+    scopes: list[dict[str, Any]] = []
+
+    async def recording(scope: Any, receive: Any, send: Any) -> None:
+        scopes.append(scope)
+        await app(scope, receive, send)
+
+    async with serve(recording) as (_, port):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST /a%20b/c?x=1&y=%32 HTTP/1.1\r\nHost: x\r\nX-Trailing: v \t\r\nExpect: 100-continue\r\n"
+                     b"Content-Length: 3\r\n\r\n")  # fmt: skip
+        assert await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        writer.write(b"abc")
+        assert await read_response(reader) == b"/a b/c abc"
+        writer.close()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST /old HTTP/1.0\r\nHost: x\r\nContent-Length: 1\r\n\r\nz")
+        raw = await asyncio.wait_for(reader.read(), 5)  # read to the end: the server closes it
+        writer.close()
+    assert raw.startswith(b"HTTP/1.1 200 OK\r\n") and b"\r\nconnection: close\r\n" in raw and raw.endswith(b"/old z")
+    first, old = scopes
+    assert (first["path"], first["raw_path"], first["query_string"]) == ("/a b/c", b"/a%20b/c", b"x=1&y=%32")
+    assert first["headers"] == [(b"host", b"x"), (b"x-trailing", b"v"), (b"expect", b"100-continue"),
+                                (b"content-length", b"3")]  # fmt: skip
+    assert (first["method"], first["http_version"], first["type"], first["root_path"]) == ("POST", "1.1", "http", "")
+    assert old["http_version"] == "1.0"

@@ -105,8 +105,12 @@ class Exchange:
         if self.task is None:
             self.task = _CURRENT_TASKS.get(asyncio.get_running_loop()) if _CURRENT_TASKS is not None else (
                 asyncio.current_task())  # type: ignore[assignment]
-            if self.notice is not None:
-                self.notice.watch(self._left)
+            notice = self.notice
+            if notice is not None:  # notice.watch(self._left), written out
+                notice.callback = self._left
+                flow = notice.flow
+                if flow.read_paused:  # as uvicorn's receive() does before it waits (ClientLeft.watch)
+                    flow.resume_reading()
             else:
                 self.watcher = asyncio.create_task(self._watch())
 
@@ -123,7 +127,7 @@ class Exchange:
 
     def stop(self) -> None:
         if self.notice is not None:
-            self.notice.stop()  # its callback refers to this exchange (and so to uvicorn's cycle)
+            self.notice.callback = None  # notice.stop(): its callback refers to this exchange (and so to uvicorn's cycle)
         if self.watcher is not None:
             self.watcher.cancel()
             # The cancelled watcher's frame refers to this exchange: without this, every request left
