@@ -332,16 +332,9 @@ class StreamTranslator:
         rebuilt[-1] += suffix
         if self._read_sep.join(rebuilt) != b"".join(run):
             return None
-        joined = b"".join(texts)
-        if b"" in texts or joined.translate(_QUOTED).find(b'"') >= 0:
-            return None  # escapes, non-ASCII or an empty text: event by event
-        self.pieces += len(texts)
-        self.chars += len(joined)
-        head = self._head
-        assert head is not None
-        texts[0] = head + texts[0]
-        texts[-1] += _TEXT_TAIL
-        data = (_TEXT_TAIL + head).join(texts)
+        data = self._plain_run(texts)
+        if data is None:
+            return None
         return data + self._feed(b"".join(parts[k:])) if k < n else data
 
     def _translate(self, chunk: bytes) -> bytes:
@@ -531,6 +524,16 @@ class StreamTranslator:
         texts = [p[cut_from:cut_to] for p in parts[0:-1:2]]
         if run != self._read_prefix + self._read_sep.join(texts) + suffix:
             return None
+        data = self._plain_run(texts)
+        if data is None:
+            return None
+        return data + self._feed(chunk[end:]) if end < len(chunk) else data
+
+    def _plain_run(self, texts: list[bytes]) -> bytes | None:
+        """The text_deltas of a run of template events, given their texts (the bytes between the
+        content string's quotes, each from one event whose envelope was checked), in one join; None,
+        with nothing counted, when a text needs a JSON escape, is not ASCII or is empty (the general
+        path then takes the whole read). ``texts`` is used up."""
         joined = b"".join(texts)
         if b"" in texts or joined.translate(_QUOTED).find(b'"') >= 0:
             return None  # escapes, non-ASCII or an empty text: event by event
@@ -538,8 +541,9 @@ class StreamTranslator:
         self.chars += len(joined)
         head = self._head
         assert head is not None
-        data = head + (_TEXT_TAIL + head).join(texts) + _TEXT_TAIL
-        return data + self._feed(chunk[end:]) if end < len(chunk) else data
+        texts[0] = head + texts[0]
+        texts[-1] += _TEXT_TAIL
+        return (_TEXT_TAIL + head).join(texts)
 
     def _learn(self, payload: bytes, content: str) -> tuple[bytes, bytes, int, int] | None:
         """A text chunk that took the Struct path: its bytes around the text become the template
