@@ -7,6 +7,8 @@ scanned for the `model` and `stream` values.
 Behaviour is chosen by the model name, which the gateway forwards unchanged for names containing '/':
 
     bench/text-N   N one-word text chunks "w0 ", "w1 ", ... (N defaults to --chunks)
+    bench/prose-N  the same with what real answers' texts hold: a line end every 4th chunk, a quoted
+                   word every 10th, a non-ASCII one every 16th (JSON escapes and UTF-8 in the stream)
     bench/tool-K   K text chunks, then one tool call whose arguments arrive in several fragments
     anything else  like bench/text with the default N
 
@@ -74,11 +76,23 @@ def parse_model(model: str, default_chunks: int = DEFAULT_CHUNKS) -> tuple[str, 
     """Map a model name to (mode, count); unknown names fall back to text with the default count."""
     name = model.rsplit("/", 1)[-1]
     mode, _, num = name.partition("-")
-    if mode not in ("text", "tool"):
+    if mode not in ("text", "tool", "prose"):
         return "text", default_chunks
     if num.isdigit():
         return mode, min(int(num), MAX_CHUNKS)
-    return mode, default_chunks if mode == "text" else 5
+    return mode, default_chunks if mode != "tool" else 5
+
+
+def text_piece(mode: str, i: int) -> str:
+    """The i-th text chunk of an answer."""
+    if mode == "prose":
+        if i % 4 == 3:
+            return f"w{i}\n"
+        if i % 10 == 5:
+            return f'"w{i}" '
+        if i % 16 == 6:
+            return f"w{i}\u00e9 "
+    return f"w{i} "
 
 
 def _split_fragments(s: str, parts: int) -> tuple[str, ...]:
@@ -101,7 +115,7 @@ def _split_fragments(s: str, parts: int) -> tuple[str, ...]:
 
 def expected_answer(model: str, default_chunks: int = DEFAULT_CHUNKS) -> ExpectedAnswer:
     mode, count = parse_model(model, default_chunks)
-    text = "".join(f"w{i} " for i in range(count))
+    text = "".join(text_piece(mode, i) for i in range(count))
     if mode == "tool":
         args = json.dumps(TOOL_INPUT, ensure_ascii=False)
         frags = _split_fragments(args, 8)
@@ -172,7 +186,7 @@ def build_stream(model: str, default_chunks: int, shape: str = "plain") -> list[
     ans = expected_answer(model, default_chunks)
     mode, count = parse_model(model, default_chunks)
     events = [_sse(_chunk_obj(model, {"role": "assistant", "content": ""}, None, shape))]
-    events += [_sse(_chunk_obj(model, {"content": f"w{i} "}, None, shape)) for i in range(count)]
+    events += [_sse(_chunk_obj(model, {"content": text_piece(mode, i)}, None, shape)) for i in range(count)]
     if mode == "tool":
         first = {
             "index": 0,

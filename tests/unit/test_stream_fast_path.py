@@ -423,3 +423,48 @@ def test_a_read_of_template_pieces_is_neither_split_nor_decoded(monkeypatch: pyt
     assert fed == [b"".join(last[2:])]  # the finish, the usage and [DONE] after the run: the general path
     assert out == frame.replace(b'"x"', b'"d"') + frame.replace(b'"x"', b'"e"')
     assert t.saw_done and (t.pieces, t.chars) == (8, 2 + 6 + 6)
+
+
+def _learned() -> tuple[StreamTranslator, list[bytes], bytes]:
+    """A translator past its first read (the template learned), a spy on its SSE decoder, and the
+    text_delta frame of the text "x" in the open block."""
+    t = StreamTranslator(RequestContext(client_model="claude-x", target_is_claude=False), "msg_x")
+    t.start()
+    fed: list[bytes] = []
+
+    class Spy(sse.SSEDecoder):
+        def feed(self, chunk: bytes) -> list[bytes]:
+            fed.append(chunk)
+            return super().feed(chunk)
+
+    t.decoder = Spy()
+    opening = b'data: {"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}\n\n'
+    t.feed_parts([opening] + [b"data: " + _openrouter(x) + b"\n\n" for x in ("Hi", " there", "a")])
+    frame = t.feed_parts([b"data: " + _openrouter("x") + b"\n\n"])
+    fed.clear()
+    return t, fed, frame
+
+
+def test_a_run_of_texts_with_escapes_is_sliced_not_decoded_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Real answers' texts hold line ends, quotes and non-ASCII: each text of the run is decoded alone
+    # (as the general path decodes a template event's), the read does not go through the SSE decoder.
+    t, fed, frame = _learned()
+    monkeypatch.setattr(t, "_templated", None)  # the joined read's run path: must not be reached
+    pieces, chars = t.pieces, t.chars
+    texts = ["line\n", 'say "hi"', "caf\u00e9", "plain", "tab\t\\"]
+    out = t.feed_parts([b"data: " + _openrouter(x) + b"\n\n" for x in texts])
+    assert fed == []
+    assert out == b"".join(frame.replace(b'"x"', orjson.dumps(x)) for x in texts)
+    assert (t.pieces - pieces, t.chars - chars) == (5, sum(map(len, texts)))
+
+
+def test_a_run_with_a_text_that_is_no_json_string_is_counted_once() -> None:
+    # A text that is not one JSON string's body sends the whole read to the general path: what the
+    # run counted of the texts before it is taken back, not counted twice against max_tokens.
+    t, fed, frame = _learned()
+    pieces, chars = t.pieces, t.chars
+    bodies = [b"a\\nb", b"cd", b'x","content":"y', b"ef"]
+    out = t.feed_parts([b"data: " + _OR_HEAD + b + _OR_TAIL + b"\n\n" for b in bodies])
+    assert fed == [b"".join(b"data: " + _OR_HEAD + b + _OR_TAIL + b"\n\n" for b in bodies)]
+    assert out == b"".join(frame.replace(b'"x"', b'"' + x + b'"') for x in (b"a\\nb", b"cd", b"y", b"ef"))
+    assert (t.pieces - pieces, t.chars - chars) == (4, 3 + 2 + 1 + 2)

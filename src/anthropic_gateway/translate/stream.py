@@ -531,16 +531,42 @@ class StreamTranslator:
 
     def _plain_run(self, texts: list[bytes]) -> bytes | None:
         """The text_deltas of a run of template events, given their texts (the bytes between the
-        content string's quotes, each from one event whose envelope was checked), in one join; None,
-        with nothing counted, when a text needs a JSON escape, is not ASCII or is empty (the general
-        path then takes the whole read). ``texts`` is used up."""
+        content string's quotes, each from one event whose envelope was checked): one join when no
+        text needs a JSON escape, else each text as the general path takes a template event
+        (``_template_delta``). None, with nothing counted, when a text is not one whole non-empty
+        JSON string body: the general path then takes the whole read. ``texts`` is used up."""
         joined = b"".join(texts)
-        if b"" in texts or joined.translate(_QUOTED).find(b'"') >= 0:
-            return None  # escapes, non-ASCII or an empty text: event by event
-        self.pieces += len(texts)
-        self.chars += len(joined)
+        if b"" in texts:
+            return None
         head = self._head
         assert head is not None
+        if joined.translate(_QUOTED).find(b'"') >= 0:
+            # Escapes or non-ASCII (real answers' line ends and quotes): each text decided alone as
+            # _template_delta decides a template event's (the general path's own test), the read not
+            # taken through the SSE decoder and the envelope checks again for it.
+            chars = 0
+            for i, raw in enumerate(texts):
+                if _unplain(raw) is None:  # the JSON string's body as it is (UTF-8 checked)
+                    if raw.isascii():
+                        chars += len(raw)
+                    else:
+                        try:
+                            chars += len(raw.decode())
+                        except UnicodeDecodeError:
+                            return None
+                    continue
+                try:
+                    text = orjson.loads(b'"' + raw + b'"')
+                except orjson.JSONDecodeError:
+                    return None  # not one JSON string
+                if not text:
+                    return None
+                chars += len(text)
+                texts[i] = orjson.dumps(text)[1:-1]  # as _text_delta writes it
+            self.chars += chars
+        else:
+            self.chars += len(joined)
+        self.pieces += len(texts)
         texts[0] = head + texts[0]
         texts[-1] += _TEXT_TAIL
         return (_TEXT_TAIL + head).join(texts)
