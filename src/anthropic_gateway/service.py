@@ -76,12 +76,18 @@ Write = Callable[[bytes], Awaitable[None]]
 
 class DirectWrite(Protocol):
     """Synchronous body writes with the client transport's flow control (http/direct_write.py):
-    ``paused`` once the client's buffer is full, ``drain()`` until it is not."""
+    ``paused`` once the client's buffer is full, ``drain()`` until it is not. What the writer holds
+    (the response's head, see ``start_chunked``, and bytes given to ``hold``) goes out before the next
+    ``write``'s in the same system call, or with ``flush()``, or with the response's end."""
 
     @property
     def paused(self) -> bool: ...
 
     def write(self, data: bytes) -> None: ...
+
+    def hold(self, data: bytes) -> None: ...
+
+    def flush(self) -> None: ...
 
     async def drain(self) -> None: ...
 
@@ -172,10 +178,13 @@ class AnswerStream:
                     if self.writes == 0:
                         record.first_token_at = time.perf_counter()
                     self.writes += 1
-                    write(out)
-                    if direct.paused:  # the client's buffer is full: the upstream waits until it drains
-                        upstream.pause()
-                        upstream.wake()
+                    if translator.done:  # the answer's last events: written with its tail, in one write
+                        direct.hold(out)
+                    else:
+                        write(out)
+                        if direct.paused:  # the client's buffer is full: the upstream waits until it drains
+                            upstream.pause()
+                            upstream.wake()
             except Exception as err:  # a translator bug: the pump ends the stream with an error event
                 failure.append(err)
                 upstream.sink = None
@@ -191,6 +200,8 @@ class AnswerStream:
         try:
             if pending:
                 sink(pending)
+            if not translator.done:
+                direct.flush()  # the head, if the first read did not take it: before the pump waits
             while True:
                 if failure:
                     raise failure[0]

@@ -20,16 +20,18 @@ from typing import Any
 
 from starlette.types import Send
 
-from anthropic_gateway.service import DirectWrite
-
 
 class UvicornWrite:
-    __slots__ = ("_cycle", "_flow", "_transport")
+    __slots__ = ("_cycle", "_first", "_flow", "_head", "_transport")
 
-    def __init__(self, cycle: Any) -> None:
+    def __init__(self, cycle: Any, head: bytes | None = None) -> None:
         self._cycle = cycle
         self._transport = cycle.transport
         self._flow = cycle.flow
+        # start_chunked's status line and headers, not written yet, and body bytes held (hold()): they
+        # go out with the next write (one system call, not three), or with flush() or end().
+        self._head = head
+        self._first = b""
 
     @property
     def paused(self) -> bool:
@@ -37,8 +39,51 @@ class UvicornWrite:
         return bool(self._flow.write_paused) and not self._cycle.disconnected
 
     def write(self, data: bytes) -> None:
-        if data and not self._cycle.disconnected:  # a client gone: the front door's watcher ends the stream
+        if self._head is not None or self._first:
+            self._write_held(data)
+        elif data and not self._cycle.disconnected:  # a client gone: the front door's watcher ends the stream
             self._transport.write(b"%x\r\n%b\r\n" % (len(data), data))
+
+    def hold(self, data: bytes) -> None:
+        """Body bytes written with the next write, flush() or end(), in the same system call."""
+        self._first += data
+
+    def flush(self) -> None:
+        """What is held (the head, body bytes), now."""
+        if self._head is not None or self._first:
+            self._write_held(b"")
+
+    def _write_held(self, data: bytes) -> None:
+        head, first = self._head or b"", self._first
+        self._head, self._first = None, b""
+        if not self._cycle.disconnected:
+            data = first + data
+            self._transport.write(b"%b%x\r\n%b\r\n" % (head, len(data), data) if data else head)
+
+    def end(self, data: bytes) -> bool:
+        """The body's last bytes and its end, written with what is held as uvicorn's ``send`` writes
+        an ``http.response.body`` without ``more_body``, and the cycle left as it leaves it; False,
+        with what is held flushed, wherever that ``send`` would wait or do nothing (the client's
+        buffer is full, the client is gone): the caller then sends the end through it."""
+        cycle = self._cycle
+        if cycle.flow.write_paused or cycle.disconnected or cycle.response_complete:
+            self.flush()
+            return False
+        head, first = self._head or b"", self._first
+        self._head, self._first = None, b""
+        transport = self._transport
+        if first:  # the last read's events, maybe a whole answer's: not copied into one bytes again
+            transport.writelines((head, b"%x\r\n" % (len(first) + len(data)), first, data, b"\r\n0\r\n\r\n"))
+        elif data:
+            transport.write(b"%b%x\r\n%b\r\n0\r\n\r\n" % (head, len(data), data))
+        else:
+            transport.write(head + b"0\r\n\r\n")
+        cycle.response_complete = True
+        cycle.message_event.set()
+        if not cycle.keep_alive:
+            transport.close()
+        cycle.on_response()
+        return True
 
     async def drain(self) -> None:
         if self._flow.write_paused and not self._cycle.disconnected:
@@ -60,7 +105,7 @@ def _cycle_class() -> Any:
     return _CYCLE
 
 
-def direct_write(send: Send) -> DirectWrite | None:
+def direct_write(send: Send) -> UvicornWrite | None:
     """The direct writer for this response (called after ``http.response.start`` was sent), or None
     when ``send`` is not uvicorn's httptools cycle sending a chunked body."""
     cycle = getattr(send, "__self__", None)
@@ -72,6 +117,53 @@ def direct_write(send: Send) -> DirectWrite | None:
     if cycle.scope.get("method") == "HEAD":
         return None
     return UvicornWrite(cycle)
+
+
+_START: Any = None  # uvicorn's RequestResponseCycle.send, and its header checks and status lines
+
+
+def start_chunked(send: Send, status: int, headers: list[tuple[bytes, bytes]]) -> UvicornWrite | None:
+    """A chunked response's start, as uvicorn's ``send`` of ``http.response.start`` writes it (status
+    line, its default headers and these, ``transfer-encoding: chunked``) and with the cycle left as
+    it leaves it, but held: the returned writer writes it with the body's first bytes (``hold``,
+    ``write``), so that a streamed answer's head, message_start and first events are one write. None,
+    with nothing done, wherever that ``send`` would do anything else (wait for the client to drain,
+    refuse a header, act on a length, encoding or connection header, log the request, answer a
+    HEAD): the caller then sends the start through it."""
+    global _START
+    if _START is None:
+        cls = _cycle_class()
+        if not cls:
+            _START = False
+        else:
+            from uvicorn.protocols.http import httptools_impl as impl
+
+            _START = (cls, cls.send, impl.HEADER_RE.search, impl.HEADER_VALUE_RE.search, impl.STATUS_LINE)
+    known = _START
+    cycle = getattr(send, "__self__", None)
+    if not known or cycle is None or type(cycle) is not known[0] or getattr(send, "__func__", None) is not known[1]:
+        return None
+    if cycle.response_started or cycle.disconnected or cycle.flow.write_paused or cycle.access_log:
+        return None
+    if cycle.scope.get("method") == "HEAD" or status < 200 or status in (204, 304):
+        return None
+    both = cycle.default_headers + headers
+    names = [name.lower() for name, _ in both]
+    if known[2](b"".join(names)) or known[3](b"".join([value for _, value in both])):  # character classes only
+        return None
+    if b"content-length" in names or b"transfer-encoding" in names or b"connection" in names:
+        return None
+    content = [known[4][status]]
+    for name, (_, value) in zip(names, both, strict=True):
+        content += (name, b": ", value, b"\r\n")
+    if not cycle.keep_alive:
+        content.append(b"connection: close\r\n")
+    content.append(b"transfer-encoding: chunked\r\n\r\n")
+    cycle.response_started = True
+    cycle.waiting_for_100_continue = False
+    cycle.chunked_encoding = True
+    cycle.expected_content_length = 0
+    return UvicornWrite(cycle, b"".join(content))
 
 
 _SEND: Any = None  # uvicorn's RequestResponseCycle.send, its status lines, and the bytes its header checks refuse

@@ -17,10 +17,10 @@ from starlette.types import Receive, Scope, Send
 
 from anthropic_gateway import sse
 from anthropic_gateway.errors import GatewayError
-from anthropic_gateway.http.direct_write import direct_write
+from anthropic_gateway.http.direct_write import direct_write, start_chunked
 from anthropic_gateway.ops.lifecycle import drained_error
 from anthropic_gateway.ops.record import RequestRecord
-from anthropic_gateway.service import DirectWrite, Write
+from anthropic_gateway.service import AnswerStream, DirectWrite, Write
 
 log = logging.getLogger(__name__)
 
@@ -67,14 +67,21 @@ class SSEResponse:
         self._ping_timer = loop.call_later(self.ping_interval, self._ping_due, send)
         try:
             stream.record.status = 200
-            await send({"type": "http.response.start", "status": 200, "headers": self.headers})
-            await send({"type": "http.response.body", "body": stream.start(), "more_body": True})
+            # An answer's own pump flushes a held start before it first waits (service.AnswerStream):
+            # the head, message_start and the first read's events then go out in one write.
+            direct = start_chunked(send, 200, self.headers) if type(stream) is AnswerStream else None
+            if direct is not None:
+                direct.hold(stream.start())
+            else:
+                await send({"type": "http.response.start", "status": 200, "headers": self.headers})
+                await send({"type": "http.response.body", "body": stream.start(), "more_body": True})
+                direct = direct_write(send)
 
             async def write(data: bytes) -> None:
                 await send({"type": "http.response.body", "body": data, "more_body": True})
 
             try:
-                tail = await stream.pump(write, direct_write(send))
+                tail = await stream.pump(write, direct)
             except asyncio.CancelledError:
                 if exchange is None or not exchange.drained:
                     raise
@@ -88,7 +95,8 @@ class SSEResponse:
                 await asyncio.wait([self._ping_task])  # a ping in flight goes out before the end
             if exchange is not None:
                 exchange.responded = True
-            await send({"type": "http.response.body", "body": tail, "more_body": False})
+            if direct is None or not direct.end(tail):
+                await send({"type": "http.response.body", "body": tail, "more_body": False})
             await stream.close()
         except BaseException:
             stream.abort()
