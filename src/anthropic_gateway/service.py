@@ -247,7 +247,7 @@ class AnswerStream:
         self.answer.release_slot()
         t, upstream = self.translator, self.answer.response
         reusable = t.saw_done and t.error is None and t.stop_sequence is None
-        if reusable:
+        if reusable and not upstream.at_eof():  # (the body's end usually came with [DONE]: no timer then)
             try:
                 async with asyncio.timeout(2.0):
                     while not upstream.at_eof():

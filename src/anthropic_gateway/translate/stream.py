@@ -213,6 +213,7 @@ class StreamTranslator:
         self.stops = StopScanner(ctx.local_stops) if ctx.local_stops else None
         self.out: list[bytes] = []
         self.stop_reason_sent: str | None = None  # the stop_reason of message_delta, once sent
+        self._usage_sent: dict[str, Any] | None = None  # ... and its usage
         # output budget (see MAX_CHARS_PER_TOKEN)
         self.budget = ctx.max_tokens
         self.pieces = 0  # deltas that carried text
@@ -377,7 +378,8 @@ class StreamTranslator:
                         out.append(frame)
                         continue
                 try:
-                    choices = _decode_text(payload).choices
+                    # not a JSON object ([DONE]): refused without the decoder's exception
+                    choices = _decode_text(payload).choices if payload.startswith(b"{") else None
                 except _NOT_TEXT:
                     pass
                 else:
@@ -445,7 +447,10 @@ class StreamTranslator:
         return self._take()
 
     def final_usage(self) -> dict[str, Any]:
-        """The answer's Anthropic usage (the upstream's figures once its usage chunk arrived)."""
+        """The answer's Anthropic usage (the upstream's figures once its usage chunk arrived): once
+        message_delta went out, the usage it carried (nothing changes after it)."""
+        if self._usage_sent is not None:
+            return self._usage_sent
         usage = anthropic_usage(self.usage, self.input_estimate)
         if self.over_budget and self.budget is not None:  # ended here: no usage chunk came
             usage["output_tokens"] = max(usage["output_tokens"], self.budget)
@@ -997,7 +1002,7 @@ class StreamTranslator:
                     reason, matched = "stop_sequence", self.reported_stop
                 elif self.native_reason == "stop_sequence" and len(seqs) == 1:
                     reason, matched = "stop_sequence", seqs[0]
-        usage = self.final_usage()
+        usage = self._usage_sent = self.final_usage()
         self.stop_reason_sent = reason
         event = {"type": "message_delta", "delta": {"stop_reason": reason, "stop_sequence": matched}, "usage": usage}
         if self.ctx.context_management is not None:
