@@ -174,11 +174,12 @@ class AnswerStream:
         def sink(parts: list[bytes]) -> None:
             try:
                 out = feed(parts)
+                done = translator.done
                 if out:
                     if self.writes == 0:
                         record.first_token_at = time.perf_counter()
                     self.writes += 1
-                    if translator.done:  # the answer's last events: written with its tail, in one write
+                    if done:  # the answer's last events: written with its tail, in one write
                         direct.hold(out)
                     else:
                         write(out)
@@ -191,7 +192,7 @@ class AnswerStream:
                 upstream.pause()
                 upstream.wake()
                 return
-            if translator.done:
+            if done:
                 upstream.sink = None  # what follows stays buffered: close() reads it or drops it
                 upstream.wake()
 

@@ -289,12 +289,16 @@ class StreamTranslator:
         of the read for its line ends."""
         if len(parts) == 1:
             return self.feed(parts[0])
-        data = b""
-        if self._head is None:
-            if not (self._learning or self._tpl is not None) or self.deferred is not None or self.stops is not None or self.done:
-                return self.feed(b"".join(parts))
+        if self._head is not None:  # the usual read: a run of template events (then maybe a few others)
+            data = self._run(parts)
+            if data is None:
+                data = self._translate(b"".join(parts))
+        elif not (self._learning or self._tpl is not None) or self.deferred is not None or self.stops is not None or self.done:
+            return self.feed(b"".join(parts))
+        else:
             # As _translate: the stream's first events one by one (the general path may learn the
             # template), then the template path for the rest - cut where the HTTP chunks end.
+            data = b""
             for i in range(min(MAX_STEPS, len(parts))):
                 data += self._feed(parts[i])
                 if self._head is not None:
@@ -305,9 +309,9 @@ class StreamTranslator:
                 if parts:
                     data += self._feed(b"".join(parts))
                 parts = []
-        if parts:
-            run = self._run(parts) if len(parts) > 1 and self._head is not None else None
-            data += run if run is not None else self._translate(b"".join(parts))
+            if parts:
+                run = self._run(parts) if len(parts) > 1 and self._head is not None else None
+                data += run if run is not None else self._translate(b"".join(parts))
         budget = self.budget
         if budget is not None and (self.pieces > budget or self.chars > budget * MAX_CHARS_PER_TOKEN) and not self.done:
             self._head = None
@@ -328,10 +332,7 @@ class StreamTranslator:
         texts = list(map(self._middle, run))
         # Checked the other way round: the texts, rebuilt into template events, must give back the
         # pieces' bytes exactly (however the pieces cut them), and need no escape.
-        rebuilt = texts.copy()
-        rebuilt[0] = self._read_prefix + rebuilt[0]
-        rebuilt[-1] += suffix
-        if self._read_sep.join(rebuilt) != b"".join(run):
+        if self._read_prefix + self._read_sep.join(texts) + suffix != b"".join(run):
             return None
         data = self._plain_run(texts)
         if data is None:
