@@ -18,6 +18,7 @@ from anthropic_gateway.connection_limits import protocol_for
 from anthropic_gateway.http.direct_write import direct_write, write_whole
 from anthropic_gateway.httpclient import Endpoint, Pool
 from anthropic_gateway.settings import load_settings
+from http_api.serving import serving
 
 REQUEST = b"POST /x HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\n\r\n{}"
 START = {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]}
@@ -28,19 +29,8 @@ async def serve(app: Any, access_log: bool = False) -> AsyncIterator[Endpoint]:
     # access_log off, as the gateway runs it (cli.py); uvicorn's own line is its send's to write
     config = uvicorn.Config(app, host="127.0.0.1", port=0, http=protocol_for(load_settings(environ={})),
                             lifespan="off", log_level="warning", loop="asyncio", access_log=access_log)  # fmt: skip
-    server = uvicorn.Server(config)
-    task = asyncio.ensure_future(server.serve())
-    for _ in range(200):
-        if server.started:
-            break
-        await asyncio.sleep(0.02)
-    assert server.started
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
+    async with serving(config) as (_, port):
         yield Endpoint("http", "127.0.0.1", port)
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 10)
 
 
 async def fetch(endpoint: Endpoint) -> tuple[int, dict[str, str], bytes]:

@@ -16,6 +16,7 @@ from typing import Any
 import uvicorn
 
 from anthropic_gateway.connection_limits import ConnectionLimits, protocol_class
+from http_api.serving import serving
 
 HEADER, BODY, KEEP_ALIVE = 0.4, 0.4, 0.6
 
@@ -25,18 +26,8 @@ async def serve(app: Any) -> AsyncIterator[tuple[uvicorn.Server, int]]:
     limits = ConnectionLimits(header_timeout=HEADER, body_timeout=BODY, max_header_bytes=65536, max_connections=64)
     config = uvicorn.Config(app, host="127.0.0.1", port=0, http=protocol_class(limits), lifespan="off",
                             log_level="warning", loop="asyncio", access_log=False, timeout_keep_alive=KEEP_ALIVE)  # fmt: skip
-    server = uvicorn.Server(config)
-    task = asyncio.ensure_future(server.serve())
-    for _ in range(200):
-        if server.started:
-            break
-        await asyncio.sleep(0.02)
-    assert server.started
-    try:
-        yield server, server.servers[0].sockets[0].getsockname()[1]
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 10)
+    async with serving(config) as running:
+        yield running
 
 
 async def app(scope: Any, receive: Any, send: Any) -> None:
@@ -53,6 +44,17 @@ async def app(scope: Any, receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": answer})
 
 
+@contextlib.asynccontextmanager
+async def connected(app: Any) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
+    """A connection to uvicorn serving ``app``, closed on exit."""
+    async with serve(app) as (_, port):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            yield reader, writer
+        finally:
+            writer.close()
+
+
 def request(path: str, body: bytes = b"") -> bytes:
     return b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (path.encode(), len(body), body)
 
@@ -63,51 +65,44 @@ async def read_response(reader: asyncio.StreamReader) -> bytes:
     return await asyncio.wait_for(reader.readexactly(length), 5)
 
 
-async def closed_after(reader: asyncio.StreamReader) -> float:
+async def closed_by_keep_alive(reader: asyncio.StreamReader) -> None:
+    """The server closes the connection once it has been idle for the keep-alive time."""
     started = time.monotonic()
     assert await asyncio.wait_for(reader.read(), 5) == b""
-    return time.monotonic() - started
+    waited = time.monotonic() - started
+    assert KEEP_ALIVE * 0.8 < waited < KEEP_ALIVE + 1.0, waited
 
 
 async def test_keep_alive_closes_after_the_last_response_not_the_first() -> None:
-    async with serve(app) as (_, port):
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    async with connected(app) as (reader, writer):
         writer.write(request("/a", b"1"))
         assert await read_response(reader) == b"/a 1"
         await asyncio.sleep(KEEP_ALIVE * 0.6)
         writer.write(request("/b", b"2"))
         assert await read_response(reader) == b"/b 2"
         # The timer armed after /a fires first and re-arms for what is left of /b's idle time.
-        waited = await closed_after(reader)
-        assert KEEP_ALIVE * 0.8 < waited < KEEP_ALIVE + 1.0, waited
-        writer.close()
+        await closed_by_keep_alive(reader)
 
 
 async def test_a_long_answer_is_not_cut_by_the_previous_responses_keep_alive_clock() -> None:
-    async with serve(app) as (_, port):
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    async with connected(app) as (reader, writer):
         writer.write(request("/a"))
         assert await read_response(reader) == b"/a "
         writer.write(request("/slow", b"x"))  # answered 1 s later: past /a's keep-alive deadline
         assert await read_response(reader) == b"/slow x"
         writer.write(request("/c"))
         assert await read_response(reader) == b"/c "
-        writer.close()
 
 
 async def test_pipelined_requests_are_answered_in_order() -> None:
-    async with serve(app) as (_, port):
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    async with connected(app) as (reader, writer):
         writer.write(request("/slow", b"1") + request("/b", b"2") + request("/c", b"3"))
         assert [await read_response(reader) for _ in range(3)] == [b"/slow 1", b"/b 2", b"/c 3"]
-        waited = await closed_after(reader)
-        assert KEEP_ALIVE * 0.8 < waited < KEEP_ALIVE + 1.0, waited
-        writer.close()
+        await closed_by_keep_alive(reader)
 
 
 async def test_headers_started_on_a_kept_alive_connection_have_the_header_timeout() -> None:
-    async with serve(app) as (_, port):
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    async with connected(app) as (reader, writer):
         writer.write(request("/a"))
         assert await read_response(reader) == b"/a "
         writer.write(b"POST /b HTTP/1.1\r\nHost: x\r\n")  # and no more: 408 after the header timeout
@@ -117,12 +112,10 @@ async def test_headers_started_on_a_kept_alive_connection_have_the_header_timeou
         assert raw.startswith(b"HTTP/1.1 408 Request Timeout\r\n"), raw
         assert b"The request headers did not arrive within 0.4 s" in raw
         assert HEADER * 0.8 < elapsed < KEEP_ALIVE, elapsed
-        writer.close()
 
 
 async def test_a_body_that_stops_gets_408_after_the_body_timeout_from_its_last_read() -> None:
-    async with serve(app) as (_, port):
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    async with connected(app) as (reader, writer):
         writer.write(b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n12")
         started = time.monotonic()
         for part in (b"34", b"56"):  # each read resets the body's clock
@@ -133,7 +126,6 @@ async def test_a_body_that_stops_gets_408_after_the_body_timeout_from_its_last_r
         assert raw.startswith(b"HTTP/1.1 408 Request Timeout\r\n"), raw
         assert b"The request body stopped arriving for 0.4 s" in raw
         assert 2 * BODY * 0.6 + BODY * 0.8 < elapsed < 2 * BODY * 0.6 + BODY + 1.0, elapsed
-        writer.close()
 
 
 async def test_requests_read_in_one_piece_arm_no_timer_of_their_own() -> None:

@@ -396,12 +396,8 @@ def test_a_read_fed_as_its_http_chunks_gives_the_bytes_of_the_read_fed_whole(
     assert parts[:2] == _run_pieces(reads, ctx, "general", monkeypatch)[:2], reads
 
 
-def test_a_read_of_template_pieces_is_neither_split_nor_decoded(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Guards the test above: pieces that are template events (the stream's first read with its role
-    # chunk and learned template included, the last with the finish, the usage and [DONE]) are sliced
-    # piece by piece: the SSE decoder sees only the first events and the end, never the run.
-    t = StreamTranslator(RequestContext(client_model="claude-x", target_is_claude=False), "msg_x")
-    t.start()
+def _spy_on_decoder(t: StreamTranslator) -> list[bytes]:
+    """What the translator's SSE decoder is fed from now on."""
     fed: list[bytes] = []
 
     class Spy(sse.SSEDecoder):
@@ -410,6 +406,16 @@ def test_a_read_of_template_pieces_is_neither_split_nor_decoded(monkeypatch: pyt
             return super().feed(chunk)
 
     t.decoder = Spy()
+    return fed
+
+
+def test_a_read_of_template_pieces_is_neither_split_nor_decoded(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Guards the test above: pieces that are template events (the stream's first read with its role
+    # chunk and learned template included, the last with the finish, the usage and [DONE]) are sliced
+    # piece by piece: the SSE decoder sees only the first events and the end, never the run.
+    t = StreamTranslator(RequestContext(client_model="claude-x", target_is_claude=False), "msg_x")
+    t.start()
+    fed = _spy_on_decoder(t)
     monkeypatch.setattr(t, "_templated", None)  # the joined read's run path: must not be reached
     opening = b'data: {"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}\n\n'
     first = [opening] + [b"data: " + _openrouter(x) + b"\n\n" for x in ("Hi", " there", "a", "b", "c")]
@@ -430,14 +436,7 @@ def _learned() -> tuple[StreamTranslator, list[bytes], bytes]:
     text_delta frame of the text "x" in the open block."""
     t = StreamTranslator(RequestContext(client_model="claude-x", target_is_claude=False), "msg_x")
     t.start()
-    fed: list[bytes] = []
-
-    class Spy(sse.SSEDecoder):
-        def feed(self, chunk: bytes) -> list[bytes]:
-            fed.append(chunk)
-            return super().feed(chunk)
-
-    t.decoder = Spy()
+    fed = _spy_on_decoder(t)
     opening = b'data: {"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}\n\n'
     t.feed_parts([opening] + [b"data: " + _openrouter(x) + b"\n\n" for x in ("Hi", " there", "a")])
     frame = t.feed_parts([b"data: " + _openrouter("x") + b"\n\n"])
