@@ -119,53 +119,6 @@ def direct_write(send: Send) -> UvicornWrite | None:
     return UvicornWrite(cycle)
 
 
-_START: Any = None  # uvicorn's RequestResponseCycle.send, and its header checks and status lines
-
-
-def start_chunked(send: Send, status: int, headers: list[tuple[bytes, bytes]]) -> UvicornWrite | None:
-    """A chunked response's start, as uvicorn's ``send`` of ``http.response.start`` writes it (status
-    line, its default headers and these, ``transfer-encoding: chunked``) and with the cycle left as
-    it leaves it, but held: the returned writer writes it with the body's first bytes (``hold``,
-    ``write``), so that a streamed answer's head, message_start and first events are one write. None,
-    with nothing done, wherever that ``send`` would do anything else (wait for the client to drain,
-    refuse a header, act on a length, encoding or connection header, log the request, answer a
-    HEAD): the caller then sends the start through it."""
-    global _START
-    if _START is None:
-        cls = _cycle_class()
-        if not cls:
-            _START = False
-        else:
-            from uvicorn.protocols.http import httptools_impl as impl
-
-            _START = (cls, cls.send, impl.HEADER_RE.search, impl.HEADER_VALUE_RE.search, impl.STATUS_LINE)
-    known = _START
-    cycle = getattr(send, "__self__", None)
-    if not known or cycle is None or type(cycle) is not known[0] or getattr(send, "__func__", None) is not known[1]:
-        return None
-    if cycle.response_started or cycle.disconnected or cycle.flow.write_paused or cycle.access_log:
-        return None
-    if cycle.scope.get("method") == "HEAD" or status < 200 or status in (204, 304):
-        return None
-    both = cycle.default_headers + headers
-    names = [name.lower() for name, _ in both]
-    if known[2](b"".join(names)) or known[3](b"".join([value for _, value in both])):  # character classes only
-        return None
-    if b"content-length" in names or b"transfer-encoding" in names or b"connection" in names:
-        return None
-    content = [known[4][status]]
-    for name, (_, value) in zip(names, both, strict=True):
-        content += (name, b": ", value, b"\r\n")
-    if not cycle.keep_alive:
-        content.append(b"connection: close\r\n")
-    content.append(b"transfer-encoding: chunked\r\n\r\n")
-    cycle.response_started = True
-    cycle.waiting_for_100_continue = False
-    cycle.chunked_encoding = True
-    cycle.expected_content_length = 0
-    return UvicornWrite(cycle, b"".join(content))
-
-
 _SEND: Any = None  # uvicorn's RequestResponseCycle.send, its status lines, and the bytes its header checks refuse
 
 
@@ -189,25 +142,82 @@ def _uvicorn_send() -> Any:
     return _SEND
 
 
-# The header names of a whole answer, as a tuple, to what uvicorn's send makes of them: each name
+# The header names of a response, as a tuple, to what uvicorn's send makes of them: each name
 # lowercased with its separators around it (the first without the line end before it), and the
-# index of the content-length; or False where its send would do something else with them (refuse
-# a name, act on transfer-encoding or connection, frame a body without a length as chunks). An
-# answer's names come from the gateway's code, so there are a few sets; the map stops growing at
+# index of the content-length (-1 for a chunked start, which has none); or False where its send
+# would do something else with them (refuse a name, act on transfer-encoding or connection, frame
+# a whole answer without a length as chunks, or act on a chunked start's length). A response's
+# names come from the gateway's code, so there are a few sets; the maps stop growing at
 # _PLANS_CAP (the rest are worked out each time).
-_PLANS: dict[tuple[bytes, ...], tuple[tuple[bytes, ...], int] | bool] = {}
+_Plan = tuple[tuple[bytes, ...], int] | bool
+_PLANS: dict[tuple[bytes, ...], _Plan] = {}
+_CHUNKED_PLANS: dict[tuple[bytes, ...], _Plan] = {}
 _PLANS_CAP = 256
 
 
-def _plan(names: tuple[bytes, ...], bad_name: bytes) -> tuple[tuple[bytes, ...], int] | bool:
+def _plan(names: tuple[bytes, ...], bad_name: bytes, chunked: bool) -> _Plan:
     raw = b"".join(names)
     if len(raw.translate(None, bad_name)) != len(raw):
         return False
     lowered = [name.lower() for name in names]
-    if b"transfer-encoding" in lowered or b"connection" in lowered or b"content-length" not in lowered:
+    if b"transfer-encoding" in lowered or b"connection" in lowered or (b"content-length" in lowered) is chunked:
         return False
     prefixes = (lowered[0] + b": ", *(b"\r\n" + name + b": " for name in lowered[1:]))
-    return prefixes, lowered.index(b"content-length")
+    return prefixes, -1 if chunked else lowered.index(b"content-length")
+
+
+def _head(send: Send, status: int, headers: list[tuple[bytes, bytes]], chunked: bool) -> Any:
+    """What uvicorn's ``send`` of ``http.response.start`` (status, these headers) would write, as
+    (cycle, status line, header prefixes, content-length index, header values), when it would just
+    write it; None wherever it would do anything else (wait for the client to drain, log the
+    request, answer a HEAD or a bodiless status, refuse a header, act on a length, encoding or
+    connection header): the caller then sends through it."""
+    known = _SEND if _SEND is not None else _uvicorn_send()
+    cycle = getattr(send, "__self__", None)
+    if not known or cycle is None or type(cycle) is not known[0] or getattr(send, "__func__", None) is not known[1]:
+        return None
+    if cycle.response_started or cycle.disconnected or cycle.flow.write_paused or cycle.access_log:
+        return None
+    if cycle.scope["method"] == "HEAD" or status < 200 or status in (204, 304):
+        return None
+    if not headers:
+        return None  # a whole answer with no content-length: uvicorn would send it chunked
+    names, values = zip(*cycle.default_headers, *headers, strict=True)
+    plans = _CHUNKED_PLANS if chunked else _PLANS
+    plan = plans.get(names)
+    if plan is None:
+        plan = _plan(names, known[2], chunked)
+        if len(plans) < _PLANS_CAP:
+            plans[names] = plan
+    if plan is False or plan is True:
+        return None
+    joined = b"".join(values)
+    if len(joined.translate(None, known[3])) != len(joined):
+        return None  # a value uvicorn's check refuses
+    return cycle, known[4][status], plan[0], plan[1], values
+
+
+def start_chunked(send: Send, status: int, headers: list[tuple[bytes, bytes]]) -> UvicornWrite | None:
+    """A chunked response's start, as uvicorn's ``send`` of ``http.response.start`` writes it (status
+    line, its default headers and these, ``transfer-encoding: chunked``) and with the cycle left as
+    it leaves it, but held: the returned writer writes it with the body's first bytes (``hold``,
+    ``write``), so that a streamed answer's head, message_start and first events are one write. None,
+    with nothing done, wherever that ``send`` would do anything else (wait for the client to drain,
+    refuse a header, act on a length, encoding or connection header, log the request, answer a
+    HEAD): the caller then sends the start through it."""
+    head = _head(send, status, headers, True)
+    if head is None:
+        return None
+    cycle, status_line, prefixes, _, values = head
+    cycle.response_started = True
+    cycle.waiting_for_100_continue = False
+    cycle.chunked_encoding = True
+    cycle.expected_content_length = 0
+    return UvicornWrite(cycle, b"".join((
+        status_line, b"".join(chain.from_iterable(zip(prefixes, values, strict=True))),
+        b"\r\ntransfer-encoding: chunked\r\n\r\n" if cycle.keep_alive
+        else b"\r\nconnection: close\r\ntransfer-encoding: chunked\r\n\r\n",
+    )))  # fmt: skip
 
 
 def write_whole(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> bool:
@@ -218,28 +228,10 @@ def write_whole(send: Send, status: int, headers: list[tuple[bytes, bytes]], bod
     would do anything else (wait for the client to drain, refuse a header, frame the body as chunks,
     act on a ``connection`` header, log the request, answer a HEAD): the caller then sends the two
     messages as usual, and uvicorn does what it does."""
-    known = _SEND if _SEND is not None else _uvicorn_send()
-    cycle = getattr(send, "__self__", None)
-    if not known or cycle is None or type(cycle) is not known[0] or getattr(send, "__func__", None) is not known[1]:
+    head = _head(send, status, headers, False)
+    if head is None:
         return False
-    if cycle.response_started or cycle.disconnected or cycle.flow.write_paused or cycle.access_log:
-        return False
-    if cycle.scope["method"] == "HEAD" or (status < 200 or status in (204, 304)):
-        return False
-    if not headers:
-        return False  # no content-length: uvicorn would send it chunked
-    names, values = zip(*cycle.default_headers, *headers, strict=True)
-    plan = _PLANS.get(names)
-    if plan is None:
-        plan = _plan(names, known[2])
-        if len(_PLANS) < _PLANS_CAP:
-            _PLANS[names] = plan
-    if plan is False or plan is True:
-        return False
-    prefixes, length_at = plan
-    joined = b"".join(values)
-    if len(joined.translate(None, known[3])) != len(joined):
-        return False  # a value uvicorn's check refuses
+    cycle, status_line, prefixes, length_at, values = head
     if values[length_at] != b"%d" % len(body):
         return False  # uvicorn refuses it (or reads a length written otherwise): its own path says how
     keep_alive = cycle.keep_alive
@@ -248,7 +240,7 @@ def write_whole(send: Send, status: int, headers: list[tuple[bytes, bytes]], bod
     cycle.chunked_encoding = False
     cycle.expected_content_length = 0
     cycle.transport.write(b"".join((
-        known[4][status], b"".join(chain.from_iterable(zip(prefixes, values, strict=True))),
+        status_line, b"".join(chain.from_iterable(zip(prefixes, values, strict=True))),
         b"\r\n\r\n" if keep_alive else b"\r\nconnection: close\r\n\r\n", body,
     )))  # fmt: skip
     cycle.response_complete = True
