@@ -87,14 +87,44 @@ def _clean_environ() -> dict[str, str]:
     }
 
 
+class PortTaken(RuntimeError):
+    """The port free_port() gave was bound by another process first (another test run on the
+    machine): the gateway that answers there is not this one."""
+
+
+def _listens_on(pid: int, port: int) -> bool:
+    """Whether process ``pid`` holds a listening TCP socket on ``port`` (Linux /proc; True where
+    that cannot be told)."""
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+        with open("/proc/net/tcp") as table:
+            rows = table.read().splitlines()[1:]
+    except OSError:
+        return True
+    held = set()
+    for fd in fds:
+        with contextlib.suppress(OSError):  # closed meanwhile (listdir's own descriptor among them)
+            held.add(os.readlink(f"/proc/{pid}/fd/{fd}"))
+    for row in rows:
+        cols = row.split()
+        if cols[3] == "0A" and int(cols[1].rsplit(":", 1)[1], 16) == port and f"socket:[{cols[9]}]" in held:
+            return True
+    return False
+
+
 def _wait_until_ready(gw: GatewayProcess) -> None:
     deadline = time.monotonic() + STARTUP_TIMEOUT
     while time.monotonic() < deadline:
         if gw.proc.poll() is not None:
-            raise RuntimeError(f"gateway exited with {gw.proc.returncode} at start-up:\n{gw.log_text()}")
+            log = gw.log_text()
+            if "address already in use" in log.lower():
+                raise PortTaken(f"port {gw.port} was taken:\n{log}")
+            raise RuntimeError(f"gateway exited with {gw.proc.returncode} at start-up:\n{log}")
         try:
             with urllib.request.urlopen(gw.url + "/", timeout=1.0) as resp:
                 if resp.status == 200:
+                    if not _listens_on(gw.proc.pid, gw.port):
+                        raise PortTaken(f"port {gw.port} answers, but not from this gateway")
                     return
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             pass
@@ -111,7 +141,27 @@ def start_gateway(
     extra_args: tuple[str, ...] = (),
     wait: bool = True,
 ) -> GatewayProcess:
-    """Start ``python -m anthropic_gateway serve`` with exactly ``env`` as its gateway settings."""
+    """Start ``python -m anthropic_gateway serve`` with exactly ``env`` as its gateway settings (on
+    another free port when another process took the first one meanwhile)."""
+    for attempt in range(3):
+        try:
+            return _start_gateway(log_path, upstream_url=upstream_url, env=env, cwd=cwd,
+                                  extra_args=extra_args, wait=wait)  # fmt: skip
+        except PortTaken:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _start_gateway(
+    log_path: Path,
+    *,
+    upstream_url: str,
+    env: dict[str, str],
+    cwd: Path,
+    extra_args: tuple[str, ...],
+    wait: bool,
+) -> GatewayProcess:
     port = free_port()
     cmd = [
         sys.executable,
