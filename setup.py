@@ -1,10 +1,13 @@
-"""The optional C extension (src/anthropic_gateway/tokens/_o200k.c): exact o200k token counts from a
-compact rank table. Everything else is in pyproject.toml. Without a C compiler (or Python's headers)
-the build warns and goes on; the gateway then counts with tiktoken."""
+"""The optional C extensions: src/anthropic_gateway/tokens/_o200k.c (exact o200k token counts from a
+compact rank table) and src/anthropic_gateway/httpclient/_chunks.c (the upstream's chunked body cut
+per socket read). Everything else is in pyproject.toml. Without a C compiler (or Python's headers)
+the build warns and goes on; the gateway then counts with tiktoken and reads every chunk through
+httptools."""
 
 from setuptools import Extension, setup
 
 TOKENS = "src/anthropic_gateway/tokens"
+HTTPCLIENT = "src/anthropic_gateway/httpclient"
 
 setup(
     ext_modules=[
@@ -13,6 +16,7 @@ setup(
             sources=[f"{TOKENS}/_o200k.c"],
             depends=[f"{TOKENS}/_o200k_scan.h", f"{TOKENS}/_o200k_unicode.h"],
             optional=True,
-        )
+        ),
+        Extension("anthropic_gateway.httpclient._chunks", sources=[f"{HTTPCLIENT}/_chunks.c"], optional=True),
     ]
 )

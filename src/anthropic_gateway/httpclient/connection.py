@@ -19,7 +19,17 @@ import httptools
 from anthropic_gateway.httpclient.errors import Disconnected, HTTPClientError, IdleTimeout, TotalTimeout
 
 if TYPE_CHECKING:
+    from anthropic_gateway.httpclient._chunks import Reader
     from anthropic_gateway.httpclient.pool import Pool
+
+# The optional C extension (_chunks.c); without it httptools cuts every chunk, as it always did.
+ChunkReader: type[Reader] | None
+try:
+    from anthropic_gateway.httpclient._chunks import Reader as _Reader
+except ImportError:  # pragma: no cover - an install without a C compiler
+    ChunkReader = None
+else:
+    ChunkReader = _Reader
 
 # Past this many unread body bytes the socket is no longer read (the reader catches up first).
 HIGH_WATER = 256 * 1024
@@ -38,6 +48,10 @@ class Connection(asyncio.Protocol):
         self.parts: list[bytes] = []
         self.on_body: Callable[[bytes], object] = self.parts.append  # before the parser looks it up
         self.parser = httptools.HttpResponseParser(self)
+        # The chunked body after the headers, when the C extension is built: one call per socket read
+        # instead of httptools' callbacks per chunk (see _chunks.c). None before the headers, after
+        # the reader stopped (the last chunk, anything unusual: httptools takes the rest), or without it.
+        self.reader: Reader | None = None
         self.response: Response | None = None
         self.lost = False
         self.idle_since = 0.0
@@ -53,21 +67,63 @@ class Connection(asyncio.Protocol):
             self.close()
             return
         response.last = response.loop.time()
+        reader = self.reader
+        if reader is None:
+            if response.status or ChunkReader is None:
+                self._parse(response, data)
+                return
+            # The headers are not complete yet: httptools takes them (up to their blank line, the
+            # response's first CR LF CR LF: llhttp takes no other line end), and a chunked body after
+            # them goes to the reader. The blank line may begin in an earlier read.
+            seen = response.head_seen
+            at = (seen + data).find(b"\r\n\r\n") if seen else data.find(b"\r\n\r\n")
+            if at < 0:
+                response.head_seen = (seen + data)[-3:]
+                self._parse(response, data)
+                return
+            cut = at + 4 - len(seen)
+            taken = self._parse(response, data[:cut])
+            if taken <= 0:
+                if not taken and cut < len(data):  # the rest as one feed of the whole read would go on
+                    self._parse(response, data[cut:])
+                return
+            reader = self.reader = ChunkReader()
+            pieces = reader.feed(data, cut)
+        else:
+            pieces = reader.feed(data)
+        tail = reader.tail
+        if tail is not None:  # stopped at the last chunk or at anything unusual: httptools from there on
+            self.reader = None
+            self.parts += pieces
+            self._parse(response, tail)
+        elif pieces:  # one delivery per socket read, however many HTTP chunks it held
+            sink = response.sink
+            if sink is not None and not response._buf:  # the streamed answer's usual read, inline
+                sink(pieces)
+            else:
+                self.parts += pieces
+                response.arrived()
+
+    def _parse(self, response: Response, data: bytes) -> int:
+        """``data`` through httptools, its body pieces delivered: -1 when the parser failed, 1 when
+        these were the headers (and nothing after them) of a chunked body the reader can take, else 0."""
+        parts = self.parts
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError:
             response.arrived()
             response.fail(Disconnected("the upstream sent an invalid HTTP response"))
-        else:
-            parts = self.parts
-            if parts:  # one delivery per socket read, however many HTTP chunks it held
-                sink = response.sink
-                if sink is not None and not response._buf:  # the streamed answer's usual read, inline
-                    pieces = parts.copy()  # the parser's list stays this connection's
-                    parts.clear()
-                    sink(pieces)
-                else:
-                    response.arrived()
+            return -1
+        if parts:  # one delivery per socket read, however many HTTP chunks it held
+            sink = response.sink
+            if sink is not None and not response._buf:  # the streamed answer's usual read, inline
+                pieces = parts.copy()  # the parser's list stays this connection's
+                parts.clear()
+                sink(pieces)
+            else:
+                response.arrived()
+            return 0
+        return 1 if response.status >= 200 and response.chunked and not response.finished else 0
 
     def eof_received(self) -> bool | None:
         return None  # the transport closes itself; connection_lost follows
@@ -131,6 +187,8 @@ class Response:
         self._eof = False  # the body ended cleanly
         self._keep = False  # ... and the upstream keeps the connection open
         self._until_close = False  # no length, not chunked: the body ends when the connection does
+        self.chunked = False  # the body's framing is chunked and nothing else
+        self.head_seen = b""  # the last bytes of the reads before the headers' end (see data_received)
         self.error: HTTPClientError | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._head: asyncio.Future[None] = loop.create_future()
@@ -268,9 +326,10 @@ class Response:
         self.status = status
         if status >= 200 and status not in (204, 304):
             headers = self.headers
-            self._until_close = "content-length" not in headers and "chunked" not in headers.get(
-                "transfer-encoding", ""
-            ).lower()
+            coding = headers.get("transfer-encoding", "").lower()
+            self._until_close = "content-length" not in headers and "chunked" not in coding
+            # exactly chunked (the reader's case): a body the parser frames as chunks, nothing else
+            self.chunked = coding == "chunked" and "content-length" not in headers and status not in (204, 304)
         if not self._head.done():
             self._head.set_result(None)
 

@@ -80,6 +80,7 @@ class Pool:
                     conn = await self._connect(endpoint, connect_timeout, deadline)
                 self._busy.add(conn)
                 response = conn.response = Response(conn, idle_timeout, deadline)
+                conn.reader = None  # (a reader stops, or its connection closes, before the body's end)
                 assert conn.transport is not None
                 conn.transport.write(data)
                 try:
