@@ -8,8 +8,8 @@ response's owner can see, read by read: the pieces delivered, status, headers, t
 whether the connection is kept, and a second response on the same connection.
 
 ``test_the_streaming_suites_without_the_extension`` runs the suite's streaming paths (the pool over
-loopback, the served gateway's streams, Claude Code's streamed requests excepted) with the extension
-made unimportable, as a compiler-less install has it.
+loopback, the translator's run, the served gateway's streams) with this extension and the
+translator's (translate/_run.c) made unimportable, as a compiler-less install has it.
 
 A sanitizer build (run once for the review; see docs/performance.md):
 
@@ -37,6 +37,7 @@ from hypothesis import strategies as st
 
 from anthropic_gateway.httpclient import connection
 from anthropic_gateway.httpclient.connection import Connection, Response
+from anthropic_gateway.translate import stream
 
 FORCED_OFF = os.environ.get("GATEWAY_TEST_CHUNKS_OFF") == "1"  # the run below, without the extension
 if connection.ChunkReader is None and not FORCED_OFF:  # pragma: no cover - installed without a compiler
@@ -339,11 +340,13 @@ def test_the_streaming_suites_without_the_extension(tmp_path: Path) -> None:
     # and in every gateway it starts (PYTHONPATH reaches them).
     (tmp_path / "sitecustomize.py").write_text(
         "import sys\nsys.modules['anthropic_gateway.httpclient._chunks'] = None\n"
+        "sys.modules['anthropic_gateway.translate._run'] = None\n"
     )
     env = {**os.environ, "PYTHONPATH": str(tmp_path), "GATEWAY_TEST_CHUNKS_OFF": "1"}
     suites = [
         "tests/httpclient/test_pool.py",
         "tests/httpclient/test_chunks.py",
+        "tests/unit/test_stream_fast_path.py",
         "tests/http_api/test_direct_start.py",
         "tests/http_api/test_direct_write.py",
         "tests/e2e/test_basics.py",
@@ -361,3 +364,4 @@ def test_the_streaming_suites_without_the_extension(tmp_path: Path) -> None:
 @pytest.mark.skipif(not FORCED_OFF, reason="only in the run without the extension")
 def test_the_extension_is_off_in_this_run() -> None:
     assert connection.ChunkReader is None
+    assert stream._c_plain_run is None

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from operator import itemgetter
 from typing import Annotated, Any
 
@@ -47,6 +48,13 @@ from anthropic_gateway.translate.common import (
 from anthropic_gateway.translate.context import RequestContext
 from anthropic_gateway.translate.stops import StopScanner
 from anthropic_gateway.upstream_errors import from_stream_error, redact
+
+# The optional C extension (_run.c): a read's run of plain template events in one call.
+_c_plain_run: Callable[[list[bytes], int, bytes, bytes, bytes, bytes], bytes | None] | None
+try:
+    from anthropic_gateway.translate._run import plain_run as _c_plain_run
+except ImportError:  # pragma: no cover - an install without a C compiler: the Python path in _run
+    _c_plain_run = None
 
 log = logging.getLogger(__name__)
 
@@ -328,6 +336,16 @@ class StreamTranslator:
             k -= 1
             if k == 0 or n - k > MAX_STEPS:
                 return None
+        if _c_plain_run is not None:
+            # Each piece one template event with a plain text (the usual read): the same bytes as
+            # below, built in one pass; anything else (pieces not cut at events, escapes) goes on below.
+            head = self._head
+            assert head is not None
+            data = _c_plain_run(parts, k, self._read_prefix, suffix, head, _TEXT_TAIL)
+            if data is not None:
+                self.pieces += k
+                self.chars += len(data) - k * (len(head) + len(_TEXT_TAIL))
+                return data + self._feed(b"".join(parts[k:])) if k < n else data
         run = parts if k == n else parts[:k]
         texts = list(map(self._middle, run))
         # Checked the other way round: the texts, rebuilt into template events, must give back the
