@@ -38,11 +38,13 @@ for rev in a b; do
     "$PY" -m pip install -q --no-deps --no-compile --target "$WORK/$rev-ext" "$WORK/$rev" >/dev/null 2>&1 \
       && cp "$WORK/$rev-ext"/anthropic_gateway/tokens/_o200k*.so "$WORK/$rev/src/anthropic_gateway/tokens/" \
       || echo "ab.sh: the compiled counter did not build for $rev; it counts with tiktoken" >&2
-    # ... and the chunked body's reader (httpclient/_chunks.c), where the revision has it
-    if [ -f "$WORK/$rev/src/anthropic_gateway/httpclient/_chunks.c" ]; then
-      cp "$WORK/$rev-ext"/anthropic_gateway/httpclient/_chunks*.so "$WORK/$rev/src/anthropic_gateway/httpclient/" \
-        || echo "ab.sh: the chunk reader did not build for $rev; httptools reads every chunk" >&2
-    fi
+    # ... and the streamed path's extensions (httpclient/_chunks.c, translate/_run.c) where the revision has them
+    for ext in httpclient/_chunks translate/_run; do
+      if [ -f "$WORK/$rev/src/anthropic_gateway/$ext.c" ]; then
+        cp "$WORK/$rev-ext"/anthropic_gateway/$ext*.so "$WORK/$rev/src/anthropic_gateway/$(dirname $ext)/" \
+          || echo "ab.sh: $ext.c did not build for $rev; the gateway uses its Python path" >&2
+      fi
+    done
   fi
 done
 taskset -c 1 "$PY" "$REPO/bench/mock_upstream.py" --port $MOCK_PORT ${AB_MOCK_ARGS:-} > "$WORK/mock.log" 2>&1 &
