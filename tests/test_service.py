@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import orjson
@@ -99,8 +99,9 @@ def test_the_estimate_is_counted_inline_exactly_where_count_would_count_it_inlin
         seen["count"] = size
         return 7
 
-    async def send(req: object, route: object, *, estimate: int, **kwargs: object) -> None:
-        seen["estimate"] = estimate
+    async def send(req: object, route: object, *, estimate: int | Callable[[], int], **kwargs: object) -> None:
+        # counted inline: handed over as the count itself, which dispatch runs once the request is sent
+        seen["estimate"] = estimate if isinstance(estimate, int) else -estimate()
         raise _Stop
 
     monkeypatch.setattr(MessagesService, "count", count)
@@ -110,7 +111,7 @@ def test_the_estimate_is_counted_inline_exactly_where_count_would_count_it_inlin
     with pytest.raises(_Stop):
         asyncio.run(messages_service.answer(req, client=Client(trusted=True), record=RequestRecord("r", "POST", "/"),
                                             stream=False, size=size))  # fmt: skip
-    assert seen == ({"count": size, "estimate": 7} if via_count else {"estimate": count_request_tokens(req, ROUTED)})
+    assert seen == ({"count": size, "estimate": 7} if via_count else {"estimate": -count_request_tokens(req, ROUTED)})
 
 
 @pytest.mark.parametrize("edits", [False, True])
@@ -153,7 +154,7 @@ def test_an_upstream_slot_is_taken_only_from_a_backend_with_a_concurrency_limit(
         acquired.append(backend.name)
         return await real_acquire(self, backend)
 
-    async def post(self: UpstreamClient, backend: Any, body: bytes, key: str | None, *, stream: bool) -> Any:
+    async def post(self: UpstreamClient, backend: Any, body: bytes, key: str | None, *, stream: bool, **_: Any) -> Any:
         raise APIError("no upstream here", status=502)
 
     monkeypatch.setattr(UpstreamClient, "acquire", acquire)
@@ -173,7 +174,7 @@ def test_a_passthrough_key_echoed_in_an_upstream_error_is_redacted_without_a_key
     router = Router(settings)
     route = router.resolve(ROUTED)
 
-    async def post(self: UpstreamClient, backend: Any, body: bytes, key: str | None, *, stream: bool) -> Any:
+    async def post(self: UpstreamClient, backend: Any, body: bytes, key: str | None, *, stream: bool, **_: Any) -> Any:
         raise APIError(f"bad key {key} and sk-or-other", status=502)
 
     monkeypatch.setattr(UpstreamClient, "post", post)
@@ -183,3 +184,40 @@ def test_a_passthrough_key_echoed_in_an_upstream_error_is_redacted_without_a_key
             asyncio.run(service.dispatch.send(_messages_request(), route, stream=False, estimate=3, client=client,
                                               router=router, upstream=UpstreamClient(settings), settings=settings))  # fmt: skip
         assert caught.value.message.startswith(message)
+
+
+class _Sent(Exception):
+    """Raised by the stubbed post once the request is (notionally) written and on_sent has run."""
+
+
+@pytest.mark.parametrize("window", [None, 1000])
+def test_a_deferred_estimate_is_counted_once_after_the_request_is_sent_unless_a_window_clamps_first(
+    monkeypatch: pytest.MonkeyPatch, window: int | None
+) -> None:
+    settings = load_settings(environ=HELD_KEY)
+    router = Router(settings)
+    route = dataclasses.replace(router.resolve(ROUTED), context_window=window)
+    events: list[str] = []
+    bodies: list[dict[str, Any]] = []
+
+    def count() -> int:
+        events.append("counted")
+        return 997
+
+    async def post(self: UpstreamClient, backend: Any, body: Any, key: str | None, *, stream: bool,
+                   on_sent: Callable[[], object] | None = None) -> Any:  # fmt: skip
+        bodies.append(orjson.loads(body if isinstance(body, bytes) else body.json))
+        events.append("sent")
+        if on_sent is not None:
+            on_sent()
+        raise APIError("no upstream here", status=502)
+
+    monkeypatch.setattr(UpstreamClient, "post", post)
+    req = _messages_request()
+    with pytest.raises(APIError, match="no upstream here"):
+        asyncio.run(service.dispatch.send(req, route, stream=False, estimate=count, client=Client(trusted=True),
+                                          router=router, upstream=UpstreamClient(settings), settings=settings))  # fmt: skip
+    # With a window the clamp needs it before the body is built (1000 - 997 leaves 3 of the 5 asked);
+    # without one it is counted once, right after the request is written, while the upstream works.
+    assert events == (["counted", "sent"] if window else ["sent", "counted"])
+    assert bodies[0].get("max_tokens", bodies[0].get("max_completion_tokens")) == (3 if window else 5)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +46,7 @@ class Answer:
     info: CallInfo
     release_slot: Any
     key: str | None  # the key the call used (None: the backend takes none), redacted from anything sent back
+    estimate: int = 0  # the request's input-token estimate (message_start's, a usage the upstream left out)
 
 
 def _size_hint(req: MessagesRequest) -> int:
@@ -56,6 +57,12 @@ def _size_hint(req: MessagesRequest) -> int:
         size = len(messages.entry.body)
         return size + size // 8
     return 0
+
+
+def _call_info(req: MessagesRequest, candidate: Route, estimate: int, client_key_used: bool, key: str | None) -> CallInfo:
+    return CallInfo(input_estimate=estimate, max_tokens=req.max_tokens, client_key_used=client_key_used,
+                    context_window=candidate.context_window,
+                    key_sent=key is not None, key_hint=key_hint(candidate.backend))  # fmt: skip
 
 
 def _retry_after(err: GatewayError) -> float | None:
@@ -71,7 +78,7 @@ def send(
     route: Route,
     *,
     stream: bool,
-    estimate: int,
+    estimate: int | Callable[[], int],
     client: Client,
     router: Router,
     upstream: UpstreamClient,
@@ -79,7 +86,12 @@ def send(
     record: RequestRecord | None = None,
     session: str | None = None,
 ) -> Coroutine[Any, Any, Answer]:
-    """The first 2xx answer among the route and its fallbacks, or the error to send back. Whatever
+    """The first 2xx answer among the route and its fallbacks, or the error to send back.
+
+    ``estimate`` is the request's input-token estimate, or the function that counts it: then it is
+    counted once, when first needed - before the call for a candidate whose context window
+    clamps max_tokens to what the input leaves, else right after the request is written, while the
+    upstream works on it (off the request's critical path), or for an error that quotes it. Whatever
     an upstream echoed, the client's own key (passthrough) never reaches a response or a log line;
     the keys the gateway holds are redacted where errors are rendered. Without a client key there
     is nothing to redact: the answer is ``_send``'s coroutine itself, no coroutine around it."""
@@ -101,7 +113,7 @@ async def _send(
     route: Route,
     *,
     stream: bool,
-    estimate: int,
+    estimate: int | Callable[[], int],
     client: Client,
     router: Router,
     upstream: UpstreamClient,
@@ -110,15 +122,24 @@ async def _send(
     session: str | None,
 ) -> Answer:
     router.output_limits.check(req.max_tokens, req.model)
+    count = None if isinstance(estimate, int) else estimate
+    known = estimate if isinstance(estimate, int) else None
+
+    def counted() -> int:
+        nonlocal known
+        if known is None:
+            known = count() if count is not None else 0
+        return known
+
     candidates = [route, *(router.resolve(name) for name in route.fallbacks)] if route.fallbacks else (route,)
     waited = 0.0
     last: GatewayError | None = None
     no_key: GatewayError | None = None  # a candidate without its key: the fallbacks are tried first
     for n, candidate in enumerate(candidates):
         try:
-            body, ctx = prepare_request(
-                req, candidate, stream=stream, input_estimate=estimate, default_params=settings.default_params,
-                session=session,
+            body, ctx = prepare_request(  # the estimate only clamps to a context window
+                req, candidate, stream=stream, default_params=settings.default_params, session=session,
+                input_estimate=counted() if candidate.context_window is not None else known or 0,
             )
         except GatewayError:
             if n == 0:
@@ -132,30 +153,30 @@ async def _send(
         except GatewayError as err:
             no_key = no_key or err
             continue
-        info = CallInfo(input_estimate=estimate, max_tokens=req.max_tokens, client_key_used=client_key_used,
-                        context_window=candidate.context_window,
-                        key_sent=key is not None, key_hint=key_hint(candidate.backend))  # fmt: skip
         payload = encode_body(body, _size_hint(req))
         json = payload.json if isinstance(payload, Payload) else payload
         refused = upstream.refusals.lookup(candidate.backend.name, key, body, json)
         if refused is not None:
             log.info("upstream %s/%s refused this same request within %g s: its error again, no call",
                      candidate.backend.name, candidate.upstream_model, upstream.refusals.ttl)  # fmt: skip
-            raise from_response(refused.status, refused.body, refused.headers, info)
+            raise from_response(refused.status, refused.body, refused.headers,
+                                _call_info(req, candidate, counted(), client_key_used, key))  # fmt: skip
         for attempt in range(settings.retries + 1):
             if attempt:
                 record.retries += 1
             # No max_concurrency: acquire() would answer at once with its no-op release (no coroutine here)
             slot = no_slot if candidate.backend.max_concurrency is None else await upstream.acquire(candidate.backend)
             try:
-                response = await upstream.post(candidate.backend, payload, key, stream=stream)
+                response = await upstream.post(candidate.backend, payload, key, stream=stream,
+                                               on_sent=None if known is not None else counted)  # fmt: skip
             except GatewayError as err:
                 slot()
                 last = err
             else:
                 record.upstream_status = response.status
+                info = _call_info(req, candidate, counted(), client_key_used, key)
                 if 200 <= response.status < 300:
-                    return Answer(response, ctx, candidate, info, slot, key)
+                    return Answer(response, ctx, candidate, info, slot, key, info.input_estimate)
                 try:
                     raw, _ = await read_capped(response, MAX_ERROR_BODY)
                 except Exception:  # a body we cannot read still has a status to map

@@ -366,14 +366,19 @@ class MessagesService:
         self.param_stats.count(req, route.backend.kind)
         # The estimate fills message_start (the real figure follows in message_delta), sizes the
         # context-window clamp, and numbers context-overflow errors whose upstream text has none.
+        # count()'s usual case (inline, without its coroutine) is counted by dispatch once the request
+        # is on its way upstream, unless a context window's clamp needs it first.
         model = route.upstream_model
-        if size <= COUNT_IN_THREAD_BYTES and is_ready(model):  # count()'s usual case, without its coroutine
-            estimate = count_request_tokens(req, model)
-        else:
-            estimate = await self.count(req, model, size)
+        inline = size <= COUNT_IN_THREAD_BYTES and is_ready(model)
+        estimate: int | Callable[[], int]
         edits = None
-        if req.context_management is not None:
-            req, estimate, edits = await self.edit_context(req, route, estimate, size)
+        if inline and req.context_management is None:
+            estimate = functools.partial(count_request_tokens, req, model)
+        else:
+            tokens = count_request_tokens(req, model) if inline else await self.count(req, model, size)
+            if req.context_management is not None:
+                req, tokens, edits = await self.edit_context(req, route, tokens, size)
+            estimate = tokens
         started = time.perf_counter()
         try:
             answer = await dispatch.send(
@@ -385,7 +390,7 @@ class MessagesService:
             record.upstream_seconds += time.perf_counter() - started
         answer.ctx.context_management = edits
         if stream:
-            translator = StreamTranslator(answer.ctx, ids.message_id(), estimate, secret=answer.key)
+            translator = StreamTranslator(answer.ctx, ids.message_id(), answer.estimate, secret=answer.key)
             return AnswerStream(answer, translator, record, self.pricer)
         started = time.perf_counter()
         try:

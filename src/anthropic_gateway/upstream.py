@@ -131,22 +131,26 @@ class UpstreamClient:
             )  # fmt: skip
         return target
 
-    async def post(self, backend: Backend, body: bytes | Payload, key: str | None, *, stream: bool) -> Response:
+    async def post(self, backend: Backend, body: bytes | Payload, key: str | None, *, stream: bool,
+                   on_sent: Callable[[], object] | None = None) -> Response:  # fmt: skip
         """Send a chat-completions request; returns once the status and headers arrived.
-        The caller owns the response and must release() or close() it."""
+        ``on_sent`` runs once the request is written (``Pool.request``). The caller owns the
+        response and must release() or close() it."""
         target = self._targets.get((backend.name, stream)) or self._target(backend, stream)
         data = target.request(body, key)
         if backend.first_byte_timeout is None:  # no limit of its own: no timeout context to enter
             try:
                 return await self._pool.request(target.endpoint, data, connect_timeout=target.connect,
-                                                idle_timeout=target.idle, total_timeout=target.total)  # fmt: skip
+                                                idle_timeout=target.idle, total_timeout=target.total,
+                                                on_sent=on_sent)  # fmt: skip
             except (TimeoutError, HTTPClientError) as err:
                 raise connection_error(err) from None
         first_byte = asyncio.timeout(backend.first_byte_timeout)
         try:
             async with first_byte:
                 return await self._pool.request(target.endpoint, data, connect_timeout=target.connect,
-                                                idle_timeout=target.idle, total_timeout=target.total)  # fmt: skip
+                                                idle_timeout=target.idle, total_timeout=target.total,
+                                                on_sent=on_sent)  # fmt: skip
         except (TimeoutError, HTTPClientError) as err:
             if first_byte.expired():
                 raise GatewayTimeoutError(

@@ -442,3 +442,35 @@ async def test_tls_to_a_server_whose_certificate_the_client_trusts(tls_files: tu
             await post(Pool(8), endpoint)
         assert isinstance(info.value.cause, ssl.SSLCertVerificationError)
     await trusting.close()
+
+
+async def test_on_sent_runs_once_per_request_right_after_its_write_and_its_error_closes_the_connection() -> None:
+    received: list[bytes] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        received.append(await read_request(reader))
+        writer.write(length_reply(b"one"))  # then closed: the next request finds a dead idle connection
+        await writer.drain()
+
+    pool = Pool(8)
+    calls: list[int] = []
+    async with serving(handler) as (server, endpoint):
+        for n in range(3):  # (a request that finds the server's close only after its write goes again)
+            await asyncio.sleep(0.05 if n == 1 else 0)
+            response = await pool.request(endpoint, REQUEST, connect_timeout=5.0, idle_timeout=5.0, total_timeout=10.0,
+                                          on_sent=lambda: calls.append(len(received)))  # fmt: skip
+            assert await response.read() == b"one"
+            response.release()
+            # called once per request, when the request was written but before the server could read it
+            assert calls == list(range(n + 1))
+        assert received == [REQUEST] * 3
+        assert server.connections == 3
+
+        def fails() -> None:
+            raise RuntimeError("counting failed")
+
+        with pytest.raises(RuntimeError, match="counting failed"):  # the caller's error, the connection closed
+            await pool.request(endpoint, REQUEST, connect_timeout=5.0, idle_timeout=5.0, total_timeout=10.0, on_sent=fails)
+        assert pool._busy == set() and pool._idle_count == 0
+        assert pool._slots is not None and pool._slots._value == 8  # its slot back
+    await pool.close()

@@ -8,6 +8,7 @@ import ipaddress
 import socket
 import ssl
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from anthropic_gateway.httpclient.connection import Connection, Response
@@ -55,9 +56,12 @@ class Pool:
         self.opened = 0  # connections opened so far (tests and diagnostics)
 
     async def request(self, endpoint: Endpoint, data: bytes | memoryview, *, connect_timeout: float, idle_timeout: float,
-                      total_timeout: float) -> Response:  # fmt: skip
+                      total_timeout: float, on_sent: Callable[[], object] | None = None) -> Response:  # fmt: skip
         """Send ``data`` (a whole HTTP/1.1 request) and return once the response's headers arrived.
-        Cancelling the caller closes the connection, whatever the phase."""
+        ``on_sent`` is called once, right after the request's first write: work the caller needs
+        before the answer but not before the upstream has the request runs while the upstream
+        works on it (a request sent again on a fresh connection does not call it again). Cancelling
+        the caller closes the connection, whatever the phase."""
         loop = self.loop = asyncio.get_running_loop()
         deadline = loop.time() + total_timeout
         slots = self._slots
@@ -83,6 +87,9 @@ class Pool:
                 conn.reader = None  # (a reader stops, or its connection closes, before the body's end)
                 assert conn.transport is not None
                 conn.transport.write(data)
+                if on_sent is not None:
+                    on_sent()
+                    on_sent = None
                 try:
                     await response.wait_headers()
                 except Disconnected:
