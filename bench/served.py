@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--concurrency", type=int, default=32)
     ap.add_argument("--stream", action="store_true")
     ap.add_argument("--body", choices=("small", "cc", "tool"), default="small")
+    ap.add_argument("--chunks", type=int, default=200, help="the answer's text chunks (loadgen's bench/text-N)")
     ap.add_argument("--grow", type=int, default=0, help="bench/sweep.py's history grown to this many bytes (c=1)")
     ap.add_argument("--mock-args", default="", help='passed to mock_upstream.py, e.g. "--delay 0.01 --burst 7"')
     ap.add_argument("--src", default=str(REPO / "src"), help="the gateway's source tree (PYTHONPATH)")
@@ -99,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     def load(n: int) -> dict[str, object]:
         cmd = [PY, str(BENCH / "loadgen.py"), "--url", f"http://127.0.0.1:{gw_port}", "--target", "anthropic",
                "--body", a.body, "--concurrency", str(a.concurrency), "--duration", "900", "--warmup", "0",
-               "--max-requests", str(n), "--timeout", "120"]  # fmt: skip
+               "--max-requests", str(n), "--timeout", "120", "--chunks", str(a.chunks)]  # fmt: skip
         if a.stream:
             cmd.append("--stream")
         done = subprocess.run(cmd, capture_output=True, check=True, timeout=1200)
