@@ -239,9 +239,33 @@ def test_the_common_text_chunk_takes_the_fast_path(chunk: bytes, monkeypatch: py
     general: list[bytes] = []
     monkeypatch.setattr(t, "_payload", general.append)  # the general path must not see it
     out = t.feed(b"data: " + chunk + b"\n\n")
-    assert calls == [chunk] and general == []
+    assert calls[1:] == [chunk] and general == []  # (the first, the answer's first text, decoded too)
     assert out == (b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
                    b'"delta":{"type":"text_delta","text":"w1 "}}\n\n')  # fmt: skip
+
+
+def test_the_answers_role_chunk_and_first_text_take_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Guards the fast path's opening: the role chunk (nothing to say) and the text that opens the
+    # block are decoded as the Struct, never walked as dicts, and the template is learned from that
+    # first text, so the next read is copied, not decoded.
+    decoded: list[bytes] = []
+    real = stream._decode_text
+
+    def counting(payload: bytes) -> Any:
+        decoded.append(payload)
+        return real(payload)
+
+    monkeypatch.setattr(stream, "_decode_text", counting)
+    t = StreamTranslator(RequestContext(client_model="claude-x", target_is_claude=False), "msg_x")
+    general: list[bytes] = []
+    monkeypatch.setattr(t, "_payload", general.append)  # the general path must not see them
+    role, first = _openrouter(""), _openrouter("Hi")
+    out = t.feed_parts([b"data: " + role + b"\n\n", b"data: " + first + b"\n\n"])
+    assert general == [] and decoded == [role, first]
+    assert out == sse.text_start(0) + sse.text_delta(0, "Hi")
+    assert (t.pieces, t.chars, t.open) == (1, 2, stream.TEXT)
+    assert t.feed(b"data: " + _openrouter(" there") + b"\n\n") == sse.text_delta(0, " there")
+    assert decoded == [role, first] and general == []
 
 
 def test_a_streamed_tool_calls_argument_fragments_take_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -287,8 +311,8 @@ def test_a_repeated_envelope_is_copied_not_decoded(monkeypatch: pytest.MonkeyPat
     t = StreamTranslator(ctx, "msg_x")
     t.start()
     outs = [t.feed(r) for r in reads]
-    # The first chunk opens the block (general path), the second is decoded and learned; then none.
-    assert decoded == [_openrouter(" there")]
+    # The first chunk opens the block and is decoded and learned; then none is decoded.
+    assert decoded == [_openrouter("Hi")]
     assert outs[2] == (b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
                        b'"delta":{"type":"text_delta","text":" caf\xc3\xa9"}}\n\n')  # fmt: skip
     assert outs[3].endswith(b'"text":" \\"q\\"\\n"}}\n\n') and outs[4].endswith(b'"text":"!"}}\n\n')
@@ -420,7 +444,7 @@ def test_a_read_of_template_pieces_is_neither_split_nor_decoded(monkeypatch: pyt
     opening = b'data: {"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}\n\n'
     first = [opening] + [b"data: " + _openrouter(x) + b"\n\n" for x in ("Hi", " there", "a", "b", "c")]
     out = t.feed_parts(first)
-    assert fed == first[:3]  # the role chunk, the block's first text, the one the template is learned from
+    assert fed == first[:2]  # the role chunk, the block's first text (the template is learned from it)
     frame = t.feed_parts([b"data: " + _openrouter("x") + b"\n\n"])
     assert out.endswith(frame.replace(b'"x"', b'"a"') + frame.replace(b'"x"', b'"b"') + frame.replace(b'"x"', b'"c"'))
     fed.clear()

@@ -413,6 +413,14 @@ class StreamTranslator:
                                 if self._learning:
                                     tpl = self._learn(payload, content)
                                 continue
+                            if not content:  # the role chunk ({"role":"assistant","content":""}): nothing to say
+                                continue
+                            if not self.open:  # the answer's first text: its block opens, as _delta opens it
+                                self.pieces += 1
+                                self.chars += len(content)
+                                self._emit_text(content)
+                                tpl = self._learn(payload, content) if self._learning else self._tpl
+                                continue
                         elif not content and len(calls) == 1 and self.open == TOOL:
                             frag = calls[0]
                             args = frag.function.arguments
@@ -638,7 +646,7 @@ class StreamTranslator:
         argument fragment into the streamed tool call's block) if it has their shape."""
         if self.deferred is not None or self.stops is not None or self.done:
             return False
-        if self.open == TEXT:
+        if self.open == TEXT or not self.open:  # (no block open yet: the answer's first text may open one)
             return not self.tools
         return self.open == TOOL and self.live is not None
 
