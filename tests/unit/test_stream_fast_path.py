@@ -77,7 +77,7 @@ _delta = st.fixed_dictionaries(
 _choice = st.fixed_dictionaries(
     {"delta": _delta},
     optional={
-        "index": st.sampled_from([0, 1, "0"]), "finish_reason": st.sampled_from([None, "stop", "length"]),
+        "index": st.sampled_from([0, 1, "0"]), "finish_reason": st.sampled_from([None, "stop", "length", "error", "", 5]),
         "native_finish_reason": st.sampled_from([None, "stop"]), "logprobs": st.none(),
     },
 )  # fmt: skip
@@ -94,6 +94,9 @@ _RAW = [  # what the two decoders might judge differently (both must call these 
     b'{"choices":[{"delta":{"content":"x"}}]',
     b'[{"choices":[{"delta":{"content":"x"}}]}]',
     b'{"choices":[{"delta":{"content":"\\u00e9\\ud83d\\ude00"}}]}',
+    b'{"choices":[{"delta":{},"finish_reason":"stop","stop_reason":"END"}]}',
+    b'{"choices":[{"delta":{},"finish_reason":"error","error":{"message":"boom"}}]}',
+    b'{"choices":[{"delta":{"content":"x"},"finish_reason":"length"}]}',
 ]
 
 # OpenRouter's chunk as it streams (every delta carries role and null reasoning): a fixed envelope
@@ -266,6 +269,21 @@ def test_the_answers_role_chunk_and_first_text_take_the_fast_path(monkeypatch: p
     assert (t.pieces, t.chars, t.open) == (1, 2, stream.TEXT)
     assert t.feed(b"data: " + _openrouter(" there") + b"\n\n") == sse.text_delta(0, " there")
     assert decoded == [role, first] and general == []
+
+
+def test_the_finish_chunk_takes_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Guards the finish chunk's branch: decoded as the Struct, its reason kept, not walked as dicts;
+    # with text in it, the general path (the text and the reason both count).
+    t = StreamTranslator(RequestContext(client_model="claude-x", target_is_claude=False), "msg_x")
+    t.feed(b"data: " + _openrouter("Hi") + b"\n\n")
+    general: list[bytes] = []
+    monkeypatch.setattr(t, "_payload", general.append)
+    end = b'{"id":"c","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":"stop"}]}'
+    assert t.feed(b"data: " + end + b"\n\n") == b""
+    assert general == [] and (t.finish_reason, t.native_reason, t.reported_stop) == ("stop", None, None)
+    last = b'{"id":"c","choices":[{"index":0,"delta":{"content":"!"},"finish_reason":"length"}]}'
+    t.feed(b"data: " + last + b"\n\n")
+    assert general == [last]
 
 
 def test_a_streamed_tool_calls_argument_fragments_take_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -98,7 +98,7 @@ class _Delta(msgspec.Struct, forbid_unknown_fields=True):
 class _Choice(msgspec.Struct, forbid_unknown_fields=True):
     delta: _Delta
     index: int = 0
-    finish_reason: None = None
+    finish_reason: str | None = None  # a string: the finish chunk (the hot paths take only None)
     native_finish_reason: None = None
     logprobs: None = None
 
@@ -403,9 +403,20 @@ class StreamTranslator:
                     pass
                 else:
                     if choices:
-                        delta = choices[0].delta
+                        choice = choices[0]
+                        delta = choice.delta
                         content, calls = delta.content, delta.tool_calls
-                        if calls is None:
+                        reason = choice.finish_reason
+                        if reason is not None:
+                            # The answer's finish chunk ({"delta":{},"finish_reason":"stop"}): as _payload
+                            # reads it (a typed chunk holds no native reason and no stop string);
+                            # with text, calls or an "error" reason, the general path.
+                            if not content and calls is None and reason != "error":
+                                if reason:
+                                    self.finish_reason = reason
+                                    self.native_reason = self.reported_stop = None
+                                continue
+                        elif calls is None:
                             if content and self.open == TEXT:
                                 out.append(_text_delta(self.index, content))
                                 self.pieces += 1
