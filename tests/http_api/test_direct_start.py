@@ -14,7 +14,7 @@ from anthropic_gateway.http.direct_write import start_chunked
 from http_api.test_direct_write import _undated, raw_exchange, serve
 
 HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache"),
-           (b"request-id", b"req_1")]  # fmt: skip
+           (b"request-id", b"req_1"), (b"X-Rate%", b"100%d %b")]  # fmt: skip  (the head is a %-template of the values)
 
 
 class Spy:
@@ -89,7 +89,7 @@ async def test_a_held_start_goes_out_with_the_first_bytes_as_uvicorns_send_write
         direct = await raw_exchange(endpoint, [_request(b"/direct", close), _request(b"/direct", close)])
     expected = _unchunked(_undated(via_send))
     assert len(expected) == (1 if close else 2)  # a closed connection answers its first request only
-    assert expected[0][0].endswith(b"request-id: req_1\r\n" + (b"connection: close\r\n" if close else b"")
+    assert expected[0][0].endswith(b"request-id: req_1\r\nx-rate%: 100%d %b\r\n" + (b"connection: close\r\n" if close else b"")
                                    + b"transfer-encoding: chunked\r\n\r\n")  # fmt: skip
     assert expected[0][1] == b"event: message_start\n\ndata: 1\n\ndata: 2\n\ndata: 3\n\nevent: message_stop\n\n"
     assert _unchunked(_undated(direct)) == expected
@@ -187,3 +187,27 @@ async def test_start_chunked_declines_a_head_a_started_response_a_wrapped_send_a
     async with serve(logged_app, access_log=True) as endpoint:
         await raw_exchange(endpoint, [_request(b"/x", False)])
     assert logged == [None]  # uvicorn's send writes its access line: its own path
+
+
+async def test_start_chunked_checks_each_answers_values_under_names_it_has_seen() -> None:
+    # The names' checks are kept per set of names, the values checked on every answer: the same names
+    # with a value uvicorn refuses are left to uvicorn's send (which refuses it).
+    seen: list[bool] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        headers = [*HEADERS, (b"x-seen", b"a\x01b" if scope["path"] == "/bad" else b"ab")]
+        direct = start_chunked(send, 200, headers)
+        seen.append(direct is not None)
+        if direct is None:
+            with pytest.raises(RuntimeError, match="Invalid HTTP header value"):
+                await send({"type": "http.response.start", "status": 200, "headers": headers})
+            raise RuntimeError("refused")  # uvicorn closes the connection: its start was begun
+        assert direct.end(b"ok")
+
+    async with serve(app) as endpoint:
+        good = await raw_exchange(endpoint, [_request(b"/good", False)])
+        bad = await raw_exchange(endpoint, [_request(b"/bad", False)])
+    assert seen == [True, False]
+    assert _unchunked(_undated(good))[0][0].endswith(b"x-seen: ab\r\ntransfer-encoding: chunked\r\n\r\n")
+    assert bad == b""  # nothing of the answer reached the wire

@@ -114,7 +114,7 @@ def test_a_send_that_is_not_uvicorns_cycle_gets_none(wrapper: str) -> None:
 # --- a whole response in one write (write_whole) ---------------------------------------------------
 
 WHOLE_HEADERS = [(b"content-length", b"11"), (b"content-type", b"application/json"), (b"request-id", b"req_1"),
-                 (b"X-Quota", b"5")]  # fmt: skip
+                 (b"X-Quota", b"5"), (b"X-Rate%", b"100%d %b")]  # fmt: skip  (the head is a %-template of the values)
 
 
 async def raw_exchange(endpoint: Endpoint, requests: list[bytes]) -> bytes:
@@ -167,7 +167,7 @@ async def test_a_whole_response_is_written_byte_for_byte_as_uvicorns_send_writes
         via_send = await raw_exchange(endpoint, [request(b"/send"), request(b"/send")])
         whole = await raw_exchange(endpoint, [request(b"/whole"), request(b"/whole")])
     one = (b"HTTP/1.1 201 Created\r\ndate: -\r\nserver: uvicorn\r\ncontent-length: 11\r\ncontent-type: application/json\r\n"
-           b"request-id: req_1\r\nx-quota: 5\r\n" + (b"connection: close\r\n" if close else b"") + b'\r\n{"ok":true}')  # fmt: skip
+           b"request-id: req_1\r\nx-quota: 5\r\nx-rate%: 100%d %b\r\n" + (b"connection: close\r\n" if close else b"") + b'\r\n{"ok":true}')  # fmt: skip
     expected = one if close else one + one  # a closed connection answers its first request only
     assert _undated(via_send) == expected
     assert _undated(whole) == expected

@@ -15,7 +15,6 @@ test client, a wrapped ``send`` - gets ``None`` and the stream goes through the 
 
 from __future__ import annotations
 
-from itertools import chain
 from typing import Any
 
 from starlette.types import Send
@@ -137,19 +136,22 @@ def _uvicorn_send() -> Any:
         else:
             from uvicorn.protocols.http import httptools_impl as impl
 
-            _SEND = (cls, cls.send, _refused(impl.HEADER_RE.search), _refused(impl.HEADER_VALUE_RE.search),
-                     impl.STATUS_LINE)  # fmt: skip
+            bad_value = _refused(impl.HEADER_VALUE_RE.search)  # (NUL among them)
+            # ... and a table that turns each of those into a NUL: a value's check is one pass and a find
+            nul = bytes(0 if b in bad_value else b for b in range(256))
+            _SEND = (cls, cls.send, _refused(impl.HEADER_RE.search), bad_value, impl.STATUS_LINE, nul)  # fmt: skip
     return _SEND
 
 
-# The header names of a response, as a tuple, to what uvicorn's send makes of them: each name
-# lowercased with its separators around it (the first without the line end before it), and the
-# index of the content-length (-1 for a chunked start, which has none); or False where its send
+# The header names of a response, as a tuple, to what uvicorn's send makes of them: the names
+# lowercased with their separators, as a %-template of the values (``fields % values``: one format,
+# not a join of the names and values interleaved; a name's % escaped), and the index of the
+# content-length (-1 for a chunked start, which has none); or False where its send
 # would do something else with them (refuse a name, act on transfer-encoding or connection, frame
 # a whole answer without a length as chunks, or act on a chunked start's length). A response's
 # names come from the gateway's code, so there are a few sets; the maps stop growing at
 # _PLANS_CAP (the rest are worked out each time).
-_Plan = tuple[tuple[bytes, ...], int] | bool
+_Plan = tuple[bytes, int] | bool
 _PLANS: dict[tuple[bytes, ...], _Plan] = {}
 _CHUNKED_PLANS: dict[tuple[bytes, ...], _Plan] = {}
 _PLANS_CAP = 256
@@ -162,13 +164,13 @@ def _plan(names: tuple[bytes, ...], bad_name: bytes, chunked: bool) -> _Plan:
     lowered = [name.lower() for name in names]
     if b"transfer-encoding" in lowered or b"connection" in lowered or (b"content-length" in lowered) is chunked:
         return False
-    prefixes = (lowered[0] + b": ", *(b"\r\n" + name + b": " for name in lowered[1:]))
-    return prefixes, -1 if chunked else lowered.index(b"content-length")
+    fields = b"\r\n".join(name.replace(b"%", b"%%") + b": %b" for name in lowered)  # (% is a token character)
+    return fields, -1 if chunked else lowered.index(b"content-length")
 
 
 def _head(send: Send, status: int, headers: list[tuple[bytes, bytes]], chunked: bool) -> Any:
     """What uvicorn's ``send`` of ``http.response.start`` (status, these headers) would write, as
-    (cycle, status line, header prefixes, content-length index, header values), when it would just
+    (cycle, status line, header fields' template, content-length index, header values), when it would just
     write it; None wherever it would do anything else (wait for the client to drain, log the
     request, answer a HEAD or a bodiless status, refuse a header, act on a length, encoding or
     connection header): the caller then sends through it."""
@@ -191,8 +193,7 @@ def _head(send: Send, status: int, headers: list[tuple[bytes, bytes]], chunked: 
             plans[names] = plan
     if plan is False or plan is True:
         return None
-    joined = b"".join(values)
-    if len(joined.translate(None, known[3])) != len(joined):
+    if b"".join(values).translate(known[5]).find(b"\0") >= 0:
         return None  # a value uvicorn's check refuses
     return cycle, known[4][status], plan[0], plan[1], values
 
@@ -208,13 +209,13 @@ def start_chunked(send: Send, status: int, headers: list[tuple[bytes, bytes]]) -
     head = _head(send, status, headers, True)
     if head is None:
         return None
-    cycle, status_line, prefixes, _, values = head
+    cycle, status_line, fields, _, values = head
     cycle.response_started = True
     cycle.waiting_for_100_continue = False
     cycle.chunked_encoding = True
     cycle.expected_content_length = 0
     return UvicornWrite(cycle, b"".join((
-        status_line, b"".join(chain.from_iterable(zip(prefixes, values, strict=True))),
+        status_line, fields % values,
         b"\r\ntransfer-encoding: chunked\r\n\r\n" if cycle.keep_alive
         else b"\r\nconnection: close\r\ntransfer-encoding: chunked\r\n\r\n",
     )))  # fmt: skip
@@ -231,7 +232,7 @@ def write_whole(send: Send, status: int, headers: list[tuple[bytes, bytes]], bod
     head = _head(send, status, headers, False)
     if head is None:
         return False
-    cycle, status_line, prefixes, length_at, values = head
+    cycle, status_line, fields, length_at, values = head
     if values[length_at] != b"%d" % len(body):
         return False  # uvicorn refuses it (or reads a length written otherwise): its own path says how
     keep_alive = cycle.keep_alive
@@ -240,7 +241,7 @@ def write_whole(send: Send, status: int, headers: list[tuple[bytes, bytes]], bod
     cycle.chunked_encoding = False
     cycle.expected_content_length = 0
     cycle.transport.write(b"".join((
-        status_line, b"".join(chain.from_iterable(zip(prefixes, values, strict=True))),
+        status_line, fields % values,
         b"\r\n\r\n" if keep_alive else b"\r\nconnection: close\r\n\r\n", body,
     )))  # fmt: skip
     cycle.response_complete = True
