@@ -80,6 +80,9 @@ class SSEDecoder:
 
     def close(self) -> list[bytes]:
         """End of stream: an unterminated last event still counts."""
+        if not self._parts:  # (the usual end: nothing pending)
+            self._pending = 0
+            return []
         tail = b"".join(self._parts).replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         self._parts, self._pending = [], 0
         out: list[bytes] = []

@@ -286,6 +286,24 @@ def test_the_finish_chunk_takes_the_fast_path(monkeypatch: pytest.MonkeyPatch) -
     assert general == [last]
 
 
+def test_the_usage_chunk_is_not_decoded_as_the_struct(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Guards the usage chunk's shortcut: a payload whose last value is an object is no _Chunk, so it
+    # goes to the general path without the typed decode's exception; its usage is kept as before.
+    decoded: list[bytes] = []
+    real = stream._decode_text
+
+    def counting(payload: bytes) -> Any:
+        decoded.append(payload)
+        return real(payload)
+
+    monkeypatch.setattr(stream, "_decode_text", counting)
+    t = StreamTranslator(RequestContext(client_model="claude-x", target_is_claude=False), "msg_x")
+    t.feed(b"data: " + _openrouter("Hi") + b"\n\n")
+    usage = b'{"id":"c","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":9}}'
+    assert t.feed(b"data: " + usage + b"\n\n") == b""
+    assert usage not in decoded and t.usage == {"prompt_tokens": 3, "completion_tokens": 9}
+
+
 def test_a_streamed_tool_calls_argument_fragments_take_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
     taken: list[bytes] = []
     real = stream._decode_text

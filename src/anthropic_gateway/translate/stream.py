@@ -397,8 +397,11 @@ class StreamTranslator:
                         out.append(frame)
                         continue
                 try:
-                    # not a JSON object ([DONE]): refused without the decoder's exception
-                    choices = _decode_text(payload).choices if payload.startswith(b"{") else None
+                    # Refused without the decoder's exception: not a JSON object ([DONE]), or one whose
+                    # last value is an object (the usage chunk's "usage":{...}: no _Chunk field is one).
+                    choices = (
+                        _decode_text(payload).choices if payload.startswith(b"{") and not payload.endswith(b"}}") else None
+                    )
                 except _NOT_TEXT:
                     pass
                 else:
