@@ -83,10 +83,12 @@ class Pool:
                 if conn is None:
                     conn = await self._connect(endpoint, connect_timeout, deadline)
                 self._busy.add(conn)
-                response = conn.response = Response(conn, idle_timeout, deadline)
                 conn.reader = None  # (a reader stops, or its connection closes, before the body's end)
                 assert conn.transport is not None
                 conn.transport.write(data)
+                # The response (and its clock's timer) once the request is on its way: no byte of the
+                # answer can arrive before the loop runs again, and the upstream works meanwhile.
+                response = conn.response = Response(conn, idle_timeout, deadline)
                 if on_sent is not None:
                     on_sent()
                     on_sent = None
