@@ -94,6 +94,8 @@ def test_the_reader_keeps_what_a_read_cut_off() -> None:
         (b"3\r\nabc\r\n4\n", [b"abc"], b"4\n"),
         (b"3\r\nabc\r\n\r\n", [b"abc"], b"\r\n"),
         (b"3\r\nabc\r\n0000000000000004\r\n", [b"abc"], b"0000000000000004\r\n"),  # past 15 digits
+        (b"3\r\nabc\r\n1000000000000000\r\n", [b"abc"], b"1000000000000000\r\n"),  # 2**60: 16 digits
+        (b"3\r\nabc\r\n10000000000000004\r\n", [b"abc"], b"10000000000000004\r\n"),  # 2**64 + 4, would wrap to 4
         (b"3\r\nabcX", [b"abc"], b"\r"),  # not CR LF after the data: httptools' own error follows
         (b"3\r\nabc\rX", [b"abc"], b"\r"),
         (b"3\r\nabc\n", [b"abc"], b"\r"),
@@ -106,6 +108,14 @@ def test_the_reader_stops_where_httptools_must_take_over(body: bytes, pieces: li
     assert r.tail == tail
     with pytest.raises(RuntimeError):
         r.feed(b"1\r\nx\r\n")  # a stopped reader is not used again
+
+
+@with_reader
+def test_the_largest_size_taken_only_slices_what_arrives() -> None:
+    r = Reader()  # 15 digits, 2**60 - 1 bytes declared: nothing is allocated for them
+    assert r.feed(b"3\r\nabc\r\nfffffffffffffff\r\nxy") == [b"abc", b"xy"]
+    assert r.feed(b"z" * 5) == [b"zzzzz"]
+    assert r.tail is None
 
 
 @with_reader
