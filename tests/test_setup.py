@@ -48,3 +48,42 @@ def test_a_failed_optional_build_leaves_no_older_build_in_place(tmp_path: Path) 
     assert not (tmp_path / PKG / f"httpclient/_chunks{SUFFIX}").exists()
     built = (tmp_path / PKG / f"translate/_run{SUFFIX}").read_bytes()
     assert built.startswith(b"\x7fELF")  # rebuilt from its source, not the older build kept
+
+
+# A tree pulled but not rebuilt keeps the last build of an extension, which may speak an older
+# interface than the Python that calls it: its module must then be left unused, not called.
+_OLD_BUILD = """
+import sys, types
+old = types.ModuleType({name!r})
+{setup}
+sys.modules[{name!r}] = old
+from anthropic_gateway.httpclient import connection
+from anthropic_gateway.translate import stream
+print(connection.ChunkReader is None, stream._c_plain_run is None)
+"""
+
+
+@pytest.mark.parametrize(
+    ("name", "setup", "expected"),
+    [
+        ("anthropic_gateway.httpclient._chunks", "old.Reader = object", "True False"),  # no INTERFACE
+        ("anthropic_gateway.httpclient._chunks", "old.Reader = object; old.INTERFACE = 2", "True False"),
+        ("anthropic_gateway.translate._run", "old.plain_run = print", "False True"),
+        ("anthropic_gateway.translate._run", "old.plain_run = print; old.INTERFACE = 2", "False True"),
+    ],
+)
+def test_a_build_of_another_interface_is_not_used(name: str, setup: str, expected: str) -> None:
+    pytest.importorskip(name)  # the other extension must be this tree's own build
+    done = subprocess.run([sys.executable, "-c", _OLD_BUILD.format(name=name, setup=setup)],
+                          capture_output=True, text=True, check=True, timeout=60)  # fmt: skip
+    assert done.stdout.split() == expected.split()
+
+
+def test_the_built_extensions_speak_the_callers_interface() -> None:
+    chunks = pytest.importorskip("anthropic_gateway.httpclient._chunks")
+    run = pytest.importorskip("anthropic_gateway.translate._run")
+    from anthropic_gateway.httpclient import connection
+    from anthropic_gateway.translate import stream
+
+    assert (chunks.INTERFACE, run.INTERFACE) == (connection.CHUNKS_INTERFACE, stream.RUN_INTERFACE)
+    assert connection.ChunkReader is chunks.Reader and stream._c_plain_run is run.plain_run

@@ -258,7 +258,9 @@ PyInit__chunks(void)
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
         return NULL;
-    if (PyModule_AddObjectRef(m, "Reader", (PyObject *)&ReaderType) < 0) {
+    /* INTERFACE: connection.py uses this build only when it says the interface it was written for */
+    if (PyModule_AddObjectRef(m, "Reader", (PyObject *)&ReaderType) < 0
+        || PyModule_AddIntConstant(m, "INTERFACE", 1) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -22,14 +22,17 @@ if TYPE_CHECKING:
     from anthropic_gateway.httpclient._chunks import Reader
     from anthropic_gateway.httpclient.pool import Pool
 
-# The optional C extension (_chunks.c); without it httptools cuts every chunk, as it always did.
+# The optional C extension (_chunks.c); without it httptools cuts every chunk, as it always did. A
+# build of another interface (a tree pulled and not rebuilt) is not used: the Python path is.
+CHUNKS_INTERFACE = 1
 ChunkReader: type[Reader] | None
 try:
+    from anthropic_gateway.httpclient._chunks import INTERFACE as _INTERFACE
     from anthropic_gateway.httpclient._chunks import Reader as _Reader
-except ImportError:  # pragma: no cover - an install without a C compiler
+except ImportError:  # pragma: no cover - an install without a C compiler, or a build older than INTERFACE
     ChunkReader = None
 else:
-    ChunkReader = _Reader
+    ChunkReader = _Reader if _INTERFACE == CHUNKS_INTERFACE else None
 
 # Past this many unread body bytes the socket is no longer read (the reader catches up first).
 HIGH_WATER = 256 * 1024

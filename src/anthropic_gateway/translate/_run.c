@@ -105,5 +105,11 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC
 PyInit__run(void)
 {
-    return PyModule_Create(&module);
+    /* INTERFACE: stream.py uses this build only when it says the interface it was written for */
+    PyObject *m = PyModule_Create(&module);
+    if (m != NULL && PyModule_AddIntConstant(m, "INTERFACE", 1) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
 }

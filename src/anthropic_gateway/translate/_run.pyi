@@ -1,1 +1,3 @@
 def plain_run(parts: list[bytes], k: int, prefix: bytes, suffix: bytes, head: bytes, tail: bytes, /) -> bytes | None: ...
+
+INTERFACE: int

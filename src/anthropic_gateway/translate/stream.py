@@ -49,12 +49,18 @@ from anthropic_gateway.translate.context import RequestContext
 from anthropic_gateway.translate.stops import StopScanner
 from anthropic_gateway.upstream_errors import from_stream_error, redact
 
-# The optional C extension (_run.c): a read's run of plain template events in one call.
+# The optional C extension (_run.c): a read's run of plain template events in one call. A build of
+# another interface (a tree pulled and not rebuilt) is not used: the Python path in _run is.
+RUN_INTERFACE = 1
 _c_plain_run: Callable[[list[bytes], int, bytes, bytes, bytes, bytes], bytes | None] | None
 try:
+    from anthropic_gateway.translate._run import INTERFACE as _INTERFACE
     from anthropic_gateway.translate._run import plain_run as _c_plain_run
-except ImportError:  # pragma: no cover - an install without a C compiler: the Python path in _run
+except ImportError:  # pragma: no cover - an install without a C compiler, or a build older than INTERFACE
     _c_plain_run = None
+else:
+    if _INTERFACE != RUN_INTERFACE:
+        _c_plain_run = None
 
 log = logging.getLogger(__name__)
 
