@@ -213,6 +213,27 @@ def test_the_template_path_gives_the_general_paths_bytes(
     assert _run(reads, ctx, True, monkeypatch) == _run(reads, ctx, False, monkeypatch), reads
 
 
+def _count_decodes(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """The payloads the fast path's typed decode (stream._decode_text) is asked for from now on."""
+    decoded: list[bytes] = []
+    real = stream._decode_text
+
+    def counting(payload: bytes) -> Any:
+        decoded.append(payload)
+        return real(payload)
+
+    monkeypatch.setattr(stream, "_decode_text", counting)
+    return decoded
+
+
+def _general_path(monkeypatch: pytest.MonkeyPatch, t: StreamTranslator) -> list[bytes]:
+    """The payloads that reach t's general path from now on (which then does nothing with them)."""
+    general: list[bytes] = []
+    monkeypatch.setattr(t, "_payload", general.append)
+    return general
+
+
+
 @pytest.mark.parametrize(
     "chunk",
     [
@@ -229,18 +250,10 @@ def test_the_template_path_gives_the_general_paths_bytes(
 )
 def test_the_common_text_chunk_takes_the_fast_path(chunk: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
     # Guards the test above: the fast path is really taken for the mock's and the real services' text chunk.
-    calls: list[bytes] = []
-    real = stream._decode_text
-
-    def counting(payload: bytes) -> Any:
-        calls.append(payload)
-        return real(payload)
-
-    monkeypatch.setattr(stream, "_decode_text", counting)
+    calls = _count_decodes(monkeypatch)
     t = StreamTranslator(RequestContext(client_model="claude-x", target_is_claude=False), "msg_x")
     t.feed(b'data: {"choices":[{"index":0,"delta":{"role":"assistant","content":"Hi"}}]}\n\n')
-    general: list[bytes] = []
-    monkeypatch.setattr(t, "_payload", general.append)  # the general path must not see it
+    general = _general_path(monkeypatch, t)  # the general path must not see it
     out = t.feed(b"data: " + chunk + b"\n\n")
     assert calls[1:] == [chunk] and general == []  # (the first, the answer's first text, decoded too)
     assert out == (b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
@@ -251,17 +264,9 @@ def test_the_answers_role_chunk_and_first_text_take_the_fast_path(monkeypatch: p
     # Guards the fast path's opening: the role chunk (nothing to say) and the text that opens the
     # block are decoded as the Struct, never walked as dicts, and the template is learned from that
     # first text, so the next read is copied, not decoded.
-    decoded: list[bytes] = []
-    real = stream._decode_text
-
-    def counting(payload: bytes) -> Any:
-        decoded.append(payload)
-        return real(payload)
-
-    monkeypatch.setattr(stream, "_decode_text", counting)
+    decoded = _count_decodes(monkeypatch)
     t = StreamTranslator(RequestContext(client_model="claude-x", target_is_claude=False), "msg_x")
-    general: list[bytes] = []
-    monkeypatch.setattr(t, "_payload", general.append)  # the general path must not see them
+    general = _general_path(monkeypatch, t)  # the general path must not see them
     role, first = _openrouter(""), _openrouter("Hi")
     out = t.feed_parts([b"data: " + role + b"\n\n", b"data: " + first + b"\n\n"])
     assert general == [] and decoded == [role, first]
@@ -276,8 +281,7 @@ def test_the_finish_chunk_takes_the_fast_path(monkeypatch: pytest.MonkeyPatch) -
     # with text in it, the general path (the text and the reason both count).
     t = StreamTranslator(RequestContext(client_model="claude-x", target_is_claude=False), "msg_x")
     t.feed(b"data: " + _openrouter("Hi") + b"\n\n")
-    general: list[bytes] = []
-    monkeypatch.setattr(t, "_payload", general.append)
+    general = _general_path(monkeypatch, t)
     end = b'{"id":"c","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":"stop"}]}'
     assert t.feed(b"data: " + end + b"\n\n") == b""
     assert general == [] and (t.finish_reason, t.native_reason, t.reported_stop) == ("stop", None, None)
@@ -289,14 +293,7 @@ def test_the_finish_chunk_takes_the_fast_path(monkeypatch: pytest.MonkeyPatch) -
 def test_the_usage_chunk_is_not_decoded_as_the_struct(monkeypatch: pytest.MonkeyPatch) -> None:
     # Guards the usage chunk's shortcut: a payload whose last value is an object is no _Chunk, so it
     # goes to the general path without the typed decode's exception; its usage is kept as before.
-    decoded: list[bytes] = []
-    real = stream._decode_text
-
-    def counting(payload: bytes) -> Any:
-        decoded.append(payload)
-        return real(payload)
-
-    monkeypatch.setattr(stream, "_decode_text", counting)
+    decoded = _count_decodes(monkeypatch)
     t = StreamTranslator(RequestContext(client_model="claude-x", target_is_claude=False), "msg_x")
     t.feed(b"data: " + _openrouter("Hi") + b"\n\n")
     usage = b'{"id":"c","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":9}}'
@@ -305,22 +302,13 @@ def test_the_usage_chunk_is_not_decoded_as_the_struct(monkeypatch: pytest.Monkey
 
 
 def test_a_streamed_tool_calls_argument_fragments_take_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    taken: list[bytes] = []
-    real = stream._decode_text
-
-    def counting(payload: bytes) -> Any:
-        got = real(payload)
-        taken.append(payload)
-        return got
-
-    monkeypatch.setattr(stream, "_decode_text", counting)
+    taken = _count_decodes(monkeypatch)
     ctx = RequestContext(client_model="claude-x", target_is_claude=False, stream_tool_input=True)
     t = StreamTranslator(ctx, "msg_x")
     first = b'{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"call_1","type":"function","function":{"name":"f","arguments":""}}]}}]}'
     frag = b'{"id":"c","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\\"a\\":"}}]},"finish_reason":null}]}'
     t.feed(b"data: " + first + b"\n\n")
-    general: list[bytes] = []
-    monkeypatch.setattr(t, "_payload", general.append)  # the general path must not see it
+    general = _general_path(monkeypatch, t)  # the general path must not see it
     out = t.feed(b"data: " + frag + b"\n\n")
     assert general == []
     assert taken[-1] == frag  # the first opens the block by the general path; the fragment decodes here
@@ -332,14 +320,7 @@ def test_a_streamed_tool_calls_argument_fragments_take_the_fast_path(monkeypatch
 def test_a_repeated_envelope_is_copied_not_decoded(monkeypatch: pytest.MonkeyPatch) -> None:
     # Guards the template path: once a chunk's envelope is learned, a read that is the same envelope
     # around plain text is neither split by the SSE decoder nor decoded, and gives the same bytes.
-    decoded: list[bytes] = []
-    real = stream._decode_text
-
-    def counting(payload: bytes) -> Any:
-        decoded.append(payload)
-        return real(payload)
-
-    monkeypatch.setattr(stream, "_decode_text", counting)
+    decoded = _count_decodes(monkeypatch)
     ctx = RequestContext(client_model="claude-x", target_is_claude=False)
     texts = ("Hi", " there", " caf\u00e9", ' "q"\n', "!", "a", "b")
     reads = [b"data: " + _openrouter(t) + b"\n\n" for t in texts[:5]]
