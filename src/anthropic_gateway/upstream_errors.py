@@ -8,6 +8,7 @@ Context-length overflows get the exact phrases Claude Code parses to shrink max_
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -234,5 +235,22 @@ def from_stream_error(err: Any) -> GatewayError:
     return (cls or APIError)(f"Upstream error: {message}")
 
 
+# A key this long is replaced wherever it stands. A shorter one (a local backend's placeholder: "x",
+# "EMPTY", "ollama", "sk-1234") only where it stands alone, with no letter, digit or underscore on
+# either side: a key "x" must not turn every "max_tokens" of a log line into "ma[redacted]_tokens",
+# and a short key glued to a longer word is not the key.
+WHOLE_KEY = 24
+
+
 def redact(text: str, secret: str | None) -> str:
-    return text.replace(secret, "[redacted]") if secret and secret in text else text
+    """``text`` with ``secret`` replaced by "[redacted]" (see WHOLE_KEY)."""
+    if not secret or secret not in text:
+        return text
+    if len(secret) >= WHOLE_KEY:
+        return text.replace(secret, "[redacted]")
+    return _standalone(secret).sub("[redacted]", text)
+
+
+@functools.lru_cache(maxsize=64)
+def _standalone(secret: str) -> re.Pattern[str]:
+    return re.compile(rf"(?<![A-Za-z0-9_]){re.escape(secret)}(?![A-Za-z0-9_])")

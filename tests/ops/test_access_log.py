@@ -95,3 +95,24 @@ def test_console_format_and_bodies(spawn_gateway: SpawnGateway, upstream: FakeUp
     assert "claude-sonnet-5→test/sonnet in=5 out=2" in line
     assert "request_body" not in line  # console lines stay one short line
     assert "A" * 100 not in gw.log_text()
+
+
+def test_a_short_placeholder_key_is_redacted_where_it_stands_alone_not_inside_field_names(
+    spawn_gateway: SpawnGateway, upstream: FakeUpstream
+) -> None:
+    # A local backend's key is often a placeholder as short as a word; every "gen_ai." field name of
+    # the log line contains it.
+    gw = spawn_gateway({**GATEWAY_ENV, "ANTHROPIC_GATEWAY_UPSTREAM_KEY": "gen", "ANTHROPIC_GATEWAY_RETRIES": "0"})
+    upstream.expect(
+        Reply.auto([text_chunk("Hello"), finish_chunk("stop"), usage_chunk(12, 3)]),
+        Reply.json(error_body(401, "Incorrect API key provided: gen."), status=401),
+    )
+    ok = post_raw(gw.url, "/v1/messages", {"model": "claude-sonnet-5", **HELLO})
+    bad = post_raw(gw.url, "/v1/messages", {"model": "claude-sonnet-5", **HELLO})
+    assert (ok.status_code, bad.status_code) == (200, 500)  # the gateway's own key was refused
+    assert upstream.requests[0].headers["authorization"] == "Bearer gen"
+    assert "(Incorrect API key provided: [redacted].)" in bad.json()["error"]["message"]
+    lines = access_lines(gw, 2)
+    assert [x["gen_ai.request.model"] for x in lines] == ["claude-sonnet-5", "claude-sonnet-5"]
+    assert lines[0]["gen_ai.usage.output_tokens"] == 3
+    assert "(Incorrect API key provided: [redacted].)" in lines[1]["error.message"]

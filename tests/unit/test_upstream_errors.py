@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
-from anthropic_gateway.upstream_errors import CallInfo, from_response
+from anthropic_gateway.upstream_errors import CallInfo, from_response, redact
 
 GATEWAY_KEY = CallInfo(client_key_used=False)
 
@@ -182,3 +182,22 @@ def test_context_length_via_error_type_only() -> None:
 def test_ordinary_400_is_not_a_context_error() -> None:
     err = from_response(400, _or_body(400, "temperature must be between 0 and 2"), {}, CallInfo(max_tokens=64000))
     assert "prompt is too long" not in err.message and "exceed context limit" not in err.message
+
+
+@pytest.mark.parametrize(("text", "secret", "expected"), [
+    # a long key goes wherever it stands, glued to other characters or not
+    ("key gw-long-test-key-placeholder-0001 unknown", "gw-long-test-key-placeholder-0001", "key [redacted] unknown"),
+    ("Bearergw-long-test-key-placeholder-0001x", "gw-long-test-key-placeholder-0001", "Bearer[redacted]x"),
+    # a short one (a local backend's placeholder) only where it stands alone
+    ("max_tokens too large for key x", "x", "max_tokens too large for key [redacted]"),
+    ('{"gen_ai.request.model": "gen", "k": "Bearer gen"}', "gen", '{"gen_ai.request.model": "[redacted]", "k": "Bearer [redacted]"}'),
+    ("key=sk-1234&sk-1234.", "sk-1234", "key=[redacted]&[redacted]."),
+    ("EMPTYING EMPTY_SET EMPTY2", "EMPTY", "EMPTYING EMPTY_SET EMPTY2"),
+    ("nothing here", "EMPTY", "nothing here"),
+    ("no key at all", None, "no key at all"),
+    ("no key at all", "", "no key at all"),
+])  # fmt: skip
+def test_redact_long_keys_everywhere_short_ones_where_they_stand_alone(
+    text: str, secret: str | None, expected: str
+) -> None:
+    assert redact(text, secret) == expected

@@ -26,6 +26,7 @@ from typing import Any, TextIO
 import orjson
 
 from anthropic_gateway.ops.record import RequestRecord
+from anthropic_gateway.upstream_errors import redact
 
 access = logging.getLogger("anthropic_gateway.access")
 
@@ -158,7 +159,7 @@ class AccessLog:
         line = orjson.dumps(f).decode() if self.fmt == "json" else _console(f)
         line = self.redact(line)
         if rec.secret and rec.secret in line:
-            line = line.replace(rec.secret, "[redacted]")
+            line = redact(line, rec.secret)
         if writer is not None:  # configured and on: every level is written
             writer.write(line)
         else:
