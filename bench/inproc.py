@@ -52,6 +52,10 @@ def _callgrind(on: bool) -> None:
 
 
 class _Flow:
+    """The server protocol's flow control as ClientLeft sees it (connection_limits.py)."""
+
+    read_paused = False
+
     def resume_reading(self) -> None:
         pass
 
