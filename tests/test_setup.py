@@ -67,7 +67,7 @@ print(connection.ChunkReader is None, stream._c_plain_run is None)
     ("name", "setup", "expected"),
     [
         ("anthropic_gateway.httpclient._chunks", "old.Reader = object", "True False"),  # no INTERFACE
-        ("anthropic_gateway.httpclient._chunks", "old.Reader = object; old.INTERFACE = 2", "True False"),
+        ("anthropic_gateway.httpclient._chunks", "old.Reader = object; old.INTERFACE = 1", "True False"),  # before run()
         ("anthropic_gateway.translate._run", "old.plain_run = print", "False True"),
         ("anthropic_gateway.translate._run", "old.plain_run = print; old.INTERFACE = 2", "False True"),
     ],

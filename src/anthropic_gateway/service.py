@@ -169,12 +169,13 @@ class AnswerStream:
         translator's stop, or the client's buffer to drain (meanwhile the upstream is not read)."""
         translator, record, upstream = self.translator, self.record, self.answer.response
         failure: list[Exception] = []
-        feed, write = translator.feed_parts, direct.write
+        feed, feed_run, template, write = translator.feed_parts, translator.feed_run, translator.run_template, direct.write
 
-        def sink(parts: list[bytes]) -> None:
+        def sink(parts: list[bytes], run: bytes | None = None, k: int = 0) -> None:
             try:
-                out = feed(parts)
+                out = feed(parts) if run is None else feed_run(run, k, parts)
                 done = translator.done
+                upstream.run = None if done else template()
                 if out:
                     if self.writes == 0:
                         record.first_token_at = time.perf_counter()
@@ -188,7 +189,7 @@ class AnswerStream:
                             upstream.wake()
             except Exception as err:  # a translator bug: the pump ends the stream with an error event
                 failure.append(err)
-                upstream.sink = None
+                upstream.sink = upstream.run = None
                 upstream.pause()
                 upstream.wake()
                 return
@@ -197,7 +198,7 @@ class AnswerStream:
                 upstream.wake()
 
         pending = upstream.take_parts()
-        upstream.sink = sink
+        upstream.sink = upstream.run_sink = sink
         try:
             if pending:
                 sink(pending)
@@ -218,7 +219,7 @@ class AnswerStream:
                     return
                 await upstream.wait()
         finally:
-            upstream.sink = None
+            upstream.sink = upstream.run = None
 
     def end(self, err: GatewayError) -> bytes:
         """End the stream now with an error event (the drain timed out); ``close()`` follows."""

@@ -158,6 +158,93 @@ def test_the_reader_holds_no_reference_it_should_not() -> None:
     assert sys.getrefcount(tail) == 3  # the reader's, this name's, getrefcount's
 
 
+_P, _S = b'data: {"c":"', b'"}\n\n'  # a template event's envelope, as the translator learns one
+_TPL = (_P, _S, b"<", b">")
+
+
+@with_reader
+def test_the_run_takes_the_leading_template_events_of_a_read() -> None:
+    r = Reader()
+    data = HEAD + wire([_P + b"ab" + _S, _P + b"c" + _S, b"data: [DONE]\n\n", _P + b"d" + _S], b"0\r\n\r\n")
+    text, k, at = r.run(data, len(HEAD), _TPL)
+    assert (text, k) == (b"<ab><c>", 2)
+    assert r.feed(data, at) == [b"data: [DONE]\n\n", _P + b"d" + _S]  # the rest, as feed() cuts it
+    assert r.tail == b"0\r\n\r\n"
+    # nothing to take: a read that does not begin with a whole template event, or the last chunk
+    for first in (b"data: [DONE]\n\n", _P + _S, _P + b'"' + _S, _P + b"\xc3\xa9" + _S, _P + b"\x1f" + _S):
+        assert Reader().run(wire([first, _P + b"x" + _S], b""), 0, _TPL) is None
+    assert Reader().run(b"0\r\n\r\n", 0, _TPL) is None
+    assert Reader().run(b"", 0, _TPL) is None
+
+
+@with_reader
+@pytest.mark.parametrize("cut", [1, 2, 3, 5, 20, 24, 25])
+def test_the_run_takes_only_whole_chunks(cut: int) -> None:
+    # "14\r\n" + 20 bytes + CR LF: a read cut anywhere in the second chunk leaves it to feed()
+    first, second = _P + b"ab" + _S, _P + b"cdef" + _S
+    data = wire([first, second], b"")
+    at_second = len(wire([first], b""))
+    r = Reader()
+    text, k, at = r.run(data[: at_second + cut], 0, _TPL)
+    assert (text, k, at) == (b"<ab>", 1, at_second)
+    pieces = r.feed(data[: at_second + cut], at)
+    pieces += r.feed(data[at_second + cut :])
+    assert b"".join(pieces) == second and r.tail is None
+
+
+@with_reader
+def test_the_run_never_starts_inside_a_chunk_or_a_size_line() -> None:
+    data = wire([_P + b"ab" + _S, _P + b"c" + _S], b"")
+    for cut in (1, 2, 3, 4, 10, len(data) - 2, len(data) - 1):
+        r = Reader()
+        r.feed(data[:cut])
+        assert r.run(data, cut, _TPL) is None  # the reader is mid-chunk: feed() takes the read
+    r = Reader()
+    r.feed(wire([b"x"], b"") + b"1")  # a size line begun
+    assert r.run(wire([_P + b"c" + _S], b""), 0, _TPL) is None
+
+
+@with_reader
+@pytest.mark.parametrize("size", ["1a", "01a", "1A", "0" * 13 + "1a"])
+def test_the_run_reads_sizes_as_feed_does(size: str) -> None:
+    payload = _P + b"x" * (26 - len(_P) - len(_S)) + _S  # 26 bytes: 0x1a
+    data = size.encode() + b"\r\n" + payload + b"\r\n"
+    assert Reader().run(data, 0, _TPL) == (b"<" + b"x" * (26 - len(_P) - len(_S)) + b">", 1, len(data))
+    assert Reader().run(b"0" * (16 - len(size)) + data, 0, _TPL) is None  # 16 digits: past what feed() takes
+    assert Reader().run(data.replace(b"\r\n", b"\n", 1), 0, _TPL) is None
+    assert Reader().run(data[:-2] + b"\n\r", 0, _TPL) is None  # not CR LF after the data: feed() stops there
+
+
+@with_reader
+def test_the_run_checks_its_arguments_and_holds_no_reference() -> None:
+    r = Reader()
+    data = wire([_P + b"a" + _S] * 10, b"")
+    with pytest.raises(ValueError):
+        r.run(data, len(data) + 1, _TPL)
+    with pytest.raises(ValueError):
+        r.run(data, -1, _TPL)
+    with pytest.raises(TypeError):
+        r.run(bytearray(data), 0, _TPL)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        r.run(data, 0, list(_TPL))  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        r.run(data, 0, _TPL[:3])  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        r.run(data, 0, (_P, _S, "<", b">"))  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        r.run(data, 0)  # type: ignore[call-arg]
+    before = [sys.getrefcount(x) for x in (data, *_TPL)]
+    for _ in range(100):
+        taken = r.run(data, 0, _TPL)
+        assert taken is not None and taken[1:] == (10, len(data))
+        counts = sys.getrefcount(taken), sys.getrefcount(taken[0])
+        assert counts == (2, 2)  # this name's (the tuple's) and getrefcount's own
+    assert [sys.getrefcount(x) for x in (data, *_TPL)] == before
+    assert r.feed(b"0\r\n\r\n") == [] and r.tail == b"0\r\n\r\n"  # still at a size line
+    with pytest.raises(RuntimeError):
+        r.run(data, 0, _TPL)  # stopped: not used again
+
+
 # --- the connection, with and without the reader --------------------------------------------------
 
 
@@ -197,9 +284,14 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
     loop.close()
 
 
-def _observe(loop: asyncio.AbstractEventLoop, responses: list[list[bytes]], use_reader: bool, sink: bool) -> list[Any]:
+def _observe(
+    loop: asyncio.AbstractEventLoop, responses: list[list[bytes]], use_reader: bool, sink: bool,
+    run: tuple[bytes, bytes, bytes, bytes] | None = None, joined: bool = False,
+) -> list[Any]:  # fmt: skip
     """What a response's owner sees of each response on one connection (each a list of reads), read
-    by read, with or without the reader."""
+    by read, with or without the reader. With ``run`` (a template whose head and tail are its own
+    prefix and suffix, so that a run's text_deltas are its pieces' bytes) a read's run goes to the
+    run sink: what each read delivered is then compared joined."""
     saved = connection.ChunkReader
     connection.ChunkReader = saved if use_reader else None
     try:
@@ -217,10 +309,15 @@ def _observe(loop: asyncio.AbstractEventLoop, responses: list[list[bytes]], use_
             got: list[list[bytes]] = []
             if sink:
                 response.sink = got.append
+            if run is not None:
+                response.run = run
+                response.run_sink = lambda pieces, text, k, got=got: got.append([text, *pieces])
             for data in reads:
                 conn.data_received(data)
                 delivered = [p for g in got for p in g] + response.take_parts()
                 got.clear()
+                if joined:
+                    delivered = [b"".join(delivered)] if delivered else []
                 seen.append(("read", delivered, response.status, response.finished, response.ended))
             error = response.error
             seen.append((
@@ -322,6 +419,58 @@ def test_a_well_formed_stream_goes_through_the_reader(
     assert seen == _observe(loop, [reads, [HEAD + wire([b"again"])]], False, True)
     assert b"".join(p for s in seen if s[0] == "read" for p in s[1]) == b"".join(payloads) + b"again"
     assert seen[-1] == ["put", "put"]  # both went back to the pool: the parser was left ready
+
+
+@st.composite
+def _templated(draw: st.DrawFn) -> bytes:
+    """A stream whose chunks are mostly template events (plain texts, some needing escapes, empty
+    ones), with others between them, maybe malformed as _response's are."""
+    texts = st.one_of(
+        st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=6).map(str.encode),
+        st.binary(max_size=6),
+    )
+    payloads = draw(st.lists(st.one_of(texts.map(lambda t: _P + t + _S), texts.map(lambda t: _P + t + _S),
+                                       st.binary(min_size=1, max_size=40)), max_size=20))  # fmt: skip
+    head = draw(st.sampled_from([HEAD, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"]))
+    data = head + b"".join(draw(_size_line(len(p))) + p + b"\r\n" for p in payloads) + b"0\r\n\r\n"
+    if draw(st.integers(0, 3)) == 0:
+        at = draw(st.integers(len(head), len(data)))
+        byte = draw(st.sampled_from([b"\r", b"\n", b"0", b"a", b";", b" ", b"x", b"\x00"]))
+        data = data[:at] + byte + data[at + draw(st.integers(0, 1)) :]
+    return data
+
+
+@with_reader
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    first=st.one_of(_templated(), _response()),
+    second=_templated(),
+    cuts=st.lists(st.integers(0, 10_000), max_size=12),
+    cuts2=st.lists(st.integers(0, 10_000), max_size=6),
+)
+def test_the_readers_run_and_httptools_agree(
+    loop: asyncio.AbstractEventLoop, first: bytes, second: bytes, cuts: list[int], cuts2: list[int]
+) -> None:
+    responses = [_split(first, cuts), _split(second, cuts2)]
+    tpl = (_P, _S, _P, _S)
+    assert _observe(loop, responses, True, True, tpl, True) == _observe(loop, responses, False, True, None, True)
+
+
+@with_reader
+def test_the_usual_read_goes_to_the_run_sink(loop: asyncio.AbstractEventLoop) -> None:
+    pool = _Pool(loop)
+    conn = Connection(pool, ("http", "x", 1))  # type: ignore[arg-type]
+    conn.connection_made(_Transport())  # type: ignore[arg-type]
+    response = conn.response = Response(conn, 60.0, loop.time() + 60.0)
+    got: list[Any] = []
+    response.sink = got.append
+    response.run_sink = lambda pieces, text, k: got.append((text, k, pieces))
+    conn.data_received(HEAD + wire([_P + b"a" + _S], b""))
+    assert got == [[_P + b"a" + _S]]  # no template set: pieces
+    response.run = _TPL
+    conn.data_received(wire([_P + b"b" + _S, _P + b"cd" + _S, b"data: [DONE]\n\n"], b"0\r\n\r\n"))
+    assert got[1:] == [(b"<b><cd>", 2, [b"data: [DONE]\n\n"])]
+    assert conn.reader is None and response.ended and response._keep  # the last chunk was httptools'
 
 
 @with_reader

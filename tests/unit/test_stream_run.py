@@ -126,3 +126,104 @@ def test_the_usual_read_takes_the_c_run(monkeypatch: pytest.MonkeyPatch) -> None
     assert out.startswith(t._text_head() + b"x" + stream._TEXT_TAIL + t._text_head() + b"yz" + stream._TEXT_TAIL)
     assert (t.pieces - pieces, t.chars - chars) == (2, 3)
     assert t.saw_done
+
+
+# --- the reader's run (httpclient/_chunks.c, Reader.run) and feed_run ------------------------------
+
+_Reader: Any = None
+try:
+    from anthropic_gateway.httpclient import connection as _connection
+
+    _Reader = _connection.ChunkReader
+except ImportError:  # pragma: no cover
+    pass
+with_reader = pytest.mark.skipif(_Reader is None, reason="the C extension anthropic_gateway.httpclient._chunks is not built")
+
+
+def _wire(pieces: list[bytes]) -> bytes:
+    return b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces)
+
+
+def _through_the_reader(reads: list[list[bytes]], budget: int | None) -> tuple[list[bytes], Any, list[int]]:
+    """Each read as the connection hands it over with a run template set: the reader's leading run
+    of template events to feed_run with the rest of the read's pieces, else the pieces to feed_parts."""
+    t = _learned()
+    t.budget = budget
+    reader = _Reader()
+    out, runs = [], []
+    for pieces in reads:
+        data = _wire(pieces)
+        tpl = None if t.done else t.run_template()
+        taken = reader.run(data, 0, tpl) if tpl is not None else None
+        if taken is None:
+            out.append(t.feed_parts(reader.feed(data)))
+            runs.append(0)
+        else:
+            text, k, at = taken
+            out.append(t.feed_run(text, k, reader.feed(data, at) if at < len(data) else []))
+            runs.append(k)
+    out.append(t.finish())
+    return out, (t.pieces, t.chars, t.error and t.error.message, t.saw_done, t.over_budget), runs
+
+
+def _as_pieces(reads: list[list[bytes]], budget: int | None) -> tuple[list[bytes], Any]:
+    t = _learned()
+    t.budget = budget
+    out = [t.feed_parts(r) for r in reads]
+    out.append(t.finish())
+    return out, (t.pieces, t.chars, t.error and t.error.message, t.saw_done, t.over_budget)
+
+
+_plain = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E, exclude_characters='"\\'),
+                 min_size=1, max_size=6).map(str.encode)  # the run's texts
+
+
+# a read's pieces: template events (mostly with plain texts: the run's), the answer's end, anything
+_piece = st.one_of(
+    _body.map(_event), _plain.map(_event), _plain.map(_event), st.sampled_from(_END[:2]), st.binary(min_size=1, max_size=30)
+)
+
+
+@with_reader
+@settings(max_examples=400, deadline=None)
+@given(
+    reads=st.lists(st.lists(_piece, min_size=1, max_size=8), min_size=1, max_size=5),
+    end=st.integers(0, 3),
+    budget=st.sampled_from([None, None, 3, 8, 20]),
+)
+def test_the_readers_run_and_feed_parts_agree(reads: list[list[bytes]], end: int, budget: int | None) -> None:
+    reads[-1] += _END[:end]
+    got, state, _ = _through_the_reader(reads, budget)
+    assert (got, state) == _as_pieces(reads, budget)
+
+
+@with_reader
+def test_the_usual_read_is_the_readers_run() -> None:
+    reads = [[_event(b"x"), _event(b"yz")], [_event(b"q"), *_END]]
+    got, state, runs = _through_the_reader(reads, None)
+    assert runs == [2, 1]  # every template event of both reads taken by the reader
+    head, tail = _learned()._text_head(), stream._TEXT_TAIL
+    assert got[0] == head + b"x" + tail + head + b"yz" + tail
+    assert got[1].startswith(head + b"q" + tail)
+    assert (got, state) == _as_pieces(reads, None)
+
+
+@with_reader
+@pytest.mark.parametrize("budget", [3, 4, 5])
+def test_a_run_past_the_budget_ends_the_answer_as_the_pieces_do(budget: int) -> None:
+    reads = [[_event(b"a")], [_event(b"b"), _event(b"c")], [_event(b"d"), *_END]]
+    got, state, runs = _through_the_reader(reads, budget)
+    assert runs[0] == 1
+    assert state[-1] is True  # over budget
+    assert (got, state) == _as_pieces(reads, budget)
+
+
+def test_run_template_is_none_off_the_template_path() -> None:
+    t = StreamTranslator(RequestContext(client_model="claude-x", target_is_claude=False), "msg_x")
+    assert t.run_template() is None  # nothing learned yet
+    t = _learned()
+    tpl = t.run_template()
+    assert tpl == (t._read_prefix, t._read_suffix, t._text_head(), stream._TEXT_TAIL)
+    assert t.run_template() is tpl  # kept while it holds
+    t.feed_parts(_END)
+    assert t.run_template() is None

@@ -14,6 +14,15 @@
  * own, byte for byte. Bytes after a chunk's data that are not CR LF (llhttp accepts nothing else there)
  * stop it with tail b"\r": not a size line, so httptools raises its parser error as it would have.
  * After a stop the reader is not used again.
+ *
+ * Reader.run(data, start, template) takes a read's leading run of whole data chunks (size line, data
+ * and CR LF all in this read) that are each one template event of the stream translator: `prefix` +
+ * text + `suffix`, the text non-empty printable ASCII without a quote or a backslash (its JSON string
+ * body is the text itself), as translate/_run.c's plain_run checks them. It returns (head + text1 +
+ * tail + head + text2 + tail + ..., k, at): what plain_run builds from the k pieces feed() would have
+ * cut, with no bytes per chunk, and the offset of the first byte it did not take; the reader is then
+ * where it was (at a size line's start), and feed(data, at) takes the rest of the read. None, with
+ * nothing taken, when the reader is not at a size line's start or the first chunk is not such an event.
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -171,6 +180,128 @@ fail:
 }
 
 static int
+plain(const unsigned char *s, Py_ssize_t n)
+{
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned char c = s[i];
+        if (c < 0x20 || c >= 0x80 || c == '"' || c == '\\')
+            return 0;
+    }
+    return 1;
+}
+
+/* The data chunk at p (a size line's start), all of it before end: its data's length (>= 1), *data
+ * set to where the data begins; 0 when it is not whole in [p, end) or not the strict form feed()
+ * takes (1..MAX_DIGITS hex digits, CR LF, the data, CR LF). */
+static inline Py_ssize_t
+whole_chunk(const char *p, const char *end, const char **data)
+{
+    unsigned long long value = 0;
+    int digits = 0;
+    int h;
+    while (p < end && digits < MAX_DIGITS && (h = HEX[(unsigned char)*p]) >= 0) {
+        value = (value << 4) | (unsigned long long)h;
+        digits++;
+        p++;
+    }
+    if (digits == 0 || value == 0 || end - p < 2 || p[0] != '\r' || p[1] != '\n')
+        return 0;
+    p += 2;
+    Py_ssize_t avail = end - p;
+    if (avail < 2 || value > (unsigned long long)(avail - 2))
+        return 0;
+    Py_ssize_t n = (Py_ssize_t)value;
+    if (p[n] != '\r' || p[n + 1] != '\n')
+        return 0;
+    *data = p;
+    return n;
+}
+
+#define RUN_MAX 256 /* events taken per call: a longer run's rest goes through feed() */
+
+static PyObject *
+Reader_run(Reader *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "run(data, start, template)");
+        return NULL;
+    }
+    if (!PyBytes_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "run() takes bytes");
+        return NULL;
+    }
+    Py_ssize_t size = PyBytes_GET_SIZE(args[0]);
+    Py_ssize_t start = PyLong_AsSsize_t(args[1]);
+    if (start == -1 && PyErr_Occurred())
+        return NULL;
+    if (start < 0 || start > size) {
+        PyErr_SetString(PyExc_ValueError, "start out of range");
+        return NULL;
+    }
+    PyObject *tpl = args[2];
+    if (!PyTuple_CheckExact(tpl) || PyTuple_GET_SIZE(tpl) != 4) {
+        PyErr_SetString(PyExc_TypeError, "template must be a tuple (prefix, suffix, head, tail)");
+        return NULL;
+    }
+    for (int i = 0; i < 4; i++) {
+        if (!PyBytes_CheckExact(PyTuple_GET_ITEM(tpl, i))) {
+            PyErr_SetString(PyExc_TypeError, "template must be a tuple of four bytes");
+            return NULL;
+        }
+    }
+    if (self->state == S_STOPPED) {
+        PyErr_SetString(PyExc_RuntimeError, "the reader has stopped");
+        return NULL;
+    }
+    if (self->state != S_LINE || self->line_len || self->digits || self->cr)
+        Py_RETURN_NONE; /* inside a chunk or a size line: feed() takes the read */
+    PyObject *bp = PyTuple_GET_ITEM(tpl, 0), *bs = PyTuple_GET_ITEM(tpl, 1);
+    PyObject *bh = PyTuple_GET_ITEM(tpl, 2), *bt = PyTuple_GET_ITEM(tpl, 3);
+    const char *prefix = PyBytes_AS_STRING(bp), *suffix = PyBytes_AS_STRING(bs);
+    const char *head = PyBytes_AS_STRING(bh), *tail = PyBytes_AS_STRING(bt);
+    Py_ssize_t np = PyBytes_GET_SIZE(bp), ns = PyBytes_GET_SIZE(bs);
+    Py_ssize_t nh = PyBytes_GET_SIZE(bh), nt = PyBytes_GET_SIZE(bt);
+    /* `data` and the template are bytes (immutable) held by the caller; nothing here calls back into
+     * Python between the check and the copy. */
+    const char *data = PyBytes_AS_STRING(args[0]);
+    const char *end = data + size, *p = data + start;
+    const char *texts[RUN_MAX];
+    Py_ssize_t lengths[RUN_MAX];
+    Py_ssize_t k = 0, total = 0;
+    while (p < end && k < RUN_MAX) {
+        const char *s = NULL;
+        Py_ssize_t n = whole_chunk(p, end, &s);
+        if (n <= np + ns || memcmp(s, prefix, (size_t)np) != 0 || memcmp(s + n - ns, suffix, (size_t)ns) != 0)
+            break;
+        Py_ssize_t text = n - np - ns;
+        if (!plain((const unsigned char *)s + np, text))
+            break;
+        if (text > PY_SSIZE_T_MAX - total - nh - nt)
+            break; /* cannot happen for bytes in memory; the sum must not wrap */
+        total += nh + text + nt;
+        texts[k] = s + np;
+        lengths[k] = text;
+        k++;
+        p = s + n + 2;
+    }
+    if (k == 0)
+        Py_RETURN_NONE;
+    PyObject *out = PyBytes_FromStringAndSize(NULL, total);
+    if (out == NULL)
+        return NULL;
+    char *w = PyBytes_AS_STRING(out);
+    for (Py_ssize_t i = 0; i < k; i++) {
+        memcpy(w, head, (size_t)nh);
+        w += nh;
+        memcpy(w, texts[i], (size_t)lengths[i]);
+        w += lengths[i];
+        memcpy(w, tail, (size_t)nt);
+        w += nt;
+    }
+    return Py_BuildValue("(Nnn)", out, k, (Py_ssize_t)(p - data));
+}
+
+static int
 Reader_init(Reader *self, PyObject *args, PyObject *kwds)
 {
     if (PyTuple_GET_SIZE(args) || (kwds && PyDict_GET_SIZE(kwds))) {
@@ -214,6 +345,9 @@ Reader_get_tail(Reader *self, void *closure)
 static PyMethodDef Reader_methods[] = {
     {"feed", (PyCFunction)(void (*)(void))Reader_feed, METH_FASTCALL,
      "feed(data, start=0): the chunk payloads in data[start:], as httptools' on_body would give them"},
+    {"run", (PyCFunction)(void (*)(void))Reader_run, METH_FASTCALL,
+     "run(data, start, (prefix, suffix, head, tail)): the leading run of whole template events in "
+     "data[start:] as (text_deltas, k, at), or None"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -260,7 +394,7 @@ PyInit__chunks(void)
         return NULL;
     /* INTERFACE: connection.py uses this build only when it says the interface it was written for */
     if (PyModule_AddObjectRef(m, "Reader", (PyObject *)&ReaderType) < 0
-        || PyModule_AddIntConstant(m, "INTERFACE", 1) < 0) {
+        || PyModule_AddIntConstant(m, "INTERFACE", 2) < 0) {
         Py_DECREF(m);
         return NULL;
     }

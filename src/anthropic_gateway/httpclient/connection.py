@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 # The optional C extension (_chunks.c); without it httptools cuts every chunk, as it always did. A
 # build of another interface (a tree pulled and not rebuilt) is not used: the Python path is.
-CHUNKS_INTERFACE = 1
+CHUNKS_INTERFACE = 2
 ChunkReader: type[Reader] | None
 try:
     from anthropic_gateway.httpclient._chunks import INTERFACE as _INTERFACE
@@ -93,6 +93,21 @@ class Connection(asyncio.Protocol):
             reader = self.reader = ChunkReader()
             pieces = reader.feed(data, cut)
         else:
+            run = response.run
+            if run is not None and response.sink is not None and not response._buf:
+                # The streamed answer's usual read, its leading template events turned into their
+                # text_deltas by the reader (no bytes per chunk); the rest of the read as pieces.
+                ran = reader.run(data, 0, run)
+                if ran is not None:
+                    text, k, at = ran
+                    pieces = reader.feed(data, at) if at < len(data) else []
+                    tail = reader.tail
+                    if tail is not None:
+                        self.reader = None
+                    response.run_sink(pieces, text, k)
+                    if tail is not None:  # the last chunk, or anything unusual: httptools from there on
+                        self._parse(response, tail)
+                    return
             pieces = reader.feed(data)
         tail = reader.tail
         if tail is not None:  # stopped at the last chunk or at anything unusual: httptools from there on
@@ -169,6 +184,10 @@ class Connection(asyncio.Protocol):
             response.complete(self.parser.should_keep_alive())
 
 
+def _no_run_sink(pieces: list[bytes], run: bytes, k: int) -> None:  # pragma: no cover - run is None without one
+    raise RuntimeError("a run template without a run sink")
+
+
 class Response:
     """An upstream response: ``status`` and ``headers`` once ``wait_headers()`` returned, then the body
     through ``readany()`` / ``read()``. The owner ends it with ``release()`` (back to the pool if the
@@ -199,6 +218,11 @@ class Response:
         # Set: the body goes to this callback as it arrives (once per socket read, from data_received,
         # as the parser cut it: one piece per HTTP chunk) instead of waiting in the buffer for readany().
         self.sink: Callable[[list[bytes]], None] | None = None
+        # Set with the sink, when the body's reader is the C one: a read's leading run of the stream
+        # translator's template events (see _chunks.c's Reader.run) goes to run_sink as its
+        # text_deltas (the pieces after the run, the run's bytes, its event count), not as pieces.
+        self.run: tuple[bytes, bytes, bytes, bytes] | None = None
+        self.run_sink: Callable[[list[bytes], bytes, int], None] = _no_run_sink
         self._idle = idle_timeout
         self._deadline = deadline
         # One timer for both limits, at whichever comes first (a timer armed and cancelled per
@@ -349,7 +373,8 @@ class Response:
                 self._size = 0
             data = parts.copy()
             parts.clear()
-            sink(data)
+            if data:  # (a parser error after a read's last piece: nothing more to deliver)
+                sink(data)
             return
         buf += parts
         parts.clear()

@@ -244,6 +244,7 @@ class StreamTranslator:
         self._head: bytes | None = None  # set while the next read may take the template path
         self._head_index = -1
         self._head_bytes = b""
+        self._run_tpl: tuple[bytes, bytes, bytes, bytes] | None = None  # run_template()'s, kept while it holds
 
     @property
     def done(self) -> bool:
@@ -326,6 +327,33 @@ class StreamTranslator:
             if parts:
                 run = self._run(parts) if len(parts) > 1 and self._head is not None else None
                 data += run if run is not None else self._translate(b"".join(parts))
+        budget = self.budget
+        if budget is not None and (self.pieces > budget or self.chars > budget * MAX_CHARS_PER_TOKEN) and not self.done:
+            self._head = None
+            self._over_budget(budget)
+        return data
+
+    def run_template(self) -> tuple[bytes, bytes, bytes, bytes] | None:
+        """While the next read may take the template path: (prefix, suffix, head, tail) of a template
+        event as whole-read bytes and of its text_delta around the text, for a reader that builds a
+        run of them itself (httpclient/_chunks.c's Reader.run); else None."""
+        head = self._head
+        if head is None:
+            return None
+        tpl = self._run_tpl
+        if tpl is None or tpl[2] is not head:
+            tpl = self._run_tpl = (self._read_prefix, self._read_suffix, head, _TEXT_TAIL)
+        return tpl
+
+    def feed_run(self, run: bytes, k: int, rest: list[bytes]) -> bytes:
+        """One network read whose first ``k`` pieces were template events with plain texts (as
+        ``run_template()`` gave them), their text_deltas ``run`` built by the reader, then the read's
+        other pieces ``rest``: exactly what ``feed_parts`` of all the read's pieces gives."""
+        head = self._head
+        assert head is not None
+        self.pieces += k
+        self.chars += len(run) - k * (len(head) + len(_TEXT_TAIL))
+        data = run + self.feed_parts(rest) if rest else run
         budget = self.budget
         if budget is not None and (self.pieces > budget or self.chars > budget * MAX_CHARS_PER_TOKEN) and not self.done:
             self._head = None
