@@ -219,7 +219,9 @@ class AnswerStream:
                     return
                 await upstream.wait()
         finally:
-            upstream.sink = upstream.run = None
+            # (the sink holds the upstream response: left set, the two would stay in a reference
+            # cycle until the garbage collector's next pass)
+            upstream.sink = upstream.run_sink = upstream.run = None
 
     def end(self, err: GatewayError) -> bytes:
         """End the stream now with an error event (the drain timed out); ``close()`` follows."""

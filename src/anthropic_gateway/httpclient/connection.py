@@ -93,8 +93,8 @@ class Connection(asyncio.Protocol):
             reader = self.reader = ChunkReader()
             pieces = reader.feed(data, cut)
         else:
-            run = response.run
-            if run is not None and response.sink is not None and not response._buf:
+            run, run_sink = response.run, response.run_sink
+            if run is not None and run_sink is not None and response.sink is not None and not response._buf:
                 # The streamed answer's usual read, its leading template events turned into their
                 # text_deltas by the reader (no bytes per chunk); the rest of the read as pieces.
                 ran = reader.run(data, 0, run)
@@ -104,7 +104,7 @@ class Connection(asyncio.Protocol):
                     tail = reader.tail
                     if tail is not None:
                         self.reader = None
-                    response.run_sink(pieces, text, k)
+                    run_sink(pieces, text, k)
                     if tail is not None:  # the last chunk, or anything unusual: httptools from there on
                         self._parse(response, tail)
                     return
@@ -184,10 +184,6 @@ class Connection(asyncio.Protocol):
             response.complete(self.parser.should_keep_alive())
 
 
-def _no_run_sink(pieces: list[bytes], run: bytes, k: int) -> None:  # pragma: no cover - run is None without one
-    raise RuntimeError("a run template without a run sink")
-
-
 class Response:
     """An upstream response: ``status`` and ``headers`` once ``wait_headers()`` returned, then the body
     through ``readany()`` / ``read()``. The owner ends it with ``release()`` (back to the pool if the
@@ -221,8 +217,9 @@ class Response:
         # Set with the sink, when the body's reader is the C one: a read's leading run of the stream
         # translator's template events (see _chunks.c's Reader.run) goes to run_sink as its
         # text_deltas (the pieces after the run, the run's bytes, its event count), not as pieces.
+        # The owner clears both with the sink: a sink is a closure that holds this response.
         self.run: tuple[bytes, bytes, bytes, bytes] | None = None
-        self.run_sink: Callable[[list[bytes], bytes, int], None] = _no_run_sink
+        self.run_sink: Callable[[list[bytes], bytes, int], None] | None = None
         self._idle = idle_timeout
         self._deadline = deadline
         # One timer for both limits, at whichever comes first (a timer armed and cancelled per
