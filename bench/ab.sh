@@ -70,7 +70,8 @@ import json, sys
 d = json.load(open(sys.argv[1]))
 (u0, s0), (u1, s1) = (map(int, a.split(",")) for a in sys.argv[3:5])
 per = 1000 / int(sys.argv[5]) / max(d['total_started'], 1)  # ms per request per tick
-print(f"{sys.argv[2]:>8}  {d['rps']:8.1f} req/s  errors {d['errors']}  gateway CPU {(u1 - u0 + s1 - s0) * per:.3f} ms/req"
+print(f"{sys.argv[2]:>8}  {d['rps']:8.1f} req/s  p50 {d['latency_ms']['p50']:.3f} ms  errors {d['errors']}"
+      f"  gateway CPU {(u1 - u0 + s1 - s0) * per:.3f} ms/req"
       f"  (user {(u1 - u0) * per:.3f}, system {(s1 - s0) * per:.3f})")
 PY
 }

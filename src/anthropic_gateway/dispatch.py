@@ -65,6 +65,23 @@ def _call_info(req: MessagesRequest, candidate: Route, estimate: int, client_key
                     key_sent=key is not None, key_hint=key_hint(candidate.backend))  # fmt: skip
 
 
+class _Sent:
+    """``Pool.request``'s ``on_sent``: the call's CallInfo (and so the estimate, counted then if it
+    was not yet), made once the request is written; ``info`` stays None until it is called."""
+
+    __slots__ = ("candidate", "client_key_used", "counted", "info", "key", "req")
+
+    def __init__(self, req: MessagesRequest, candidate: Route, counted: Callable[[], int], client_key_used: bool,
+                 key: str | None) -> None:  # fmt: skip
+        self.req, self.candidate, self.counted = req, candidate, counted
+        self.client_key_used, self.key = client_key_used, key
+        self.info: CallInfo | None = None
+
+    def __call__(self) -> CallInfo:
+        info = self.info = _call_info(self.req, self.candidate, self.counted(), self.client_key_used, self.key)
+        return info
+
+
 def _retry_after(err: GatewayError) -> float | None:
     value = err.headers.get("retry-after")
     try:
@@ -166,15 +183,17 @@ async def _send(
                 record.retries += 1
             # No max_concurrency: acquire() would answer at once with its no-op release (no coroutine here)
             slot = no_slot if candidate.backend.max_concurrency is None else await upstream.acquire(candidate.backend)
+            # The estimate (when still to count) and the call's CallInfo are made right after the
+            # request's write, while the upstream works: not between its answer and the client's.
+            sent = _Sent(req, candidate, counted, client_key_used, key)
             try:
-                response = await upstream.post(candidate.backend, payload, key, stream=stream,
-                                               on_sent=None if known is not None else counted)  # fmt: skip
+                response = await upstream.post(candidate.backend, payload, key, stream=stream, on_sent=sent)
             except GatewayError as err:
                 slot()
                 last = err
             else:
                 record.upstream_status = response.status
-                info = _call_info(req, candidate, counted(), client_key_used, key)
+                info = sent.info or sent()
                 if 200 <= response.status < 300:
                     return Answer(response, ctx, candidate, info, slot, key, info.input_estimate)
                 try:

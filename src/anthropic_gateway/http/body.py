@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import orjson
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -16,8 +17,32 @@ class ClientDisconnected(Exception):
     """The client went away before its request was read or answered: nobody to answer."""
 
 
+_CONTENT_TYPE = (b"content-type", b"application/json")
+
+
 class JSONResponse(Response):
     media_type = "application/json"
+
+    def __init__(self, content: Any = None, status_code: int = 200, headers: Mapping[str, str] | None = None,
+                 media_type: str | None = None, background: BackgroundTask | None = None) -> None:  # fmt: skip
+        if media_type is not None or background is not None or status_code < 200 or status_code in (204, 304):
+            super().__init__(content, status_code, headers, media_type, background)
+            return
+        # Starlette's __init__ and init_headers, written out for the usual case (every answer and
+        # error): the given headers, then content-length and content-type unless given.
+        self.status_code = status_code
+        self.background = None
+        self.body = body = self.render(content)
+        if headers is None:
+            self.raw_headers = [(b"content-length", b"%d" % len(body)), _CONTENT_TYPE]
+            return
+        raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+        keys = [k for k, _ in raw]
+        if b"content-length" not in keys:
+            raw.append((b"content-length", b"%d" % len(body)))
+        if b"content-type" not in keys:
+            raw.append(_CONTENT_TYPE)
+        self.raw_headers = raw
 
     def render(self, content: Any) -> bytes:
         return content if isinstance(content, bytes) else orjson.dumps(content)
