@@ -303,3 +303,33 @@ def test_tool_use_stop_reason_survives_later_text_in_stream() -> None:
     message = _stream_only([tool(0, "call_1", "f", "{}"), text("after"), finish("stop")])
     assert message["stop_reason"] == "tool_use"
     assert [b["type"] for b in message["content"]] == ["tool_use", "text"]
+
+
+# --- the usual answer's fast path (to_anthropic_message's _plain) ------------------------------
+
+PLAIN = [
+    {"choices": [{"message": {"role": "assistant", "content": "Hello"}, "finish_reason": "stop"}]},
+    {"choices": [{"message": {"role": "assistant", "content": "Hel", "refusal": None, "annotations": [],
+                              "reasoning": None, "tool_calls": []}, "finish_reason": "length"}],
+     "usage": {"prompt_tokens": 12, "completion_tokens": 3, "prompt_tokens_details": {"cached_tokens": 4}}},
+    {"choices": [{"message": {"role": "assistant", "content": None}, "finish_reason": "content_filter"}]},
+    {"choices": [{"message": {"role": "assistant", "content": ""}, "finish_reason": None,
+                  "native_finish_reason": "pause_turn"}], "usage": {}},
+    {"choices": [{"message": {"content": "x", "reasoning_content": ""}, "finish_reason": "tool_calls"}],
+     "model": "m", "usage": {"prompt_tokens": 5, "completion_tokens": 1, "cost": 0.1}},
+    {"choices": [{"message": {"content": "x"}, "finish_reason": "stop", "native_finish_reason": "max_tokens"}]},
+]
+
+
+@pytest.mark.parametrize("completion", PLAIN)
+def test_a_plain_answer_is_the_general_paths_message(completion: dict[str, Any]) -> None:
+    from anthropic_gateway.translate.response import _plain, to_anthropic_message
+    from anthropic_gateway.upstream_errors import CallInfo
+
+    ctx, info = RequestContext(client_model="claude-x", target_is_claude=False), CallInfo(input_estimate=7)
+    assert _plain(completion, ctx) is not None
+    assert _plain({**completion, "error": None}, ctx) is None
+    fast = to_anthropic_message(completion, ctx, MESSAGE_ID, info)
+    # "error": null is no error to the general path, and keeps the answer off the fast one
+    general = to_anthropic_message({**completion, "error": None}, ctx, MESSAGE_ID, info)
+    assert json.dumps(fast) == json.dumps(general)  # the same message, key order included

@@ -31,6 +31,15 @@ def to_anthropic_message(
 ) -> dict[str, Any]:
     """Raises GatewayError when the 200 body carries an error instead of an answer."""
     info = info or CallInfo()
+    fast = _plain(completion, ctx)
+    if fast is not None:
+        choice, text = fast
+        return {
+            "id": message_id, "type": "message", "role": "assistant", "model": ctx.client_model,
+            "content": [{"type": "text", "text": text}] if text else [],
+            "stop_reason": stop_reason_for(choice.get("finish_reason"), choice.get("native_finish_reason"), False),
+            "stop_sequence": None, "usage": anthropic_usage(completion.get("usage"), info.input_estimate),
+        }  # fmt: skip
     if not isinstance(completion, dict):
         raise APIError("The upstream returned a response that is not a JSON object", status=502)
     if completion.get("error") is not None:
@@ -100,6 +109,30 @@ def to_anthropic_message(
     elif isinstance(completion.get("context_management"), dict):  # an upstream that applied it natively
         message["context_management"] = completion["context_management"]
     return message
+
+
+def _plain(completion: Any, ctx: RequestContext) -> tuple[dict[str, Any], str] | None:
+    """(the choice, its text) for the usual answer - one choice whose message has a text (or none) and
+    no refusal, reasoning or tool call, no error, to a request without stop sequences, web search or
+    context management - which the general path below turns into the same message; None otherwise."""
+    if type(completion) is not dict or ctx.stop_sequences or ctx.web_search_query is not None:
+        return None
+    if ctx.context_management is not None or "error" in completion or "context_management" in completion:
+        return None
+    choices = completion.get("choices")
+    if type(choices) is not list or not choices:
+        return None
+    choice = choices[0]
+    if type(choice) is not dict or "error" in choice or choice.get("finish_reason") == "error":
+        return None
+    msg = choice.get("message")
+    if type(msg) is not dict or msg.get("tool_calls") or msg.get("refusal") or msg.get("reasoning") or msg.get(
+        "reasoning_content") or msg.get("reasoning_details"):  # fmt: skip
+        return None
+    text = msg.get("content")
+    if text is None:
+        return choice, ""
+    return (choice, text) if type(text) is str else None
 
 
 def _upstream_matched(choice: dict[str, Any], sequences: list[str]) -> str | None:
